@@ -1,0 +1,3 @@
+from thermal_visible_fusion.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""``tvf``: one console script for every tool (``python -m thermal_visible_fusion`` too).
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``main(args) -> int``; modules are imported only when their command runs, so
+``tvf metrics`` never pays for rclpy or torch start-up it does not need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("thermal_visible_fusion.ros.demo", "run the node on a synthetic or recorded scene"),
+    "fuse": ("thermal_visible_fusion.tools.fuse", "fuse an mp4 pair or two frame folders offline"),
+    "metrics": ("thermal_visible_fusion.tools.metrics_cli", "fusion quality metrics of fused images"),
+    "benchmark": ("thermal_visible_fusion.ros.benchmark", "throughput and latency of the running node"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tvf", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text).set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    # Parse the command first, then let its module add its own arguments.
+    known, _ = parser.parse_known_args(argv[:1] or ["--help"])
+    module = importlib.import_module(known._module)
+    command_parser = argparse.ArgumentParser(prog=f"tvf {known.command}",
+                                             description=COMMANDS[known.command][1])
+    module.add_arguments(command_parser)
+    return int(module.main(command_parser.parse_args(argv[1:])) or 0)
