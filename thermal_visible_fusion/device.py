@@ -1,0 +1,42 @@
+"""Torch device selection shared by the node, the tools and the learned fuser."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def validate_device(spec: str) -> str | None:
+    """Return why ``spec`` is not a valid device parameter, or None when it is."""
+    if not _DEVICE_PATTERN.match(spec):
+        return f"device must be 'auto', 'cpu' or 'cuda[:N]', got {spec!r}"
+    return None
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """Turn a device parameter into a torch.device; 'auto' takes CUDA when available.
+
+    Asking for CUDA on a machine without it is an error rather than a silent fallback,
+    so a robot misconfigured for its GPU says so at start-up.
+    """
+    problem = validate_device(spec)
+    if problem:
+        raise ValueError(problem)
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {spec!r} requested but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {spec!r} requested but only "
+                             f"{torch.cuda.device_count()} CUDA device(s) exist")
+    return device
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """Half precision on CUDA (twice the throughput, fusion needs no more), float32 on CPU."""
+    return torch.float16 if device.type == "cuda" else torch.float32
