@@ -1,0 +1,132 @@
+"""Every node parameter in one table: name, default, meaning and its check.
+
+The node declares its parameters from this table, ``config/fusion.yaml`` must
+list the same names (a test checks), and the README's reference is this table.
+It is ROS-free so tools and tests validate parameters without a running node.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from thermal_visible_fusion.device import validate_device
+from thermal_visible_fusion.fusers import FUSER_NAMES
+
+QOS_CHOICES = ("sensor_data", "reliable")
+Check = Callable[[Any], "str | None"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    check: Check
+    runtime: bool = True  # False: read-only, takes effect only at start
+
+
+def _choice(options: tuple[str, ...]) -> Check:
+    return lambda v: None if v in options else f"must be one of {', '.join(options)}, got {v!r}"
+
+
+def _number(low: float, high: float = math.inf, *, integer: bool = False) -> Check:
+    def check(value: Any) -> str | None:
+        kind = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+            return f"must be {'an integer' if integer else 'a number'}, got {value!r}"
+        if not low <= value <= high:
+            return f"must be in [{low}, {high}], got {value}"
+        return None
+    return check
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+
+
+def _string(value: Any) -> str | None:
+    return None if isinstance(value, str) else f"must be a string, got {value!r}"
+
+
+def _homography(value: Any) -> str | None:
+    values = list(value) if isinstance(value, (list, tuple)) else None
+    if values is None or len(values) not in (0, 9):
+        return "must be empty (plain resize) or 9 numbers (row-major 3x3 matrix)"
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        return "must contain finite numbers only"
+    if values and abs(_det3(values)) < 1e-12:
+        return "is singular (determinant 0)"
+    return None
+
+
+def _det3(m: list[float]) -> float:
+    return (m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6])
+            + m[2] * (m[3] * m[7] - m[4] * m[6]))
+
+
+def _device(value: Any) -> str | None:
+    return _string(value) or validate_device(value)
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("thermal_qos", "sensor_data", "QoS of the thermal input: sensor_data (best effort) "
+              "or reliable", _choice(QOS_CHOICES), runtime=False),
+    ParamSpec("rgb_qos", "sensor_data", "QoS of the RGB input", _choice(QOS_CHOICES), runtime=False),
+    ParamSpec("output_qos", "reliable", "QoS of ~/fused and ~/temporal_consistency "
+              "(reliable publishers serve best-effort subscribers too)", _choice(QOS_CHOICES),
+              runtime=False),
+    ParamSpec("queue_size", 10, "pending messages kept per input while pairing",
+              _number(1, 1000, integer=True), runtime=False),
+    ParamSpec("sync_slop", 0.02, "largest stamp difference (s) of a thermal/RGB pair",
+              _number(0.0, 10.0)),
+    ParamSpec("fuser", "auto", "auto (learned when its weights load, else multiscale), learned, "
+              "multiscale, average or max", _choice(FUSER_NAMES), runtime=False),
+    ParamSpec("weights", "", "weights file of the learned fuser; empty = the shipped weights",
+              _string, runtime=False),
+    ParamSpec("device", "auto", "auto (CUDA when available), cpu or cuda[:N]", _device,
+              runtime=False),
+    ParamSpec("use_memory", True, "carry temporal memory across frames (false = still-image "
+              "fusion)", _boolean),
+    ParamSpec("max_stamp_gap", 0.5, "stamp gap (s) after which the temporal memory resets",
+              _number(0.001, 3600.0)),
+    ParamSpec("homography", [], "3x3 thermal->RGB pixel homography from calibration, row-major; "
+              "empty = resize thermal to the RGB size", _homography),
+    ParamSpec("max_pixels", 8_294_400, "largest accepted image (pixels); bigger frames are "
+              "dropped", _number(1, 100_000_000, integer=True)),
+    ParamSpec("thermal_low_percentile", 1.0, "lower percentile of the 16-bit/float thermal range",
+              _number(0.0, 50.0)),
+    ParamSpec("thermal_high_percentile", 99.0, "upper percentile of the thermal range",
+              _number(50.0, 100.0)),
+    ParamSpec("thermal_smoothing", 0.9, "temporal smoothing of the thermal range, 0 = none",
+              _number(0.0, 0.999)),
+    ParamSpec("diagnostics_width", 160, "width (px) at which per-frame temporal diagnostics "
+              "are computed", _number(16, 1920, integer=True)),
+    ParamSpec("stall_timeout", 1.0, "seconds without messages before an input is reported "
+              "stalled (WARN)", _number(0.05, 3600.0)),
+)
+
+SPECS = {spec.name: spec for spec in PARAMS}
+DEFAULTS = {spec.name: spec.default for spec in PARAMS}
+
+
+def validate(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name``, or None."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return f"unknown parameter {name!r}"
+    if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    problem = spec.check(value)
+    return f"{name} {problem}" if problem else None
+
+
+def validate_all(values: dict[str, Any]) -> list[str]:
+    """All problems of a full parameter set, including ones between parameters."""
+    problems = [p for name, value in values.items() if (p := validate(name, value))]
+    low = values.get("thermal_low_percentile", DEFAULTS["thermal_low_percentile"])
+    high = values.get("thermal_high_percentile", DEFAULTS["thermal_high_percentile"])
+    if not problems and low >= high:
+        problems.append("thermal_low_percentile must be below thermal_high_percentile")
+    return problems

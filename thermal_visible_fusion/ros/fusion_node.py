@@ -1,0 +1,356 @@
+"""fusion_node: pairs thermal + RGB images, fuses them, publishes image and diagnostics.
+
+A thin shell over ``FusionEngine`` (fusion, temporal memory) and ``StampPairer``
+(pairing).  Subscription callbacks only decode, validate and pair; fusion runs
+on a worker thread that always takes the newest pair, so a slow fuser skips
+frames (counted) instead of building a backlog.
+
+Topics (relative, so a namespace or remapping applies):
+  in:  thermal/image_raw, rgb/image_raw          sensor_msgs/Image
+  out: ~/fused                                   sensor_msgs/Image (bgr8, RGB frame and stamp)
+       ~/temporal_consistency                    diagnostic_msgs/DiagnosticArray, one per frame
+       /diagnostics                              diagnostic_msgs/DiagnosticArray, 1 Hz
+Service: ~/reset (std_srvs/Trigger) clears the temporal memory.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
+
+from thermal_visible_fusion import params as param_table
+from thermal_visible_fusion.engine import EngineConfig, FusionEngine
+from thermal_visible_fusion.image_codec import ImageFormatError
+from thermal_visible_fusion.pairing import RGB, THERMAL, Pair, StampPairer
+from thermal_visible_fusion.ros.messages import (image_message, qos_by_name, rgb_array,
+                                                 stamp_ns, thermal_array)
+from thermal_visible_fusion.stream_stats import LatencyWindow, RateWindow, StampLossEstimator
+
+LOG_THROTTLE_S = 5.0
+OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+
+
+class ParameterError(ValueError):
+    """The node's parameters are invalid; the message lists every problem."""
+
+
+@dataclass
+class InputState:
+    """What the node knows about one input stream."""
+
+    name: str
+    topic: str
+    received: int = 0
+    errors: int = 0
+    errors_since_report: int = 0
+    last_error: str = ""
+    last_receipt: float | None = None
+    last_stamp_ns: int | None = None
+    restarts: int = 0
+    rate: RateWindow = field(default_factory=RateWindow)
+    loss: StampLossEstimator = field(default_factory=StampLossEstimator)
+
+
+class LatestPair:
+    """A one-slot mailbox: putting a new pair replaces (and counts) an unfused one."""
+
+    def __init__(self):
+        self._pair: Pair | None = None
+        self._ready = threading.Condition()
+        self.skipped = 0
+
+    def put(self, pair: Pair) -> None:
+        with self._ready:
+            if self._pair is not None:
+                self.skipped += 1
+            self._pair = pair
+            self._ready.notify()
+
+    def take(self, timeout: float) -> Pair | None:
+        with self._ready:
+            if self._pair is None:
+                self._ready.wait(timeout)
+            pair, self._pair = self._pair, None
+            return pair
+
+    def clear(self) -> None:
+        with self._ready:
+            self._pair = None
+
+
+class FusionNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("fusion_node", **kwargs)
+        self.params = self._declare_parameters()
+        problems = param_table.validate_all(self.params)
+        if problems:
+            raise ParameterError("; ".join(problems))
+        self._last_log: dict[str, float] = {}
+        self._engine_lock = threading.Lock()
+        self.engine = FusionEngine(EngineConfig.from_params(self.params))
+        if self.engine.fuser_warning:
+            self.get_logger().warn(self.engine.fuser_warning)
+        warmup = self.engine.warmup()
+        self.get_logger().info(f"fusing with {self.engine.describe()} "
+                               f"(warm-up {warmup * 1000:.0f} ms)")
+
+        p = self.params
+        self.pairer: StampPairer = StampPairer(round(p["sync_slop"] * 1e9), p["queue_size"])
+        self.inputs = {
+            THERMAL: InputState(THERMAL, self.resolve_topic_name("thermal/image_raw")),
+            RGB: InputState(RGB, self.resolve_topic_name("rgb/image_raw")),
+        }
+        self.create_subscription(Image, "thermal/image_raw",
+                                 lambda m: self._on_image(THERMAL, m), qos_by_name(p["thermal_qos"]))
+        self.create_subscription(Image, "rgb/image_raw",
+                                 lambda m: self._on_image(RGB, m), qos_by_name(p["rgb_qos"]))
+        out_qos = qos_by_name(p["output_qos"])
+        self.fused_pub = self.create_publisher(Image, "~/fused", out_qos)
+        self.temporal_pub = self.create_publisher(DiagnosticArray, "~/temporal_consistency", out_qos)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.mailbox = LatestPair()
+        self.fused_count = 0
+        self.fuse_errors = 0
+        self.memory_resets = 0
+        self.output_rate = RateWindow()
+        self.latency = LatencyWindow()
+        self._started = time.monotonic()
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="fusion_worker", daemon=True)
+        self._worker.start()
+        self.create_timer(1.0, self._publish_diagnostics)
+
+    # -- parameters ---------------------------------------------------------------
+    def _declare_parameters(self) -> dict:
+        values = {}
+        for spec in param_table.PARAMS:
+            descriptor = ParameterDescriptor(description=spec.description,
+                                             read_only=not spec.runtime)
+            if spec.name == "homography":  # an empty list would be typed as a byte array
+                descriptor.type = ParameterType.PARAMETER_DOUBLE_ARRAY
+            values[spec.name] = self.declare_parameter(spec.name, spec.default, descriptor).value
+        values["homography"] = [float(v) for v in values["homography"]]
+        return values
+
+    def _on_set_parameters(self, changed) -> SetParametersResult:
+        updates = {param.name: param.value for param in changed}
+        if "homography" in updates:
+            updates["homography"] = [float(v) for v in updates["homography"] or []]
+        problems = param_table.validate_all({**self.params, **updates})
+        if problems:
+            return SetParametersResult(successful=False, reason="; ".join(problems))
+        self.params.update(updates)
+        if "sync_slop" in updates:
+            self.pairer.slop_ns = round(updates["sync_slop"] * 1e9)
+        engine_fields = EngineConfig.__dataclass_fields__
+        with self._engine_lock:
+            self.engine.update_config(**{k: v for k, v in updates.items() if k in engine_fields})
+        return SetParametersResult(successful=True)
+
+    # -- input ----------------------------------------------------------------------
+    def _on_image(self, stream: str, msg: Image) -> None:
+        now = time.monotonic()
+        state = self.inputs[stream]
+        state.received += 1
+        state.last_receipt = now
+        state.rate.add(now)
+        stamp = stamp_ns(msg)
+        try:
+            decode = thermal_array if stream == THERMAL else rgb_array
+            array = decode(msg, self.params["max_pixels"])
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise ImageFormatError(f"{np.count_nonzero(~np.isfinite(array))} NaN/inf pixels")
+            self._check_stamp(state, stamp)
+        except ImageFormatError as error:
+            self._input_error(state, str(error))
+            return
+        state.loss.add(stamp)
+        for pair in self.pairer.add(stream, stamp, (array, msg.header, now)):
+            self.mailbox.put(pair)
+
+    def _check_stamp(self, state: InputState, stamp: int) -> None:
+        last = state.last_stamp_ns
+        if last is not None and last - stamp > self.params["max_stamp_gap"] * 1e9:
+            # A big jump back is a restarted source (a looping bag), not a stray frame.
+            state.restarts += 1
+            state.loss.reset()
+            self.pairer.reset()
+            self.mailbox.clear()
+            self._throttled_log(f"restart-{state.name}", "warn",
+                                f"{state.name} stamps jumped back {(last - stamp) / 1e9:.2f} s; "
+                                "restarting pairing and temporal memory")
+        elif last is not None and stamp <= last:
+            kind = "duplicate" if stamp == last else "out-of-order"
+            raise ImageFormatError(f"{kind} stamp {stamp / 1e9:.6f} s "
+                                   f"(previous {last / 1e9:.6f} s)")
+        state.last_stamp_ns = stamp
+
+    def _input_error(self, state: InputState, text: str) -> None:
+        state.errors += 1
+        state.errors_since_report += 1
+        state.last_error = text
+        self._throttled_log(f"input-{state.name}-{text.split(' ')[0]}", "error",
+                            f"dropped {state.name} frame on {state.topic}: {text}")
+
+    def _throttled_log(self, key: str, level: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last_log.get(key, -math.inf) >= LOG_THROTTLE_S:
+            self._last_log[key] = now
+            getattr(self.get_logger(), level)(text)
+        if len(self._last_log) > 256:  # keys come from message text: keep them bounded
+            self._last_log.clear()
+
+    def _on_reset(self, request, response):
+        with self._engine_lock:
+            self.engine.reset("reset service called")
+        response.success = True
+        response.message = "temporal memory will reset before the next frame"
+        return response
+
+    # -- fusion ----------------------------------------------------------------------
+    def _work(self) -> None:
+        while self._running:
+            pair = self.mailbox.take(timeout=0.1)
+            if pair is None:
+                continue
+            try:
+                self._fuse(pair)
+            except Exception as error:  # a fuser bug must not kill the node
+                self.fuse_errors += 1
+                self._throttled_log("fuse", "error", f"fusion failed: {error!r}")
+
+    def _fuse(self, pair: Pair) -> None:
+        thermal, _, thermal_receipt = pair.thermal
+        rgb, header, rgb_receipt = pair.rgb
+        with self._engine_lock:
+            result = self.engine.process(thermal, rgb, pair.rgb_stamp_ns)
+        if not self._running:
+            return
+        self.fused_pub.publish(image_message(result.fused, header))
+        now = time.monotonic()
+        latency = now - max(thermal_receipt, rgb_receipt)
+        self.latency.add(latency)
+        self.output_rate.add(now)
+        self.fused_count += 1
+        if result.reset_reason:
+            self.memory_resets += 1
+        self.temporal_pub.publish(self._temporal_message(result, header, pair, latency))
+
+    def _temporal_message(self, result, header, pair: Pair, latency: float) -> DiagnosticArray:
+        sample = result.temporal
+        values = {
+            "temporal_error_fused": sample.fused_error,
+            "temporal_error_thermal": sample.thermal_error,
+            "temporal_error_rgb": sample.rgb_error,
+            "brightness_flicker": sample.flicker,
+            "frames_since_reset": result.frames_since_reset,
+            "latency_ms": latency * 1000,
+            "fuse_ms": result.fuse_seconds * 1000,
+            "stamp_skew_ms": pair.skew_ns / 1e6,
+            "memory_reset": result.reset_reason,
+        }
+        status = DiagnosticStatus(level=OK, name=f"{self.get_name()}: temporal consistency",
+                                  hardware_id=self.engine.fuser.name,
+                                  message=f"memory reset: {result.reset_reason}"
+                                  if result.reset_reason else "ok",
+                                  values=[KeyValue(key=k, value=_format(v)) for k, v in values.items()])
+        return DiagnosticArray(header=header, status=[status])
+
+    # -- /diagnostics ----------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [self._input_status(state, now) for state in self.inputs.values()]
+        array.status.append(self._fusion_status(now))
+        self.diagnostics_pub.publish(array)
+
+    def _input_status(self, state: InputState, now: float) -> DiagnosticStatus:
+        counts = self.pairer.stats()[state.name]
+        level, message = OK, "ok"
+        silent_for = now - (state.last_receipt or self._started)
+        if silent_for > self.params["stall_timeout"]:
+            level = WARN
+            message = ("no messages yet" if state.last_receipt is None
+                       else f"stalled: no message for {silent_for:.1f} s")
+        if state.errors_since_report:
+            level, message = ERROR, f"{state.errors_since_report} bad frame(s): {state.last_error}"
+            state.errors_since_report = 0
+        values = {"topic": state.topic, "rate_hz": state.rate.rate(now), "received": state.received,
+                  "errors": state.errors, "last_error": state.last_error,
+                  "lost_estimate": state.loss.lost, "source_restarts": state.restarts,
+                  **{f"pairing_{k}": v for k, v in counts.items()}}
+        return _status(level, f"{self.get_name()}: {state.name} input", message, values)
+
+    def _fusion_status(self, now: float) -> DiagnosticStatus:
+        level, message = OK, "ok"
+        if self.engine.fuser_warning:
+            level, message = WARN, self.engine.fuser_warning
+        values = {"fuser": self.engine.fuser.name, "device": self.engine.device,
+                  "output_rate_hz": self.output_rate.rate(now), "fused": self.fused_count,
+                  "skipped_backpressure": self.mailbox.skipped, "fuse_errors": self.fuse_errors,
+                  "memory_resets": self.memory_resets,
+                  "latency_p50_ms": _ms(self.latency.percentile(50)),
+                  "latency_p95_ms": _ms(self.latency.percentile(95)),
+                  "latency_max_ms": _ms(self.latency.percentile(100))}
+        return _status(level, f"{self.get_name()}: fusion", message, values)
+
+    def stop(self) -> None:
+        self._running = False
+        self._worker.join(timeout=2.0)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+def _format(value) -> str:
+    if value is None:
+        return "nan"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _status(level, name: str, message: str, values: dict) -> DiagnosticStatus:
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id="",
+                            values=[KeyValue(key=k, value=_format(v)) for k, v in values.items()])
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = FusionNode()
+    except ParameterError as error:
+        rclpy.logging.get_logger("fusion_node").fatal(f"invalid parameters: {error}")
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.stop()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
