@@ -79,7 +79,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               runtime=False),
     ParamSpec("queue_size", 10, "pending messages kept per input while pairing",
               _number(1, 1000, integer=True), runtime=False),
-    ParamSpec("sync_slop", 0.02, "largest stamp difference (s) of a thermal/RGB pair",
+    ParamSpec("sync_slop", 0.015, "largest stamp difference (s) of a thermal/RGB pair; keep it "
+              "below half the frame period",
               _number(0.0, 10.0)),
     ParamSpec("fuser", "auto", "auto (learned when its weights load, else multiscale), learned, "
               "multiscale, average or max", _choice(FUSER_NAMES), runtime=False),
