@@ -34,17 +34,20 @@ def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
     """Build a fuser by name; returns (fuser, warning).
 
     ``warning`` is set when ``auto`` or ``learned`` had to fall back to the
-    non-learned fuser (missing or corrupt weights): the caller reports it as a
-    WARN diagnostic instead of failing to start.
+    non-learned fuser (weights asked for but missing, or corrupt): the caller
+    reports it as a WARN diagnostic instead of failing to start.  ``auto``
+    without shipped weights quietly uses the multi-scale fuser.
     """
     if name not in FUSER_NAMES:
         raise ValueError(f"unknown fuser {name!r}; choose one of {', '.join(FUSER_NAMES)}")
     if name in CLASSIC_FUSERS:
         return CLASSIC_FUSERS[name](), None
     if not learned_available():
-        return MultiScaleFuser(), "learned fuser not installed; using multiscale"
+        return MultiScaleFuser(), None if name == "auto" else "learned fuser not installed"
     from thermal_visible_fusion.fusers.learned import LearnedFuser, WeightsError
     path = weights or str(default_weights())
+    if name == "auto" and not weights and not Path(path).exists():
+        return MultiScaleFuser(), None  # no trained weights shipped: the fallback is the default
     try:
         fuser = LearnedFuser(path, device=device, use_memory=use_memory, lookahead=lookahead)
     except WeightsError as error:

@@ -92,15 +92,15 @@ class LatestPair:
 class FusionNode(Node):
     def __init__(self, **kwargs):
         super().__init__("fusion_node", **kwargs)
+        self._last_log: dict[str, float] = {}
         self.params = self._declare_parameters()
         problems = param_table.validate_all(self.params)
         if problems:
             raise ParameterError("; ".join(problems))
-        self._last_log: dict[str, float] = {}
         self._engine_lock = threading.Lock()
         self.engine = FusionEngine(EngineConfig.from_params(self.params))
         if self.engine.fuser_warning:
-            self.get_logger().warn(self.engine.fuser_warning)
+            self._throttled_log("fuser", "warning", self.engine.fuser_warning)
         warmup = self.engine.warmup()
         self.get_logger().info(f"fusing with {self.engine.describe()} "
                                f"(warm-up {warmup * 1000:.0f} ms)")
@@ -210,7 +210,9 @@ class FusionNode(Node):
         now = time.monotonic()
         if now - self._last_log.get(key, -math.inf) >= LOG_THROTTLE_S:
             self._last_log[key] = now
-            getattr(self.get_logger(), level)(text)
+            logger = self.get_logger()
+            # Humble's logger has warn(); newer ones prefer warning() and deprecate warn().
+            (getattr(logger, level, None) or logger.warn)(text)
         if len(self._last_log) > 256:  # keys come from message text: keep them bounded
             self._last_log.clear()
 

@@ -1,0 +1,194 @@
+"""Run the real fusion node in its own process and talk to it over DDS.
+
+Used by ``tvf demo``, ``tvf benchmark`` and the integration tests: the node is
+started exactly as a user starts it (its own process, a params file, the
+shipped Fast DDS profile), and a ``PairClient`` node in this process publishes
+thermal/RGB pairs and records what the node publishes.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from thermal_visible_fusion.resources import config_file, fastdds_profile
+
+
+def dds_environment(domain_id: int | None = None) -> dict[str, str]:
+    """Environment for a private DDS session: own domain, large-image profile.
+
+    Call ``os.environ.update(...)`` with it *before* ``rclpy.init`` in this
+    process and pass it to child processes, so both sides use the same domain
+    and transports (and parallel runs never cross-talk).
+    """
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(100, 200))
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(fastdds_profile()))
+    env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class NodeProcess:
+    """``fusion_node`` in a child process with a params file and parameter overrides."""
+
+    def __init__(self, env: dict[str, str], params: dict | None = None,
+                 params_file: Path | None = None, executable: list[str] | None = None,
+                 log_path: Path | None = None, extra_args: list[str] | None = None):
+        command = executable or [sys.executable, "-m", "thermal_visible_fusion.ros.fusion_node"]
+        command += ["--ros-args", "--params-file", str(params_file or config_file())]
+        for name, value in (params or {}).items():
+            command += ["-p", f"{name}:={_ros_value(value)}"]
+        command += extra_args or []
+        self.command = command
+        self.log_path = log_path
+        self._log = open(log_path, "w") if log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(command, env=env, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.alive():
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+    def __enter__(self) -> "NodeProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _ros_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_ros_value(v) for v in value) + "]"
+    return str(value)
+
+
+@dataclass
+class Received:
+    """What the client recorded, keyed by header stamp (ns)."""
+
+    fused: dict[int, object] = field(default_factory=dict)
+    fused_receipt: dict[int, float] = field(default_factory=dict)
+    temporal: dict[int, dict[str, str]] = field(default_factory=dict)
+    diagnostics: list = field(default_factory=list)
+
+
+class PairClient:
+    """A node that publishes thermal/RGB pairs to the fusion node and records its output.
+
+    Spins on its own thread so publishing and receiving overlap like separate
+    camera and viewer processes would.  Keep at most ``keep`` fused images.
+    """
+
+    def __init__(self, node_name: str = "fusion_node", namespace: str = "",
+                 qos: str = "sensor_data", keep: int = 100_000, keep_images: bool = True):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import Image
+
+        from thermal_visible_fusion.ros.messages import qos_by_name
+
+        self._rclpy = rclpy
+        self.node = rclpy.create_node("tvf_pair_client", namespace=namespace)
+        prefix = f"{namespace.rstrip('/')}/{node_name}" if namespace else f"/{node_name}"
+        self.fused_topic = f"{prefix}/fused"
+        pub_qos = qos_by_name(qos)
+        self.thermal_pub = self.node.create_publisher(Image, "thermal/image_raw", pub_qos)
+        self.rgb_pub = self.node.create_publisher(Image, "rgb/image_raw", pub_qos)
+        self.received = Received()
+        self._keep, self._keep_images = keep, keep_images
+        self._lock = threading.Lock()
+        sub_qos = qos_by_name("reliable", depth=50)
+        self.node.create_subscription(Image, self.fused_topic, self._on_fused, sub_qos)
+        self.node.create_subscription(DiagnosticArray, f"{prefix}/temporal_consistency",
+                                      self._on_temporal, sub_qos)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics",
+                                      lambda m: self.received.diagnostics.append(m), 10)
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self._executor.spin()
+        except Exception:  # shutdown while spinning
+            pass
+
+    def _on_fused(self, msg) -> None:
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self._lock:
+            if len(self.received.fused) < self._keep:
+                self.received.fused[stamp] = msg if self._keep_images else msg.header
+                self.received.fused_receipt[stamp] = time.monotonic()
+
+    def _on_temporal(self, msg) -> None:
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        values = {kv.key: kv.value for kv in msg.status[0].values} if msg.status else {}
+        values["_level"] = msg.status[0].level if msg.status else None
+        values["_frame_id"] = msg.header.frame_id
+        with self._lock:
+            if len(self.received.temporal) < self._keep:
+                self.received.temporal[stamp] = values
+
+    def wait_for_node(self, timeout: float = 60.0, process: NodeProcess | None = None) -> bool:
+        """Until the fusion node subscribes to both inputs (it is warmed up by then)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if process is not None and not process.alive():
+                return False
+            if (self.thermal_pub.get_subscription_count() > 0
+                    and self.rgb_pub.get_subscription_count() > 0
+                    and self.node.count_publishers(self.fused_topic) > 0):
+                time.sleep(0.5)  # let discovery settle on both sides
+                return True
+            time.sleep(0.1)
+        return False
+
+    def publish_pair(self, thermal_msg, rgb_msg) -> None:
+        self.thermal_pub.publish(thermal_msg)
+        self.rgb_pub.publish(rgb_msg)
+
+    def wait_for_count(self, count: int, timeout: float) -> int:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and len(self.received.fused) < count:
+            time.sleep(0.02)
+        return len(self.received.fused)
+
+    def close(self) -> None:
+        self._executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+
+
+def paced(count: int, rate_hz: float):
+    """Yield 0..count-1 at ``rate_hz`` on an absolute schedule (no drift)."""
+    start = time.monotonic()
+    for index in range(count):
+        delay = start + index / rate_hz - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield index
