@@ -1,0 +1,218 @@
+"""The real fusion node in its own process, talking over DDS with default QoS and the
+shipped Fast DDS profile, driven by a real publisher node in this process."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from thermal_visible_fusion.ros.harness import NodeProcess, PairClient, dds_environment, paced  # noqa: E402
+from thermal_visible_fusion.ros.messages import image_message  # noqa: E402
+from thermal_visible_fusion.synthetic import SyntheticScene  # noqa: E402
+
+DOMAIN_ID = 101 + os.getpid() % 100
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    env = dds_environment(DOMAIN_ID)
+    os.environ.update(env)
+    log = tmp_path_factory.mktemp("node") / "node.log"
+    process = NodeProcess(env, log_path=log)
+    rclpy.init()
+    client = PairClient()
+    assert client.wait_for_node(timeout=90, process=process), process.log()
+    yield process, client
+    client.close()
+    rclpy.shutdown()
+    assert process.stop() == 0, process.log()
+
+
+class Stamps:
+    """Monotonically increasing stamps that never repeat across tests."""
+
+    next_ns = 1_000 * 1_000_000_000
+
+    @classmethod
+    def take(cls, period_s: float = 1 / 30) -> int:
+        cls.next_ns += round(period_s * 1e9)
+        return cls.next_ns
+
+
+def header(stamp_ns: int, frame_id: str) -> Header:
+    return Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
+                  frame_id=frame_id)
+
+
+def pair_messages(thermal, rgb, stamp_ns):
+    return (image_message(thermal, header(stamp_ns, "thermal_optical")),
+            image_message(rgb, header(stamp_ns, "rgb_optical")))
+
+
+def publish_good_pairs(client, count, scene, rate=30.0):
+    frames = [scene.frame(i) for i in range(count)]
+    stamps = [Stamps.take() for _ in range(count)]
+    messages = [pair_messages(t, r, s) for (t, r), s in zip(frames, stamps)]
+    for index in paced(count, rate):
+        client.publish_pair(*messages[index])
+    return stamps
+
+
+def wait_for_stamps(client, stamps, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not set(stamps) <= set(client.received.fused):
+        time.sleep(0.05)
+    return [s for s in stamps if s in client.received.fused]
+
+
+def raw_image(encoding, height, width, step, data, stamp_ns, frame_id="thermal_optical"):
+    msg = Image(encoding=encoding, height=height, width=width, step=step)
+    msg.header = header(stamp_ns, frame_id)
+    msg.data = bytes(data)
+    return msg
+
+
+def latest_input_status(client, stream):
+    for array in reversed(client.received.diagnostics):
+        for status in array.status:
+            if status.name.endswith(f"{stream} input"):
+                return status, {kv.key: kv.value for kv in status.values}
+    return None, {}
+
+
+def test_fuses_sixty_vga_pairs_at_30hz_with_matching_stamps_and_diagnostics(node):
+    _, client = node
+    scene = SyntheticScene(640, 480)
+    stamps = publish_good_pairs(client, 60, scene)
+    received = wait_for_stamps(client, stamps)
+    assert len(received) >= 58, f"only {len(received)} of 60 fused images arrived"
+    for stamp in received:
+        fused = client.received.fused[stamp]
+        assert fused.header.frame_id == "rgb_optical"
+        assert (fused.width, fused.height, fused.encoding) == (640, 480, "bgr8")
+    time.sleep(0.3)
+    with_diagnostics = [s for s in received if s in client.received.temporal]
+    assert len(with_diagnostics) >= len(received) - 1
+    values = client.received.temporal[received[-1]]
+    assert values["_frame_id"] == "rgb_optical"
+    for key in ("temporal_error_fused", "temporal_error_thermal", "temporal_error_rgb",
+                "brightness_flicker", "latency_ms", "stamp_skew_ms"):
+        assert math.isfinite(float(values[key])), key
+    assert int(values["frames_since_reset"]) > 0
+
+
+def test_bad_input_is_dropped_with_error_diagnostic_and_fusion_continues(node):
+    process, client = node
+    scene = SyntheticScene(320, 240)
+    rgb = scene.frame(0)[1]
+    bad_thermal = [
+        raw_image("yuv422", 240, 320, 640, bytes(640 * 240), Stamps.take()),        # unknown
+        raw_image("mono8", 0, 0, 0, b"", Stamps.take()),                             # empty
+        raw_image("mono8", 240, 320, 320, bytes(1000), Stamps.take()),               # short data
+        raw_image("mono8", 3000, 3000, 3000, bytes(3000 * 3000), Stamps.take()),     # oversize
+        raw_image("32FC1", 240, 320, 1280,
+                  np.full((240, 320), np.nan, np.float32).tobytes(), Stamps.take()),  # NaN
+    ]
+    for msg in bad_thermal:
+        client.thermal_pub.publish(msg)
+        client.rgb_pub.publish(image_message(rgb, msg.header))
+        time.sleep(0.05)
+    # Duplicate and out-of-order stamps on a well-formed stream.
+    stamp = Stamps.take()
+    good = pair_messages(scene.frame(1)[0], rgb, stamp)
+    client.publish_pair(*good)
+    time.sleep(0.05)
+    client.thermal_pub.publish(good[0])                                               # duplicate
+    client.thermal_pub.publish(image_message(scene.frame(2)[0], header(stamp - 10_000_000,
+                                                                       "thermal_optical")))
+    time.sleep(1.5)  # one /diagnostics period
+    assert process.alive(), process.log()
+    stamps = publish_good_pairs(client, 20, scene)
+    received = wait_for_stamps(client, stamps)
+    assert len(received) >= 18, "the node stopped fusing good pairs after bad input"
+
+    errors = [s for a in client.received.diagnostics for s in a.status
+              if s.name.endswith("thermal input") and s.level == b"\x02"]
+    assert errors, "no ERROR diagnostic for the bad thermal frames"
+    _, values = latest_input_status(client, "thermal")
+    assert int(values["errors"]) >= 6  # most of the 7 bad frames arrive best-effort
+    log = process.log()
+    for reason in ("unsupported", "empty", "max_pixels", "NaN", "duplicate", "out-of-order"):
+        assert reason in log, f"no log line about {reason}"
+
+
+def test_silent_stream_is_reported_stalled_and_queues_stay_bounded(node):
+    _, client = node
+    rgb = SyntheticScene(320, 240).frame(0)[1]
+    for _ in paced(40, 30.0):
+        client.rgb_pub.publish(image_message(rgb, header(Stamps.take(), "rgb_optical")))
+    time.sleep(2.2)
+    status, values = latest_input_status(client, "thermal")
+    assert status.level == b"\x01" and "stalled" in status.message
+    _, rgb_values = latest_input_status(client, "rgb")
+    assert int(rgb_values["pairing_dropped_overflow"]) + int(rgb_values["pairing_dropped_unmatched"]) >= 25
+
+
+def test_reset_service_clears_temporal_memory(node):
+    _, client = node
+    scene = SyntheticScene(320, 240)
+    publish_good_pairs(client, 10, scene)
+    reset = client.node.create_client(Trigger, "/fusion_node/reset")
+    assert reset.wait_for_service(timeout_sec=5.0)
+    future = reset.call_async(Trigger.Request())
+    end = time.monotonic() + 5
+    while not future.done() and time.monotonic() < end:
+        time.sleep(0.02)
+    assert future.result().success
+    stamps = publish_good_pairs(client, 5, scene)
+    received = wait_for_stamps(client, stamps)
+    time.sleep(0.3)
+    first = client.received.temporal[received[0]]
+    assert first["frames_since_reset"] == "0"
+    assert "reset service" in first["memory_reset"]
+
+
+def _set_parameter(client, name, value, kind):
+    setter = client.node.create_client(SetParameters, "/fusion_node/set_parameters")
+    assert setter.wait_for_service(timeout_sec=5.0)
+    field = {ParameterType.PARAMETER_DOUBLE: "double_value",
+             ParameterType.PARAMETER_STRING: "string_value"}[kind]
+    parameter_value = ParameterValue(type=kind, **{field: value})
+    future = setter.call_async(SetParameters.Request(
+        parameters=[Parameter(name=name, value=parameter_value)]))
+    end = time.monotonic() + 5
+    while not future.done() and time.monotonic() < end:
+        time.sleep(0.02)
+    return future.result().results[0]
+
+
+def test_invalid_parameter_change_is_rejected_with_reason(node):
+    _, client = node
+    result = _set_parameter(client, "sync_slop", -1.0, ParameterType.PARAMETER_DOUBLE)
+    assert not result.successful and "sync_slop" in result.reason
+    result = _set_parameter(client, "fuser", "average", ParameterType.PARAMETER_STRING)
+    assert not result.successful  # read-only after start
+    result = _set_parameter(client, "sync_slop", 0.01, ParameterType.PARAMETER_DOUBLE)
+    assert result.successful
+
+
+def test_invalid_parameters_at_start_stop_the_node_with_the_reason(tmp_path):
+    env = dds_environment(DOMAIN_ID + 1)
+    process = NodeProcess(env, {"sync_slop": -0.5, "device": "gpu"}, log_path=tmp_path / "log")
+    assert process.process.wait(timeout=60) != 0
+    log = process.log()
+    assert "sync_slop" in log and "device" in log
+    process.stop()
