@@ -1,0 +1,139 @@
+"""``tvf benchmark``: throughput and latency of the running node, ros2_benchmark style.
+
+The node runs in its own process exactly as deployed; this process publishes
+pre-encoded synthetic pairs and times the fused images coming back.
+  1. latency at a fixed input rate (default 30 Hz): end-to-end latency from
+     publishing a pair to receiving its fused image (p50, p95, max), and missed
+     frames (published pairs that never came back fused);
+  2. peak throughput: pairs offered at rising rates (``--peak-rates``); the node
+     fuses the newest pair and skips the rest, and the best fused images per
+     second over those runs is its peak rate.  (Offering far faster than that
+     only measures how much CPU the publisher takes from the node on 2 cores.)
+Figures are printed and written as JSON.  This is not a test: the machine is
+shared and noisy, so read medians and compare runs made on one machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--rate", type=float, default=30.0, help="input rate of the latency run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
+    parser.add_argument("--fuser", default=None, help="fuser parameter of the node")
+    parser.add_argument("--device", default=None, help="device parameter of the node")
+    parser.add_argument("--peak-rates", default="30,45,60,90,120",
+                        help="input rates (Hz) tried for peak throughput")
+    parser.add_argument("--json", default="output/benchmark.json", help="where to write results")
+
+
+def main(args) -> int:
+    from thermal_visible_fusion.ros.harness import NodeProcess, dds_environment
+
+    env = dds_environment()
+    os.environ.update(env)
+    import rclpy
+
+    from thermal_visible_fusion.ros.harness import PairClient
+
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    params = {k: v for k, v in (("fuser", args.fuser), ("device", args.device)) if v}
+    node = NodeProcess(env, params, log_path=out.with_suffix(".node.log"))
+    rclpy.init()
+    client = PairClient(keep_images=False)
+    try:
+        if not client.wait_for_node(timeout=120, process=node):
+            raise SystemExit(f"node did not start:\n{node.log()}")
+        pairs = _messages(args.width, args.height)
+        latency = _run(client, pairs, args.rate, args.seconds)
+        rates = [float(r) for r in args.peak_rates.split(",")]
+        peaks = [_run(client, pairs, rate, args.seconds / 2) for rate in rates]
+        peak = max(peaks, key=lambda run: run["fused"] / run["seconds"])
+        status = _fusion_status(client)
+    finally:
+        client.close()
+        rclpy.try_shutdown()
+        node.stop()
+    result = {
+        "resolution": f"{args.width}x{args.height}",
+        "fuser": status.get("fuser"), "device": status.get("device"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        f"latency_at_{args.rate:g}hz": {
+            "published": latency["published"], "fused": latency["fused"],
+            "missed_frames": latency["published"] - latency["fused"],
+            "latency_ms_p50": _pct(latency["latencies"], 50),
+            "latency_ms_p95": _pct(latency["latencies"], 95),
+            "latency_ms_max": _pct(latency["latencies"], 100),
+            "output_fps": round(latency["fused"] / latency["seconds"], 2),
+        },
+        "peak_throughput": {
+            "offered_fps": round(peak["published"] / peak["seconds"], 1),
+            "fused_fps_by_offered_rate": {f"{r:g}": round(p["fused"] / p["seconds"], 2)
+                                          for r, p in zip(rates, peaks)},
+            "fused_fps": round(peak["fused"] / peak["seconds"], 2),
+            "latency_ms_p50": _pct(peak["latencies"], 50),
+        },
+        "node_reported": {k: status.get(k) for k in ("latency_p50_ms", "latency_p95_ms",
+                                                     "skipped_backpressure", "fuse_errors")},
+    }
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"written to {out}")
+    return 0
+
+
+def _messages(width: int, height: int, count: int = 30):
+    """Pre-encoded frames so publishing costs the benchmark as little as possible."""
+    from thermal_visible_fusion.ros.messages import image_message
+    from thermal_visible_fusion.synthetic import SyntheticScene
+
+    scene = SyntheticScene(width, height)
+    return [(image_message(t), image_message(r)) for t, r in (scene.frame(i) for i in range(count))]
+
+
+def _run(client, pairs, rate: float, seconds: float) -> dict:
+    """Publish for ``seconds`` at ``rate``; match fused images back by stamp."""
+    client.received.fused.clear()
+    client.received.fused_receipt.clear()
+    sent: dict[int, float] = {}
+    start = time.monotonic()
+    index = 0
+    while time.monotonic() - start < seconds:
+        due = start + index / rate
+        if (delay := due - time.monotonic()) > 0:
+            time.sleep(delay)
+        thermal, rgb = pairs[index % len(pairs)]
+        stamp = client.node.get_clock().now().nanoseconds
+        for msg in (thermal, rgb):
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        sent[stamp] = time.monotonic()
+        client.publish_pair(thermal, rgb)
+        index += 1
+    elapsed = time.monotonic() - start
+    time.sleep(1.0)  # let the last fused images arrive
+    receipts = dict(client.received.fused_receipt)
+    latencies = [(receipts[s] - sent[s]) * 1000 for s in sent if s in receipts]
+    return {"published": len(sent), "fused": len(latencies), "latencies": latencies,
+            "seconds": elapsed}
+
+
+def _fusion_status(client) -> dict:
+    for array in reversed(client.received.diagnostics):
+        for status in array.status:
+            if status.name.endswith(": fusion"):
+                return {kv.key: kv.value for kv in status.values}
+    return {}
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if values else None
