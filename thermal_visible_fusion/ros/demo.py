@@ -52,9 +52,9 @@ def frame_source(args):
         count = min(args.frames, len(source))
         return ((p.thermal, p.rgb) for p, _ in zip(source, range(count))), count, rate
     from thermal_visible_fusion.synthetic import SyntheticScene
-    scene = SyntheticScene(args.width, args.height)
-    frames = ((scene.thermal16(i) if args.thermal_16bit else scene.frame(i)[0], scene.frame(i)[1])
-              for i in range(args.frames))
+    scene = SyntheticScene(args.width, args.height,
+                           thermal_dtype="uint16" if args.thermal_16bit else "uint8")
+    frames = (scene.frame(i) for i in range(args.frames))
     return frames, args.frames, args.rate or 30.0
 
 
