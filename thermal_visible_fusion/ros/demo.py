@@ -28,7 +28,8 @@ TEMPORAL_COLUMNS = ["temporal_error_fused", "temporal_error_thermal", "temporal_
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="output/demo", help="output folder (default: %(default)s)")
-    parser.add_argument("--frames", type=int, default=150, help="frames to publish (default: 150)")
+    parser.add_argument("--frames", type=int, default=150,
+                        help="frames to publish (default: 150; all are held in memory)")
     parser.add_argument("--rate", type=float, default=None,
                         help="publish rate in Hz (default: 30, or the video's rate)")
     parser.add_argument("--ir", help="thermal mp4 or frame folder (instead of the synthetic scene)")
@@ -83,14 +84,18 @@ def main(args) -> int:
         if not client.wait_for_node(timeout=120, process=node):
             print(node.log())
             raise SystemExit("[demo] fusion_node did not come up; see node.log above")
+        # Encode every frame first, so the cameras publish on time (like real drivers).
+        frames = [(t, r, image_message(t, Header(frame_id="thermal")),
+                   image_message(r, Header(frame_id="rgb_camera"))) for t, r in frames]
         print(f"[demo] publishing {count} frame pairs at {rate:g} Hz", flush=True)
         published: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         start = time.monotonic()
-        for index, (thermal, rgb) in zip(paced(count, rate), frames):
+        for index in paced(count, rate):
+            thermal, rgb, thermal_msg, rgb_msg = frames[index]
             stamp = client.node.get_clock().now().nanoseconds
-            time_msg = Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000)
-            client.publish_pair(image_message(thermal, Header(stamp=time_msg, frame_id="thermal")),
-                                image_message(rgb, Header(stamp=time_msg, frame_id="rgb_camera")))
+            thermal_msg.header.stamp = rgb_msg.header.stamp = Time(
+                sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000)
+            client.publish_pair(thermal_msg, rgb_msg)
             published[stamp] = (thermal, rgb)
         client.wait_for_count(count, timeout=3.0)
         elapsed = time.monotonic() - start
