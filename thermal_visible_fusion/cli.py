@@ -16,7 +16,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("thermal_visible_fusion.ros.demo", "run the node on a synthetic or recorded scene"),
     "fuse": ("thermal_visible_fusion.tools.fuse", "fuse an mp4 pair or two frame folders offline"),
     "metrics": ("thermal_visible_fusion.tools.metrics_cli", "fusion quality metrics of fused images"),
+    "benchmark-quality": ("thermal_visible_fusion.tools.benchmark_quality",
+                          "every fuser over M3SVD-layout clips: one metric table"),
     "benchmark": ("thermal_visible_fusion.ros.benchmark", "throughput and latency of the running node"),
+    "make-bag": ("thermal_visible_fusion.tools.make_bag",
+                 "write an mp4 pair or two frame folders into a rosbag2 bag"),
+    "evaluate": ("thermal_visible_fusion.tools.evaluate",
+                 "fuse a bag offline like the node; fused bag, metrics report and plots"),
+    "replay": ("thermal_visible_fusion.ros.replay",
+               "publish a bag's images over ROS 2 in real time (no ros2 bag play needed)"),
 }
 
 

@@ -97,8 +97,8 @@ def main(args) -> int:
                 sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000)
             client.publish_pair(thermal_msg, rgb_msg)
             published[stamp] = (thermal, rgb)
-        client.wait_for_count(count, timeout=3.0)
         elapsed = time.monotonic() - start
+        client.wait_for_count(count, timeout=3.0)
     finally:
         client.close()
         rclpy.try_shutdown()
