@@ -1,0 +1,132 @@
+"""``tvf benchmark-quality``: every fuser over M3SVD-layout clips, one metric table.
+
+CLIPS_DIR holds one folder per scene with ``ir/`` and ``vis/`` (clean frames) and,
+for ``--degraded``, ``ir_degraded/`` and ``vis_degraded/``.  Each fuser runs
+through ``FusionEngine`` (as in the node) over each scene in order; image
+metrics (``metrics.image``) compare the fused frame with the *clean* frames,
+so with ``--degraded`` a fuser that restores its input scores higher.  flowD
+uses the optical flow of the clean visible frames (the best motion estimate
+available); feaCD (``--features``) uses the pretrained backbone and is slower.
+Rows: the learned network with and without memory (when its weights load) and
+the non-learned fusers.  Prints Markdown; ``--json`` writes the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CLASSIC = ("average", "max", "multiscale")
+IMAGE_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "PSNR", "CC", "Nabf")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("clips", help="folder of scene folders (ir/, vis/[, *_degraded/])")
+    parser.add_argument("--degraded", action="store_true",
+                        help="fuse ir_degraded/vis_degraded, score against clean ir/vis")
+    parser.add_argument("--fusers", default=None,
+                        help="comma-separated rows, e.g. learned,learned-no-memory,multiscale "
+                             "(default: all available)")
+    parser.add_argument("--weights", default="", help="weights of the learned fuser")
+    parser.add_argument("--features", action="store_true", help="also compute feaCD (slower)")
+    parser.add_argument("--scenes", default=None, help="comma-separated scene names (default: all)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", default=None, help="write results here")
+
+
+def scene_folders(clips: Path, names: str | None) -> list[Path]:
+    scenes = sorted(p for p in clips.iterdir() if (p / "ir").is_dir() and (p / "vis").is_dir())
+    if names:
+        wanted = set(names.split(","))
+        scenes = [s for s in scenes if s.name in wanted]
+    if not scenes:
+        raise SystemExit(f"no scene folders with ir/ and vis/ in {clips}")
+    return scenes
+
+
+def rows(args) -> list[tuple[str, dict]]:
+    """(row label, FusionEngine config overrides) for every fuser to compare."""
+    from thermal_visible_fusion.fusers import create_fuser
+
+    learned, warning = create_fuser("learned", weights=args.weights or None, device="cpu")
+    available = [] if warning else [("learned", {"fuser": "learned", "use_memory": True}),
+                                    ("learned-no-memory", {"fuser": "learned", "use_memory": False})]
+    if warning:
+        print(f"note: learned fuser unavailable ({warning})", file=sys.stderr)
+    available += [(name, {"fuser": name}) for name in CLASSIC]
+    if args.fusers:
+        wanted = args.fusers.split(",")
+        available = [row for row in available if row[0] in wanted]
+    return available
+
+
+def evaluate_scene(scene: Path, overrides: dict, args) -> dict[str, list[float]]:
+    from thermal_visible_fusion.engine import EngineConfig, FusionEngine
+    from thermal_visible_fusion.metrics.image import compute_all
+    from thermal_visible_fusion.metrics.temporal import flow_distance
+    from thermal_visible_fusion.sources import open_pair
+
+    engine = FusionEngine(EngineConfig(weights=args.weights, device=args.device, **overrides))
+    suffix = "_degraded" if args.degraded else ""
+    clean = list(open_pair(scene / "ir", scene / "vis"))
+    inputs = list(open_pair(scene / f"ir{suffix}", scene / f"vis{suffix}"))
+    values: dict[str, list[float]] = {name: [] for name in (*IMAGE_METRICS, "flowD", "fps")}
+    features = None
+    if args.features:
+        from thermal_visible_fusion.metrics.features import FeatureConsistency
+        features, values["feaCD"] = FeatureConsistency(), []
+    previous = None
+    for index, (source, reference) in enumerate(zip(inputs, clean)):
+        start = time.perf_counter()
+        fused = engine.process(source.thermal, source.rgb, index * 33_333_333).fused
+        values["fps"].append(1.0 / max(time.perf_counter() - start, 1e-9))
+        for name, value in compute_all(fused, reference.thermal, reference.rgb).items():
+            if name in values:
+                values[name].append(value)
+        if previous is not None:
+            values["flowD"].append(flow_distance(previous[0], fused, previous[1], reference.rgb))
+        if features is not None:
+            fea = features.update(fused, reference.thermal, reference.rgb)
+            if fea is not None and np.isfinite(fea):
+                values["feaCD"].append(fea)
+        previous = (fused, reference.rgb)
+    return values
+
+
+def main(args) -> int:
+    clips = Path(args.clips)
+    scenes = scene_folders(clips, args.scenes)
+    results: dict[str, dict[str, float]] = {}
+    for label, overrides in rows(args):
+        pooled: dict[str, list[float]] = {}
+        for scene in scenes:
+            print(f"[{label}] {scene.name}", file=sys.stderr, flush=True)
+            for name, series in evaluate_scene(scene, overrides, args).items():
+                pooled.setdefault(name, []).extend(series)
+        results[label] = {name: float(np.median(v)) if name == "fps" else float(np.mean(v))
+                          for name, v in pooled.items() if v}
+    print(markdown_table(results, scenes, args.degraded))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"scenes": [s.name for s in scenes],
+                                               "degraded": args.degraded,
+                                               "results": results}, indent=2))
+    return 0
+
+
+def markdown_table(results: dict[str, dict[str, float]], scenes, degraded: bool) -> str:
+    columns = [c for c in (*IMAGE_METRICS, "flowD", "feaCD", "fps")
+               if any(c in r for r in results.values())]
+    lines = [f"Scenes: {', '.join(s.name for s in scenes)}; inputs: "
+             f"{'degraded, metrics against clean frames' if degraded else 'clean'}; "
+             "flowD/feaCD/Nabf lower is better; fps = median engine frames/s on this machine.",
+             "",
+             "| fuser | " + " | ".join(columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for label, values in results.items():
+        cells = [f"{values[c]:.3f}" if c in values else "" for c in columns]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
