@@ -21,9 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-TEMPORAL_COLUMNS = ["temporal_error_fused", "temporal_error_thermal", "temporal_error_rgb",
-                    "brightness_flicker", "frames_since_reset", "latency_ms", "fuse_ms",
-                    "stamp_skew_ms", "memory_reset"]
+from thermal_visible_fusion.frame_diagnostics import TEMPORAL_KEYS
+
 
 
 def add_arguments(parser) -> None:
@@ -131,10 +130,10 @@ def write_outputs(out: Path, published: dict, received, rate: float, elapsed: fl
 
     with open(out / "diagnostics.csv", "w", newline="") as handle:
         table = csv.writer(handle)
-        table.writerow(["stamp_ns", *TEMPORAL_COLUMNS])
+        table.writerow(["stamp_ns", *TEMPORAL_KEYS])
         for stamp in sorted(received.temporal):
             row = received.temporal[stamp]
-            table.writerow([stamp, *(row.get(c, "") for c in TEMPORAL_COLUMNS)])
+            table.writerow([stamp, *(row.get(c, "") for c in TEMPORAL_KEYS)])
 
     def mean(column: str) -> float | None:
         values = [float(r[column]) for r in received.temporal.values()

@@ -31,6 +31,7 @@ from std_srvs.srv import Trigger
 
 from thermal_visible_fusion import params as param_table
 from thermal_visible_fusion.engine import EngineConfig, FusionEngine
+from thermal_visible_fusion.frame_diagnostics import format_value, frame_values, status_message
 from thermal_visible_fusion.image_codec import ImageFormatError
 from thermal_visible_fusion.pairing import RGB, THERMAL, Pair, StampPairer
 from thermal_visible_fusion.ros.messages import (image_message, qos_by_name, rgb_array,
@@ -253,23 +254,9 @@ class FusionNode(Node):
         self.temporal_pub.publish(self._temporal_message(result, header, pair, latency))
 
     def _temporal_message(self, result, header, pair: Pair, latency: float) -> DiagnosticArray:
-        sample = result.temporal
-        values = {
-            "temporal_error_fused": sample.fused_error,
-            "temporal_error_thermal": sample.thermal_error,
-            "temporal_error_rgb": sample.rgb_error,
-            "brightness_flicker": sample.flicker,
-            "frames_since_reset": result.frames_since_reset,
-            "latency_ms": latency * 1000,
-            "fuse_ms": result.fuse_seconds * 1000,
-            "stamp_skew_ms": pair.skew_ns / 1e6,
-            "memory_reset": result.reset_reason,
-        }
-        status = DiagnosticStatus(level=OK, name=f"{self.get_name()}: temporal consistency",
-                                  hardware_id=self.engine.fuser.name,
-                                  message=f"memory reset: {result.reset_reason}"
-                                  if result.reset_reason else "ok",
-                                  values=[KeyValue(key=k, value=_format(v)) for k, v in values.items()])
+        values = frame_values(result, latency, pair.skew_ns)
+        status = _status(OK, f"{self.get_name()}: temporal consistency", status_message(result),
+                         values, hardware_id=self.engine.fuser.name)
         return DiagnosticArray(header=header, status=[status])
 
     # -- /diagnostics ----------------------------------------------------------------
@@ -320,17 +307,9 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000
 
 
-def _format(value) -> str:
-    if value is None:
-        return "nan"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def _status(level, name: str, message: str, values: dict) -> DiagnosticStatus:
-    return DiagnosticStatus(level=level, name=name, message=message, hardware_id="",
-                            values=[KeyValue(key=k, value=_format(v)) for k, v in values.items()])
+def _status(level, name: str, message: str, values: dict, hardware_id: str = "") -> DiagnosticStatus:
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                            values=[KeyValue(key=k, value=format_value(v)) for k, v in values.items()])
 
 
 def main(args=None) -> int:

@@ -1,0 +1,284 @@
+"""tvf make-bag and tvf evaluate: bags written and read back with rosbags (no ROS needed)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("rosbags")
+
+from thermal_visible_fusion.cli import main as tvf  # noqa: E402
+from thermal_visible_fusion.synthetic import SyntheticScene  # noqa: E402
+from thermal_visible_fusion.tools import bag_io  # noqa: E402
+from thermal_visible_fusion.tools.evaluate import TEMPORAL_KEYS  # noqa: E402
+from thermal_visible_fusion.tools.make_bag import DEFAULT_START_SEC  # noqa: E402
+
+W, H, FRAMES = 160, 120, 12
+START_NS = round(DEFAULT_START_SEC * 1e9)
+
+CALIBRATION = """\
+thermal:
+  image_width: 160
+  image_height: 120
+  camera_name: thermal_cam
+  camera_matrix: {rows: 3, cols: 3, data: [200.0, 0.0, 80.0, 0.0, 200.0, 60.0, 0.0, 0.0, 1.0]}
+  distortion_model: plumb_bob
+  distortion_coefficients: {rows: 1, cols: 5, data: [-0.1, 0.01, 0.0, 0.0, 0.0]}
+  rectification_matrix: {rows: 3, cols: 3, data: [1, 0, 0, 0, 1, 0, 0, 0, 1]}
+  projection_matrix: {rows: 3, cols: 4, data: [200.0, 0, 80.0, 0, 0, 200.0, 60.0, 0, 0, 0, 1, 0]}
+rgb:
+  image_width: 160
+  image_height: 120
+  camera_name: rgb_cam
+  camera_matrix: {rows: 3, cols: 3, data: [150.0, 0.0, 80.0, 0.0, 150.0, 60.0, 0.0, 0.0, 1.0]}
+  distortion_model: plumb_bob
+  distortion_coefficients: {rows: 1, cols: 5, data: [0.0, 0.0, 0.0, 0.0, 0.0]}
+  rectification_matrix: {rows: 3, cols: 3, data: [1, 0, 0, 0, 1, 0, 0, 0, 1]}
+  projection_matrix: {rows: 3, cols: 4, data: [150.0, 0, 80.0, 0, 0, 150.0, 60.0, 0, 0, 0, 1, 0]}
+"""
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> Path:
+    """A tiny registered pair as two folders of PNGs."""
+    root = tmp_path_factory.mktemp("frames")
+    scene = SyntheticScene(W, H, seed=3)
+    (root / "ir").mkdir()
+    (root / "vis").mkdir()
+    for i in range(FRAMES):
+        thermal, rgb = scene.frame(i)
+        cv2.imwrite(str(root / "ir" / f"{i}.png"), thermal)
+        cv2.imwrite(str(root / "vis" / f"{i}.png"), rgb)
+    return root
+
+
+def make_bag(frames: Path, out: Path, *extra: str) -> Path:
+    assert tvf(["make-bag", "--ir", str(frames / "ir"), "--rgb", str(frames / "vis"),
+                "--out", str(out), *extra]) == 0
+    return out
+
+
+def read_all(bag: Path) -> dict[str, list]:
+    """{topic: [(log_time, deserialized message)]} in log-time order."""
+    store = bag_io.typestore()
+    out: dict[str, list] = {}
+    reader = bag_io.open_reader(bag)
+    try:
+        last = -1
+        for connection, log_time, raw in reader.messages():
+            assert log_time >= last, "messages not in log-time order"
+            last = log_time
+            out.setdefault(connection.topic, []).append(
+                (log_time, store.deserialize_cdr(raw, connection.msgtype)))
+    finally:
+        reader.close()
+    return out
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_make_bag_plain(frames, tmp_path, storage):
+    bag = make_bag(frames, tmp_path / "bag", "--storage", storage, "--fps", "20")
+    meta = (bag / "metadata.yaml").read_text()
+    assert f"storage_identifier: {storage}" in meta
+    topics = bag_io.bag_topics(bag)
+    assert topics == {"/thermal/image_raw": (bag_io.IMAGE, FRAMES),
+                      "/rgb/image_raw": (bag_io.IMAGE, FRAMES)}
+    messages = read_all(bag)
+    expected = [START_NS + round(i * 1e9 / 20) for i in range(FRAMES)]
+    for topic, encoding, frame_id in (("/thermal/image_raw", "mono8", "thermal_optical"),
+                                      ("/rgb/image_raw", "bgr8", "rgb_optical")):
+        msgs = messages[topic]
+        assert [bag_io.stamp_ns_of(m) for _, m in msgs] == expected
+        assert all(log == bag_io.stamp_ns_of(m) for log, m in msgs)  # log time = stamp
+        assert {m.encoding for _, m in msgs} == {encoding}
+        assert {m.header.frame_id for _, m in msgs} == {frame_id}
+        assert {(m.width, m.height) for _, m in msgs} == {(W, H)}
+    # pixels survive the round trip through the bag
+    first = next(bag_io.read_images(bag, ["/rgb/image_raw"]))
+    np.testing.assert_array_equal(first.image, cv2.imread(str(frames / "vis" / "0.png")))
+    thermal = next(bag_io.read_images(bag, ["/thermal/image_raw"],
+                                      {"/thermal/image_raw": "thermal"}))
+    np.testing.assert_array_equal(thermal.image,
+                                  cv2.imread(str(frames / "ir" / "0.png"), cv2.IMREAD_UNCHANGED))
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_make_bag_offset_jitter_calibration(frames, tmp_path, storage):
+    calibration = tmp_path / "cameras.yaml"
+    calibration.write_text(CALIBRATION)
+    bag = make_bag(frames, tmp_path / "bag", "--storage", storage, "--offset-ms", "7",
+                   "--jitter-ms", "2", "--seed", "5", "--frames", "10",
+                   "--calibration", str(calibration), "--thermal-topic", "/cam/lwir/image_raw")
+    messages = read_all(bag)
+    assert set(messages) == {"/cam/lwir/image_raw", "/cam/lwir/camera_info",
+                             "/rgb/image_raw", "/rgb/camera_info"}
+    assert all(len(v) == 10 for v in messages.values())
+    period = 1e9 / 30  # folders have no frame rate: the default 30 fps
+    thermal = [bag_io.stamp_ns_of(m) for _, m in messages["/cam/lwir/image_raw"]]
+    rgb = [bag_io.stamp_ns_of(m) for _, m in messages["/rgb/image_raw"]]
+    for i, (t, r) in enumerate(zip(thermal, rgb)):
+        nominal = START_NS + i * period
+        assert abs(r - nominal) <= 2e6 + 1
+        assert abs(t - (nominal + 7e6)) <= 2e6 + 1
+    assert np.diff(thermal).min() > 0 and np.diff(rgb).min() > 0
+    assert np.std(np.array(rgb) - (START_NS + np.arange(10) * period)) > 1e5  # jitter is there
+    # CameraInfo beside each image: same stamp and frame_id, contents from the YAML
+    for image_topic, info_topic, name_k in (("/cam/lwir/image_raw", "/cam/lwir/camera_info", 200.0),
+                                            ("/rgb/image_raw", "/rgb/camera_info", 150.0)):
+        images, infos = messages[image_topic], messages[info_topic]
+        stamps = [bag_io.stamp_ns_of(m) for _, m in images]
+        assert [bag_io.stamp_ns_of(m) for _, m in infos] == stamps
+        info = infos[0][1]
+        assert info.header.frame_id == images[0][1].header.frame_id
+        assert (info.width, info.height, info.distortion_model) == (W, H, "plumb_bob")
+        assert info.k[0] == name_k and len(info.d) == 5 and len(info.p) == 12
+    # the same seed gives the same stamps
+    again = make_bag(frames, tmp_path / "again", "--storage", storage, "--offset-ms", "7",
+                     "--jitter-ms", "2", "--seed", "5", "--frames", "10")
+    assert [bag_io.stamp_ns_of(m) for _, m in read_all(again)["/rgb/image_raw"]] == rgb
+
+
+def test_make_bag_rejects_bad_input(frames, tmp_path, capsys):
+    args = ["make-bag", "--ir", str(frames / "ir"), "--rgb", str(frames / "vis")]
+    assert tvf(args + ["--out", str(tmp_path / "a"), "--jitter-ms", "20"]) == 2  # > period / 2
+    assert tvf(args + ["--out", str(tmp_path / "b"), "--ir", str(tmp_path / "missing")]) == 2
+    make_bag(frames, tmp_path / "c", "--frames", "2")
+    assert tvf(args + ["--out", str(tmp_path / "c")]) == 2  # exists already
+    assert "error" in capsys.readouterr().err
+
+
+def test_guess_pair_topics():
+    guess = bag_io.guess_pair_topics
+    assert guess(["/thermal/image_raw", "/rgb/image_raw"]) == ("/thermal/image_raw",
+                                                                 "/rgb/image_raw")
+    assert guess(["/cam/color/image_raw", "/flir/ir/image_raw", "/fusion_node/fused"]) == (
+        "/flir/ir/image_raw", "/cam/color/image_raw")
+    assert guess(["/a/infrared", "/b/visible/image_raw", "/b/visible/image_rect"]) == (
+        "/a/infrared", "/b/visible/image_raw")
+    assert guess(["/x", "/y"], thermal="/x", rgb="/y") == ("/x", "/y")
+    with pytest.raises(ValueError, match="thermal"):
+        guess(["/camera/image_raw", "/rgb/image_raw"])
+    with pytest.raises(ValueError, match="not an image topic"):
+        guess(["/thermal/image_raw"], rgb="/nope")
+
+
+def _evaluate(bag: Path, out: Path, *extra: str) -> dict:
+    assert tvf(["evaluate", str(bag), "--out", str(out), "--fuser", "multiscale", *extra]) == 0
+    return json.loads((out / "report.json").read_text())
+
+
+def test_evaluate_bag_with_offset(frames, tmp_path):
+    # Thermal 6 ms after RGB: within the node's 15 ms slop, so every frame pairs
+    # (the last pair only at flush).
+    bag = make_bag(frames, tmp_path / "bag", "--offset-ms", "6", "--jitter-ms", "1")
+    out = tmp_path / "eval"
+    report = _evaluate(bag, out, "--metrics-every", "4")
+    for name in ("report.json", "report.md", "frames.csv", "samples.png"):
+        assert (out / name).is_file(), name
+    if _has_matplotlib():
+        assert (out / "metrics_over_time.png").stat().st_size > 1000
+    assert cv2.imread(str(out / "samples.png")) is not None
+
+    assert report["frames"] == FRAMES
+    assert report["fuser"] == "multiscale" and report["device"] == "cpu"
+    assert report["pairing"]["thermal"]["paired"] == FRAMES
+    assert report["pairing"]["rgb"]["dropped_unmatched"] == 0
+    metrics = report["metrics"]
+    for name in ("temporal_error_fused", "temporal_error_thermal", "temporal_error_rgb",
+                 "brightness_flicker", "fuse_ms", "stamp_skew_ms"):
+        stats = metrics[name]
+        assert stats["count"] >= FRAMES - 1, name
+        assert stats["p5"] <= stats["p50"] <= stats["p95"], name
+    assert -8 < metrics["stamp_skew_ms"]["mean"] < -4  # skew = RGB - thermal stamp
+    image_metrics = [k for k in metrics if k.isupper() or k in ("Qabf", "Nabf")]
+    if image_metrics:  # metrics.image present: every 4th frame
+        assert metrics[image_metrics[0]]["count"] == math.ceil(FRAMES / 4)
+    assert "| temporal_error_fused |" in (out / "report.md").read_text()
+
+    # output bag: inputs copied, one fused image + diagnostics per pair, RGB stamps/frame_id
+    messages = read_all(out / "fused_bag")
+    assert len(messages["/thermal/image_raw"]) == len(messages["/rgb/image_raw"]) == FRAMES
+    rgb_stamps = [bag_io.stamp_ns_of(m) for _, m in messages["/rgb/image_raw"]]
+    fused = messages["/fusion_node/fused"]
+    diagnostics = messages["/fusion_node/temporal_consistency"]
+    assert [bag_io.stamp_ns_of(m) for _, m in fused] == rgb_stamps
+    assert [bag_io.stamp_ns_of(m) for _, m in diagnostics] == rgb_stamps
+    assert {m.header.frame_id for _, m in fused} == {"rgb_optical"}
+    assert {(m.encoding, m.width, m.height) for _, m in fused} == {("bgr8", W, H)}
+    status = diagnostics[1][1].status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert tuple(values) == TEMPORAL_KEYS
+    assert float(values["temporal_error_fused"]) >= 0 and values["memory_reset"] == ""
+    assert diagnostics[0][1].status[0].values[0].value == "nan"  # first frame: no previous
+    assert status.hardware_id == "multiscale"
+
+
+def test_evaluate_pairing_follows_stamps(frames, tmp_path):
+    # Thermal 25 ms after RGB at 30 fps: each thermal frame is nearest (8.3 ms) to the
+    # *next* RGB frame, within the default 15 ms slop; the first RGB and last thermal
+    # frame have no partner.
+    bag = make_bag(frames, tmp_path / "bag", "--offset-ms", "25", "--frames", "6")
+    report = _evaluate(bag, tmp_path / "default", "--metrics-every", "0", "--samples", "0")
+    assert report["frames"] == 5
+    assert report["pairing"]["thermal"]["dropped_unmatched"] == 1
+    assert report["pairing"]["rgb"]["dropped_unmatched"] == 1
+    assert all(8 < v < 9 for v in _skews(tmp_path / "default"))
+    assert not (tmp_path / "default" / "samples.png").exists()
+    # A 5 ms slop pairs nothing: reported, exit status 1.
+    out = tmp_path / "strict"
+    assert tvf(["evaluate", str(bag), "--out", str(out), "--fuser", "average",
+                "--slop-ms", "5", "--metrics-every", "0"]) == 1
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames"] == 0
+    assert report["pairing"]["thermal"]["dropped_unmatched"] == 6
+    assert report["metrics"]["temporal_error_fused"]["count"] == 0
+    # an existing output bag is kept unless --force
+    assert tvf(["evaluate", str(bag), "--out", str(out), "--fuser", "average"]) == 2
+    assert tvf(["evaluate", str(bag), "--out", str(out), "--fuser", "average", "--force",
+                "--metrics-every", "0"]) == 0
+
+
+def _skews(out: Path) -> list[float]:
+    import csv
+    with open(out / "frames.csv") as handle:
+        return [float(row["stamp_skew_ms"]) for row in csv.DictReader(handle)]
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_shared_clip_make_bag_and_evaluate(shared_data, tmp_path):
+    clips = sorted(p for p in (shared_data / "m3svd" / "clips").iterdir() if p.is_dir())
+    if not clips:
+        pytest.skip("no m3svd clips")
+    clip = clips[0]
+    bag = tmp_path / "clip_bag"
+    assert tvf(["make-bag", "--ir", str(clip / "ir"), "--rgb", str(clip / "vis"), "--out", str(bag),
+                "--frames", "20", "--offset-ms", "3"]) == 0
+    assert bag_io.image_topics(bag) == {"/thermal/image_raw": 20, "/rgb/image_raw": 20}
+    report = _evaluate(bag, tmp_path / "eval", "--metrics-every", "10")
+    assert report["frames"] == 20
+    assert report["metrics"]["temporal_error_fused"]["count"] == 19
+    assert 0 < report["metrics"]["temporal_error_fused"]["mean"] < 30
+
+
+def test_make_bag_one_camera_calibration_file(frames, tmp_path, capsys):
+    import yaml
+    one = tmp_path / "rgb.yaml"
+    one.write_text(yaml.safe_dump(yaml.safe_load(CALIBRATION)["rgb"]))
+    bag = make_bag(frames, tmp_path / "bag", "--frames", "3", "--rgb-calibration", str(one))
+    assert bag_io.bag_topics(bag)["/rgb/camera_info"] == (bag_io.CAMERA_INFO, 3)
+    assert "/thermal/camera_info" not in bag_io.bag_topics(bag)
+    assert tvf(["make-bag", "--ir", str(frames / "ir"), "--rgb", str(frames / "vis"),
+                "--out", str(tmp_path / "x"), "--calibration", str(one)]) == 2
+    assert "one camera" in capsys.readouterr().err

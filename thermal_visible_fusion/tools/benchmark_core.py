@@ -1,0 +1,105 @@
+"""``tvf benchmark-core``: speed of the ROS-free core, printed and written as JSON.
+
+  * engine frames/s per fuser at each resolution (median over ``--frames``,
+    after warm-up; the learned fuser with memory on, as the node runs it), and
+    the learned network's parameter count;
+  * the node's per-frame temporal diagnostics (``TemporalMonitor``) in ms at 640x480;
+  * all image metrics (``metrics.image.compute_all``) of one 640x480 frame in s.
+Inputs are synthetic scene frames, so no data is needed.  On a CUDA machine use
+``--device cuda`` (half precision, channels-last): this is the GPU benchmark.
+Medians on a shared machine are noisy: compare figures from one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--sizes", default="640x480,320x240", help="WxH list")
+    parser.add_argument("--fusers", default="learned,multiscale,average,max")
+    parser.add_argument("--frames", type=int, default=40, help="timed frames per case")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--weights", default="")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--json", default="output/benchmark_core.json")
+
+
+def _median_ms(function, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1000
+
+
+def main(args) -> int:
+    import torch
+
+    from thermal_visible_fusion.engine import EngineConfig, FusionEngine
+    from thermal_visible_fusion.metrics.image import compute_all
+    from thermal_visible_fusion.metrics.temporal import TemporalMonitor
+    from thermal_visible_fusion.synthetic import SyntheticScene
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+                               f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+                    "engine_fps": {}}
+    if torch.cuda.is_available():
+        result["gpu"] = torch.cuda.get_device_name(0)
+    for size in args.sizes.split(","):
+        width, height = map(int, size.split("x"))
+        scene = SyntheticScene(width, height)
+        frames = [scene.frame(i) for i in range(8)]
+        for name in args.fusers.split(","):
+            engine = FusionEngine(EngineConfig(fuser=name, weights=args.weights, device=args.device))
+            if engine.fuser.name != name and name != "auto":
+                result["engine_fps"][f"{name}@{size}"] = f"unavailable: {engine.fuser_warning}"
+                continue
+            engine.warmup(height, width)
+            counter = iter(range(10**9))
+
+            def step():
+                i = next(counter)
+                thermal, rgb = frames[i % len(frames)]
+                engine.process(thermal, rgb, i * 33_333_333)
+                if engine.device.startswith("cuda"):
+                    torch.cuda.synchronize()
+            for _ in range(3):
+                step()
+            ms = _median_ms(step, args.frames)
+            result["engine_fps"][f"{name}@{size}"] = round(1000 / ms, 2)
+            result.setdefault("device", engine.device)
+            if hasattr(engine.fuser, "param_count"):
+                result["learned_parameters"] = engine.fuser.param_count()
+            print(f"{name:>10} @ {size}: {1000 / ms:7.2f} fps ({ms:.1f} ms/frame, "
+                  f"{engine.device})", flush=True)
+
+    scene = SyntheticScene(640, 480)
+    frames = [scene.frame(i) for i in range(8)]
+    monitor = TemporalMonitor()
+    counter = iter(range(10**9))
+
+    def monitor_step():
+        thermal, rgb = frames[next(counter) % len(frames)]
+        monitor.update(rgb, thermal, rgb)
+    monitor_step()
+    result["temporal_diagnostics_ms_640x480"] = round(_median_ms(monitor_step, 100), 3)
+    thermal, rgb = frames[0]
+    compute_all(rgb, thermal, rgb)
+    result["image_metrics_s_640x480"] = round(_median_ms(lambda: compute_all(rgb, thermal, rgb), 7)
+                                              / 1000, 4)
+    print(json.dumps(result, indent=2))
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"written to {out}")
+    return 0
