@@ -25,8 +25,8 @@ def learned_available() -> bool:
 def default_weights() -> Path | None:
     if not learned_available():
         return None
-    from thermal_visible_fusion.fusers.learned import DEFAULT_WEIGHTS
-    return Path(DEFAULT_WEIGHTS)
+    from thermal_visible_fusion.fusers.learned import default_weights_path
+    return default_weights_path()
 
 
 def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",

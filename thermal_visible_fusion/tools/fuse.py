@@ -45,10 +45,16 @@ def main(args) -> int:
         period_ns = round(1e9 / (source.fps or 30.0))
         print(f"fusing {len(source)} frames with {engine.describe()}", file=sys.stderr)
         start = time.perf_counter()
+        lookahead = args.lookahead
         for pair in source:
             result = engine.process(pair.thermal, pair.rgb, pair.index * period_ns)
-            cv2.imwrite(str(out / f"{pair.index:04d}.png"), result.fused)
+            # With look-ahead the fuser answers k frames late: output i is frame i - k.
+            if pair.index >= lookahead:
+                cv2.imwrite(str(out / f"{pair.index - lookahead:04d}.png"), result.fused)
         count = len(source)
+        if lookahead:
+            for index, fused in enumerate(engine.fuser.flush(), start=max(count - lookahead, 0)):
+                cv2.imwrite(str(out / f"{index:04d}.png"), fused)
     seconds = time.perf_counter() - start
     print(f"wrote {count} frames to {out} ({count / max(seconds, 1e-9):.1f} fps)", file=sys.stderr)
     return 0

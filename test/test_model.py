@@ -1,0 +1,266 @@
+"""StreamingFusionNet and LearnedFuser: shapes, memory semantics, weights files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from thermal_visible_fusion.fusers.learned import (LearnedFuser, WeightsError, load_model,
+                                                   load_weights, save_weights)
+from thermal_visible_fusion.model import (ModelConfig, StreamingFusionNet, StreamingRunner,
+                                          fuse_sequence)
+
+torch.set_num_threads(1)
+
+
+def make_model(seed: int = 0) -> StreamingFusionNet:
+    """Random weights, with a head strong enough that the memory visibly matters."""
+    torch.manual_seed(seed)
+    model = StreamingFusionNet().eval()
+    torch.nn.init.normal_(model.head.weight, std=0.3)
+    torch.nn.init.normal_(model.align.out.pw.weight, std=0.05)
+    return model
+
+
+def frames(n: int, h: int, w: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.rand(1, 1, h, w, generator=g), torch.rand(1, 1, h, w, generator=g))
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("size", [(5, 7), (37, 51), (48, 64), (120, 90)])
+def test_shapes_any_size(size):
+    model = make_model()
+    h, w = size
+    (ir, vis), = frames(1, h, w)
+    with torch.no_grad():
+        out, state = model(ir, vis)
+        out2, state2 = model(ir, vis, state)
+    for t in (out.fused, out.restored_ir, out.restored_vis, out2.fused):
+        assert t.shape == (1, 1, h, w)
+    hp, wp = -(-h // 8) * 8, -(-w // 8) * 8
+    assert state.h.shape == (1, model.config.channels, hp // 4, wp // 4)
+    assert out2.flow.shape == (1, 2, hp // 4, wp // 4)
+    assert out.semantic.shape[-2:] == (hp // 8, wp // 8)
+    assert torch.isfinite(out2.fused).all()
+
+
+def test_batch_and_restored_flag():
+    model = make_model()
+    ir, vis = torch.rand(3, 1, 24, 40), torch.rand(3, 1, 24, 40)
+    with torch.no_grad():
+        out, _ = model(ir, vis, restored=False)
+        full, _ = model(ir, vis)
+    assert out.restored_ir is None and out.restored_vis is None
+    assert torch.equal(out.fused, full.fused)
+    with pytest.raises(ValueError):
+        model(ir, vis[:, :, :20])
+
+
+def test_initial_output_is_the_average():
+    model = StreamingFusionNet().eval()  # fresh init: the head starts near the plain average
+    (ir, vis), = frames(1, 32, 32)
+    with torch.no_grad():
+        out, _ = model(ir, vis)
+    assert torch.allclose(out.fused, 0.5 * (ir + vis), atol=0.02)
+
+
+def test_memory_changes_output_and_none_is_memory_off():
+    model = make_model()
+    (ir0, vis0), (ir1, vis1) = frames(2, 40, 56)
+    with torch.no_grad():
+        _, state = model(ir0, vis0)
+        with_memory, _ = model(ir1, vis1, state)
+        no_memory, _ = model(ir1, vis1, None)
+        again, _ = model(ir1, vis1)
+    assert (with_memory.fused - no_memory.fused).abs().max() > 1e-3
+    assert (with_memory.restored_ir - no_memory.restored_ir).abs().max() > 1e-3
+    assert torch.equal(no_memory.fused, again.fused)  # no hidden state inside the module
+    # the memory-off path is a single-frame model: batch items do not interact
+    both, _ = model(torch.cat([ir0, ir1]), torch.cat([vis0, vis1]))
+    assert torch.allclose(both.fused[1:], no_memory.fused, atol=1e-5)
+
+
+def test_state_size_mismatch_is_an_error():
+    model = make_model()
+    (ir, vis), = frames(1, 32, 32)
+    (ir2, vis2), = frames(1, 48, 32)
+    with torch.no_grad():
+        _, state = model(ir, vis)
+        with pytest.raises(ValueError, match="reset the memory"):
+            model(ir2, vis2, state)
+
+
+def test_gradients_reach_every_parameter():
+    model = make_model().train()
+    seq = frames(2, 32, 32)
+    state, loss = None, 0.0
+    for ir, vis in seq:
+        out, state = model(ir, vis, state)
+        loss = loss + out.fused.mean() + out.restored_ir.mean() + out.restored_vis.mean() \
+            + out.visual.mean() + out.semantic.mean()
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing
+
+
+def test_streaming_runner_and_lookahead():
+    model = make_model()
+    seq = frames(5, 24, 32)
+    with torch.no_grad():
+        manual, state = [], None
+        for ir, vis in seq:
+            out, state = model(ir, vis, state)
+            manual.append(out.fused)
+    causal = fuse_sequence(model, *zip(*seq))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(manual, causal))
+
+    ahead = fuse_sequence(model, *zip(*seq), lookahead=2)
+    assert len(ahead) == len(seq)
+    assert torch.allclose(ahead[-1], manual[-1], atol=1e-6)  # no future for the last frame
+    assert not torch.allclose(ahead[0], manual[0], atol=1e-4)  # the others use it
+
+    runner = StreamingRunner(model, lookahead=2)
+    pushed = [runner.push(ir, vis) for ir, vis in seq]
+    assert torch.allclose(pushed[2], ahead[0]) and torch.allclose(pushed[4], ahead[2])
+    assert len(runner.flush()) == 2
+
+    short = fuse_sequence(model, *zip(*seq[:2]), lookahead=3)  # shorter than the window
+    assert len(short) == 2 and torch.allclose(short[1], manual[1], atol=1e-6)
+
+    no_mem = fuse_sequence(model, *zip(*seq), use_memory=False, lookahead=2)
+    with torch.no_grad():
+        single = [model(ir, vis)[0].fused for ir, vis in seq]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(no_mem, single))
+
+
+def test_param_count_and_weights_size(tmp_path):
+    model = StreamingFusionNet()
+    n = model.param_count()
+    assert 10_000 < n < 500_000
+    path = save_weights(model, tmp_path / "w.pt")
+    assert path.stat().st_size < 3 * 1024 * 1024
+
+
+# ----------------------------------------------------------------------------- weights files
+
+@pytest.fixture
+def weights(tmp_path):
+    return save_weights(make_model(), tmp_path / "streaming_fusion.pt", {"steps": 0})
+
+
+def test_weights_load_with_weights_only(weights):
+    data = torch.load(weights, map_location="cpu", weights_only=True)
+    assert data["config"] == ModelConfig().to_dict()
+    config, state, meta = load_weights(weights)
+    assert config == ModelConfig() and meta == {"steps": 0}
+    model = load_model(weights)
+    reference = make_model()
+    for k, v in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v)
+
+
+def test_config_travels_with_the_weights(tmp_path):
+    small = StreamingFusionNet(ModelConfig(channels=16, semantic_channels=16, corr_radius=2))
+    path = save_weights(small, tmp_path / "small.pt")
+    assert load_model(path).config.channels == 16
+
+
+def test_missing_and_corrupt_weights_name_the_file(tmp_path, weights):
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(WeightsError) as err:
+        LearnedFuser(missing, device="cpu")
+    assert err.value.path == missing and "nope.pt" in str(err.value)
+
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(WeightsError) as err:
+        LearnedFuser(corrupt, device="cpu")
+    assert "corrupt.pt" in str(err.value)
+
+    other = tmp_path / "other.pt"
+    torch.save({"weight": torch.zeros(3)}, other)
+    with pytest.raises(WeightsError, match="other.pt"):
+        load_weights(other)
+
+    mismatched = tmp_path / "mismatched.pt"
+    data = torch.load(weights, weights_only=True)
+    data["config"]["channels"] = 16
+    torch.save(data, mismatched)
+    with pytest.raises(WeightsError, match="do not match"):
+        load_model(mismatched)
+
+
+# ----------------------------------------------------------------------------- LearnedFuser
+
+def pairs(n: int, h: int = 36, w: int = 52, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [(rng.integers(0, 256, (h, w), dtype=np.uint8),
+             rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def test_learned_fuser_output_and_reset(weights):
+    fuser = LearnedFuser(weights, device="cpu")
+    assert fuser.name == "learned"
+    (t0, c0), (t1, c1) = pairs(2)
+    first = fuser.fuse(t0, c0)
+    assert first.shape == c0.shape and first.dtype == np.uint8
+    with_memory = fuser.fuse(t1, c1)
+    fuser.reset()
+    after_reset = fuser.fuse(t1, c1)
+    fresh = LearnedFuser(weights, device="cpu").fuse(t1, c1)
+    assert np.array_equal(after_reset, fresh)
+    assert not np.array_equal(with_memory, after_reset)
+
+
+def test_learned_fuser_without_memory(weights):
+    fuser = LearnedFuser(weights, device="cpu", use_memory=False)
+    (t0, c0), (t1, c1) = pairs(2)
+    fuser.fuse(t0, c0)
+    assert np.array_equal(fuser.fuse(t1, c1), LearnedFuser(weights, device="cpu").fuse(t1, c1))
+    ahead = LearnedFuser(weights, device="cpu", lookahead=2, jit=False)
+    ahead.use_memory = False
+    assert ahead.lookahead == 0
+    ahead.use_memory = True
+    assert ahead.lookahead == 2
+
+
+def test_learned_fuser_keeps_colour_and_handles_size_changes(weights):
+    fuser = LearnedFuser(weights, device="cpu")
+    thermal, _ = pairs(1)[0]
+    grey = np.repeat(thermal[..., None], 3, axis=2)
+    out = fuser.fuse(thermal, grey)  # grey RGB in: grey out (chroma comes from the RGB)
+    assert np.abs(out.astype(int) - out[..., :1].astype(int)).max() <= 2
+    t2, c2 = pairs(1, 20, 30)[0]
+    assert fuser.fuse(t2, c2).shape == (20, 30, 3)  # new size: memory restarted, no error
+    with pytest.raises(ValueError):
+        fuser.fuse(t2, c2[:10])
+
+
+def test_learned_fuser_lookahead_and_warmup(weights):
+    fuser = LearnedFuser(weights, device="cpu", lookahead=1)
+    fuser.warmup(24, 32)
+    seq = pairs(3, 24, 32)
+    outputs = [fuser.fuse(t, c) for t, c in seq] + fuser.flush()
+    assert len(outputs) == 4 and all(o.shape == (24, 32, 3) for o in outputs)
+    with pytest.raises(ValueError):
+        LearnedFuser(weights, device="cpu", use_memory=False, lookahead=1)
+
+
+def test_use_memory_can_be_switched_at_runtime(weights):
+    fuser = LearnedFuser(weights, device="cpu")
+    (t0, c0), (t1, c1) = pairs(2)
+    fuser.fuse(t0, c0)
+    fuser.use_memory = False  # the engine flips this attribute on parameter changes
+    assert not fuser.use_memory
+    fuser.fuse(t0, c0)
+    assert np.array_equal(fuser.fuse(t1, c1), LearnedFuser(weights, device="cpu").fuse(t1, c1))
+
+
+def test_traced_fuser_matches_eager(weights):
+    traced = LearnedFuser(weights, device="cpu", jit=True)
+    eager = LearnedFuser(weights, device="cpu", jit=False)
+    for t, c in pairs(3, 40, 60):
+        a, b = traced.fuse(t, c), eager.fuse(t, c)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

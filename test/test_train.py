@@ -1,0 +1,218 @@
+"""Training smoke tests: data layouts, degradations, a few steps, resume, DDP on gloo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from thermal_visible_fusion import train
+from thermal_visible_fusion.fusers.learned import LearnedFuser
+from thermal_visible_fusion.training.data import ClipConfig, ClipSampler, discover
+from thermal_visible_fusion.training.degrade import DegradeConfig, degrade_clip
+from thermal_visible_fusion.training.losses import temporal_loss
+
+torch.set_num_threads(1)
+
+
+def texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    base = rng.random((h // 8 + 2, w // 8 + 2)).astype(np.float32)
+    big = cv2.resize(base, (w + 16, h + 16), interpolation=cv2.INTER_CUBIC)
+    return np.clip(big * 255, 0, 255).astype(np.uint8)
+
+
+def make_dataset(root: Path, size: int = 72, frames: int = 6) -> Path:
+    """Stills ({ir,vi}), a video pair and a clip folder, with a moving texture."""
+    rng = np.random.default_rng(0)
+    stills = root / "stills"
+    for sub in ("ir", "vi"):
+        (stills / sub).mkdir(parents=True)
+    for i in range(3):
+        ir = texture(size, size, rng)[:size, :size]
+        vis = cv2.cvtColor(texture(size, size, rng)[:size, :size], cv2.COLOR_GRAY2BGR)
+        cv2.imwrite(str(stills / "ir" / f"{i:02d}.png"), ir)
+        cv2.imwrite(str(stills / "vi" / f"{i:02d}.png"), vis)
+    scene_ir, scene_vis = texture(size, size + frames, rng), texture(size, size + frames, rng)
+    videos = root / "videos"
+    videos.mkdir()
+    writers = {m: cv2.VideoWriter(str(videos / f"scene_a_{m}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                                  10, (size, size)) for m in ("infrared", "visible")}
+    clip = root / "clips" / "scene_b"
+    for sub in ("ir", "vis", "ir_degraded", "vis_degraded"):
+        (clip / sub).mkdir(parents=True)
+    for t in range(frames):
+        ir = scene_ir[:size, t:t + size]
+        vis = cv2.cvtColor(scene_vis[:size, t:t + size], cv2.COLOR_GRAY2BGR)
+        writers["infrared"].write(cv2.cvtColor(ir, cv2.COLOR_GRAY2BGR))
+        writers["visible"].write(vis)
+        cv2.imwrite(str(clip / "ir" / f"{t:04d}.png"), ir)
+        cv2.imwrite(str(clip / "vis" / f"{t:04d}.png"), vis)
+        noisy = np.clip(ir.astype(int) + rng.integers(-20, 21, ir.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(clip / "ir_degraded" / f"{t:04d}.png"), noisy)
+        cv2.imwrite(str(clip / "vis_degraded" / f"{t:04d}.png"), cv2.GaussianBlur(vis, (5, 5), 1.5))
+    for w in writers.values():
+        w.release()
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data"))
+
+
+def small_config(dataset: Path, out: Path, **overrides) -> train.TrainConfig:
+    cfg = train.TrainConfig(
+        data_root=str(dataset), data=["videos", "clips", "stills"], exclude_scenes=[],
+        cache_dir=str(out / "cache"), clip_len=2, crop_min=32, crop_max=40, batch_size=1,
+        max_steps=2, threads=1, device="cpu", out_dir=str(out / "run"), log_every=1,
+        ckpt_every=0, val_data="", export=str(out / "exported.pt"), warmup_steps=1,
+        model={"channels": 16, "semantic_channels": 16, "align_channels": 16})
+    return replace(cfg, **overrides)
+
+
+# ----------------------------------------------------------------------------- data
+
+def test_discover_layouts_and_exclusion(dataset, tmp_path):
+    seqs, stills = discover(dataset / "videos", tmp_path / "cache")
+    assert [s.scene for s in seqs] == ["scene_a"] and not stills
+    ir, vis = seqs[0].frame(0)
+    assert ir.ndim == 2 and vis.shape == ir.shape + (3,)
+    assert list((tmp_path / "cache").glob("*.u8"))  # decoded once into the cache
+    seqs, _ = discover(dataset / "clips", None, exclude=["scene_b"])
+    assert not seqs
+    _, stills = discover(dataset / "stills")
+    assert len(stills) == 3
+    with pytest.raises(ValueError, match="no known data layout"):
+        discover(tmp_path)
+
+
+def test_sampler_clips_and_flows(dataset):
+    seqs, _ = discover(dataset / "clips")
+    _, stills = discover(dataset / "stills")
+    sampler = ClipSampler(seqs, stills, ClipConfig(clip_len=3, crop_min=32, crop_max=32), seed=0)
+    batch = sampler.batch(3)
+    assert batch["ir"].shape == (3, 3, 1, 32, 32) and batch["vis"].shape == (3, 3, 3, 32, 32)
+    assert batch["flow"].shape == (3, 3, 2, 32, 32) and batch["valid"].shape == (3, 3, 1, 32, 32)
+    assert float(batch["ir"].min()) >= 0 and float(batch["ir"].max()) <= 1
+    # the still clips' flow is exact: warping the previous frame gives the current one
+    sampler = ClipSampler([], stills, ClipConfig(clip_len=3, crop_min=48, crop_max=48), seed=1)
+    clip = sampler.sample(48)
+    from thermal_visible_fusion.model import warp
+    warped = warp(clip["vis"][:-1], clip["flow"][1:])
+    mask = clip["valid"][1:]
+    err = ((warped - clip["vis"][1:]).abs().mean(1, keepdim=True) * mask).sum() / mask.sum()
+    assert err < 0.03
+
+
+def test_degradations_follow_the_protocol():
+    ir = torch.full((4, 1, 256, 64), 0.5)
+    vis = torch.rand(4, 3, 256, 64)
+    cfg = DegradeConfig(p_clean=0, p_low_light=0, p_haze=0, ir_stripe_mean=(0.0, 0.0))
+    ir_d, vis_d = degrade_clip(ir, vis, cfg, torch.Generator().manual_seed(0))
+    diff = ir_d - ir
+    columns = diff.mean(2, keepdim=True)  # stripes: fixed over rows and frames
+    corr = torch.corrcoef(torch.stack([columns[0].flatten(), columns[1].flatten()]))[0, 1]
+    assert corr > 0.8
+    assert 3 / 255 < float(columns[0].std()) < 20 / 255
+    assert not torch.allclose(diff[0], diff[1])  # per-frame noise
+    assert float(vis_d.std()) < float(vis.std())  # blurred
+    assert torch.equal(ir, torch.full((4, 1, 256, 64), 0.5))  # inputs untouched
+
+
+def test_temporal_loss_is_zero_for_consistent_motion():
+    x = torch.rand(1, 1, 16, 16)
+    flow = torch.zeros(1, 2, 16, 16)
+    valid = torch.ones(1, 1, 16, 16)
+    same = temporal_loss(x, x, x, x, x, x, flow, valid)
+    assert float(same["excess"]) == 0 and float(same["flicker"]) == 0
+    noisy = temporal_loss(x + 0.1 * torch.rand_like(x), x, x, x, x, x, flow, valid)
+    assert float(noisy["flicker"]) > 0
+
+
+# ----------------------------------------------------------------------------- CLI / config
+
+def test_config_file_then_cli_overrides(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"batch_size": 7, "lr": 0.5,
+                                                 "model": {"channels": 16}}))
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(["--config", str(tmp_path / "c.json"), "--lr", "0.1",
+                              "--exclude-scenes", "a", "b", "--model-semantic-channels", "8",
+                              "--resume"])
+    cfg = train.config_from_args(args)
+    assert (cfg.batch_size, cfg.lr, cfg.exclude_scenes) == (7, 0.1, ["a", "b"])
+    assert cfg.model == {"channels": 16, "semantic_channels": 8} and cfg.resume == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--teacher", "resnet"])
+    (tmp_path / "c.yaml").write_text("max_minutes: 110\nexclude_scenes: [x]\n")
+    cfg = train.config_from_args(parser.parse_args(["--config", str(tmp_path / "c.yaml")]))
+    assert (cfg.max_minutes, cfg.exclude_scenes) == (110, ["x"])
+    (tmp_path / "bad.json").write_text(json.dumps({"teacher": "resnet"}))
+    with pytest.raises(ValueError, match="teacher"):
+        train.config_from_args(parser.parse_args(["--config", str(tmp_path / "bad.json")]))
+    (tmp_path / "typo.json").write_text(json.dumps({"batchsize": 2}))
+    with pytest.raises(ValueError, match="batchsize"):
+        train.config_from_args(parser.parse_args(["--config", str(tmp_path / "typo.json")]))
+
+
+# ----------------------------------------------------------------------------- training
+
+def test_smoke_training_checkpoint_resume_export(dataset, tmp_path):
+    cfg = small_config(dataset, tmp_path)
+    summary = train.run(cfg)
+    assert summary["step"] == 2
+    ckpt = torch.load(summary["checkpoint"], weights_only=True)
+    assert ckpt["step"] == 2
+    fuser = LearnedFuser(summary["exported"], device="cpu")  # exported weights load
+    thermal = np.zeros((20, 30), np.uint8)
+    assert fuser.fuse(thermal, np.zeros((20, 30, 3), np.uint8)).shape == (20, 30, 3)
+    resumed = train.run(replace(cfg, max_steps=3, resume="auto"))
+    assert resumed["step"] == 3
+    log = [json.loads(line) for line in (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log][-1] == 3 and "distill" in log[-1] and "flow" in log[-1]
+
+
+def test_validation_on_degraded_clips(dataset):
+    from thermal_visible_fusion.model import StreamingFusionNet
+    val = train.validate(StreamingFusionNet(), dataset / "clips", 1.0, torch.device("cpu"),
+                         max_frames=3)
+    for mode in ("mem", "nomem", "average"):
+        for metric in ("flowD", "vif", "qabf", "ssim"):
+            assert np.isfinite(val[f"{mode}/{metric}"])
+    assert val["psnr_ir"] > 10
+
+
+def test_time_budget_stops_training(dataset, tmp_path):
+    cfg = small_config(dataset, tmp_path, max_steps=1000, max_minutes=1e-6, export="",
+                       teacher="none", w_distill=0.0)
+    assert train.run(cfg)["step"] == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, cfg: train.TrainConfig, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    summary = train.run(cfg)
+    Path(out, f"rank{rank}.json").write_text(json.dumps(summary))
+
+
+def test_ddp_two_cpu_processes(dataset, tmp_path):
+    cfg = small_config(dataset, tmp_path, export="", teacher="none", w_distill=0.0)
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path)),
+                                nprocs=2, join=True)
+    summaries = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert summaries[0]["step"] == 2
+    assert summaries[0]["checksum"] == pytest.approx(summaries[1]["checksum"], abs=1e-5)

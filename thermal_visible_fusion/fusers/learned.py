@@ -1,0 +1,272 @@
+"""LearnedFuser: the streaming fusion network behind the Fuser protocol.
+
+The network fuses luminance: the thermal frame and the Y channel of the RGB frame go in,
+fused Y comes out and is recombined with the Cr/Cb of the RGB frame.  The network's
+temporal memory is kept between ``fuse`` calls; ``reset()`` clears it (call it when the
+stream jumps), ``use_memory=False`` clears it before every frame.
+
+Weights files carry their own ``ModelConfig``: a ``.pt`` file is a plain dict loaded with
+``torch.load(weights_only=True)``; a ``.safetensors`` file (used when the ``safetensors``
+package is installed) stores the config in its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import deque
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from thermal_visible_fusion.device import inference_dtype, resolve_device
+from thermal_visible_fusion.model import (MemoryState, ModelConfig, StreamingFusionNet,
+                                          StreamingRunner)
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "streaming_fusion.pt"
+WEIGHTS_FORMAT = "tvf-streaming-fusion"
+WEIGHTS_VERSION = 1
+
+
+class WeightsError(RuntimeError):
+    """A weights file is missing, unreadable or not a streaming-fusion weights file."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot load fusion weights {self.path}: {reason}")
+
+
+def default_weights_path() -> Path:
+    """The shipped weights: ``DEFAULT_WEIGHTS`` or its ``.safetensors`` sibling."""
+    safetensors_path = DEFAULT_WEIGHTS.with_suffix(".safetensors")
+    if not DEFAULT_WEIGHTS.exists() and safetensors_path.exists():
+        return safetensors_path
+    return DEFAULT_WEIGHTS
+
+
+def save_weights(model: StreamingFusionNet, path: str | Path, meta: dict | None = None) -> Path:
+    """Write model weights + config (+ str/number ``meta``) to ``.pt`` or ``.safetensors``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float32).contiguous()
+             for k, v in model.state_dict().items()}
+    meta = dict(meta or {})
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import save_file
+        except ImportError as exc:
+            raise RuntimeError("saving .safetensors needs the 'safetensors' package; "
+                               "use a .pt path instead") from exc
+        header = {"format": WEIGHTS_FORMAT, "version": str(WEIGHTS_VERSION),
+                  "config": json.dumps(model.config.to_dict()), "meta": json.dumps(meta)}
+        save_file(state, str(tmp), metadata=header)
+    else:
+        torch.save({"format": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION,
+                    "config": model.config.to_dict(), "meta": meta, "state_dict": state}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_weights(path: str | Path) -> tuple[ModelConfig, dict, dict]:
+    """Read (config, state_dict, meta) from a weights file; WeightsError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(path, "file not found")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors import safe_open
+        except ImportError:
+            raise WeightsError(path, "reading .safetensors needs the 'safetensors' package")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+            config, meta = json.loads(header["config"]), json.loads(header.get("meta", "{}"))
+            fmt = header.get("format")
+        except Exception as exc:  # corrupt file, missing metadata
+            raise WeightsError(path, f"not a readable safetensors weights file ({exc})") from exc
+    else:
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, not a torch file, unsafe pickle
+            raise WeightsError(path, f"not a readable torch weights file ({exc})") from exc
+        if not isinstance(data, dict):
+            raise WeightsError(path, "expected a dict with 'config' and 'state_dict'")
+        fmt, config = data.get("format"), data.get("config")
+        state, meta = data.get("state_dict"), data.get("meta", {})
+    if fmt != WEIGHTS_FORMAT or not isinstance(config, dict) or not isinstance(state, dict):
+        raise WeightsError(path, f"not a {WEIGHTS_FORMAT} weights file (format={fmt!r})")
+    try:
+        model_config = ModelConfig.from_dict(config)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(path, f"bad model config ({exc})") from exc
+    return model_config, state, meta
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> StreamingFusionNet:
+    """A StreamingFusionNet in eval mode with the weights of ``path``."""
+    config, state, _ = load_weights(path)
+    model = StreamingFusionNet(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WeightsError(path, f"weights do not match the model ({exc})") from exc
+    return model.to(device).eval()
+
+
+class FrozenStep:
+    """The model's inference step, traced and frozen with TorchScript per input size.
+
+    Two graphs per size (first frame without memory, later frames with it); about 20 %
+    faster than eager on a CPU.  Falls back to eager, with a warning, if tracing fails.
+    """
+
+    def __init__(self, model: StreamingFusionNet):
+        self.model = model
+        self.graphs: dict[tuple, torch.jit.ScriptModule | None] = {}
+
+    class _Wrapped(nn.Module):
+        def __init__(self, model: StreamingFusionNet, with_state: bool):
+            super().__init__()
+            self.model, self.with_state = model, with_state
+
+        def forward(self, ir, vis, *state):
+            out, new = self.model(ir, vis, MemoryState(*state) if self.with_state else None,
+                                  restored=False)
+            return (out.fused,) + tuple(new)
+
+    def _graph(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None):
+        key = (tuple(ir.shape), ir.dtype, ir.device, state is None)
+        if key not in self.graphs:
+            inputs = (ir, vis) + (tuple(state) if state is not None else ())
+            try:
+                with warnings.catch_warnings(), torch.no_grad():
+                    warnings.simplefilter("ignore")
+                    wrapped = self._Wrapped(self.model, state is not None).eval()
+                    self.graphs[key] = torch.jit.freeze(
+                        torch.jit.trace(wrapped, inputs, check_trace=False))
+            except Exception as exc:  # unsupported torch build, exotic op: stay eager
+                warnings.warn(f"tracing the fusion network failed ({exc}); running eager")
+                self.graphs[key] = None
+        return self.graphs[key]
+
+    def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None
+                 ) -> tuple[torch.Tensor, MemoryState]:
+        graph = self._graph(ir, vis, state)
+        if graph is None:
+            out, new = self.model(ir, vis, state, restored=False)
+            return out.fused, new
+        fused, *new = graph(ir, vis, *(state if state is not None else ()))
+        return fused, MemoryState(*new)
+
+
+class LearnedFuser:
+    """Streaming learned fusion with temporal memory.
+
+    ``lookahead=k`` delays the output by k frames and uses them (see ``StreamingRunner``);
+    ``flush()`` returns the frames still held back.  ``threads`` sets torch's CPU threads.
+    ``jit`` (default: on CPU) runs a TorchScript-frozen trace of the network, made per
+    frame size on first use (``warmup`` does it ahead of time).
+    """
+
+    name = "learned"
+
+    def __init__(self, weights: str | Path | None = None, device: str = "auto",
+                 use_memory: bool = True, lookahead: int = 0, threads: int | None = None,
+                 jit: bool | None = None):
+        if lookahead and not use_memory:
+            raise ValueError("lookahead needs the memory (use_memory=True)")
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.weights = Path(weights) if weights is not None else default_weights_path()
+        self.device = resolve_device(device)
+        self.dtype = inference_dtype(self.device)
+        model = load_model(self.weights, "cpu")
+        self.model = model.to(self.device, self.dtype).to(memory_format=torch.channels_last)
+        self.jit = self.device.type == "cpu" if jit is None else jit
+        self._step = FrozenStep(self.model) if self.jit else None
+        self._lookahead = lookahead  # as asked; the runner drops it while memory is off
+        self.runner = StreamingRunner(self.model, use_memory=use_memory, lookahead=lookahead,
+                                      step=self._step)
+        self._chroma: deque = deque()  # YCrCb frames matching the runner's look-ahead window
+        self._size: tuple[int, int] | None = None
+
+    @property
+    def use_memory(self) -> bool:
+        return self.runner.use_memory
+
+    @use_memory.setter
+    def use_memory(self, value: bool) -> None:
+        """Switching the memory off (or on) restarts the stream; off also drops look-ahead."""
+        if bool(value) != self.runner.use_memory:
+            self.runner = StreamingRunner(self.model, use_memory=bool(value),
+                                          lookahead=self._lookahead if value else 0,
+                                          step=self._step)
+            self.reset()
+
+    @property
+    def lookahead(self) -> int:
+        return self.runner.lookahead
+
+    def reset(self) -> None:
+        self.runner.reset()
+        self._chroma.clear()
+        self._size = None
+
+    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        return (t.to(self.dtype) / 255.0)[None, None]
+
+    def _to_bgr(self, fused: torch.Tensor, ycrcb: np.ndarray) -> np.ndarray:
+        y = (fused[0, 0].float() * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8).cpu().numpy()
+        out = ycrcb.copy()
+        out[..., 0] = y
+        return cv2.cvtColor(out, cv2.COLOR_YCrCb2BGR)
+
+    @staticmethod
+    def _check(thermal: np.ndarray, rgb: np.ndarray) -> None:
+        if thermal.dtype != np.uint8 or rgb.dtype != np.uint8:
+            raise ValueError("thermal and rgb must be uint8")
+        if thermal.ndim != 2 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected thermal (H,W) and rgb (H,W,3), got {thermal.shape} "
+                             f"and {rgb.shape}")
+        if thermal.shape != rgb.shape[:2]:
+            raise ValueError(f"thermal {thermal.shape} and rgb {rgb.shape[:2]} differ in size")
+
+    def fuse(self, thermal: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        self._check(thermal, rgb)
+        if self._size != thermal.shape:
+            self.reset()  # the memory is tied to the frame size
+            self._size = thermal.shape
+        ycrcb = cv2.cvtColor(rgb, cv2.COLOR_BGR2YCrCb)
+        with torch.inference_mode():
+            fused = self.runner.push(self._to_tensor(thermal), self._to_tensor(ycrcb[..., 0]))
+            if self.lookahead:
+                self._chroma.append(ycrcb)
+                if len(self._chroma) > self.lookahead + 1:
+                    self._chroma.popleft()
+                ycrcb = self._chroma[0]
+            return self._to_bgr(fused, ycrcb)
+
+    def flush(self) -> list[np.ndarray]:
+        """With look-ahead: the fused frames not yet returned, in order (else empty)."""
+        with torch.inference_mode():
+            outputs = self.runner.flush()
+        frames = [self._to_bgr(f, c) for f, c in zip(outputs, list(self._chroma)[1:])]
+        self._chroma.clear()
+        return frames
+
+    def warmup(self, height: int, width: int, frames: int = 3) -> None:
+        """Run a few frames of this size (allocations, kernel selection), then reset."""
+        thermal = np.zeros((height, width), np.uint8)
+        rgb = np.zeros((height, width, 3), np.uint8)
+        for _ in range(frames):
+            self.fuse(thermal, rgb)
+        self.flush()
+        self.reset()
