@@ -42,6 +42,8 @@ from typing import Iterable
 import cv2
 import numpy as np
 
+from thermal_visible_fusion.metrics.image import as_uint8
+
 __all__ = ["FeatureConsistency", "FeatureExtractor", "feature_consistency"]
 
 _SHORT_SIDE = 224
@@ -51,18 +53,7 @@ _FROZEN_REL = 1e-6      # ||d_S|| below this fraction of ||phi(S)|| counts as no
 
 
 def _as_rgb_u8(img) -> np.ndarray:
-    if isinstance(img, (str, Path)):
-        arr = cv2.imread(str(img), cv2.IMREAD_UNCHANGED)
-        if arr is None:
-            raise FileNotFoundError(f"cannot read image {img}")
-        img = arr
-    img = np.asarray(img)
-    if img.dtype != np.uint8:
-        if img.dtype == np.uint16:
-            img = img.astype(np.float64) / 257.0
-        elif np.issubdtype(img.dtype, np.floating) and img.size and float(np.nanmax(img)) <= 1.0:
-            img = img * 255.0
-        img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    img = as_uint8(img)
     if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
         return cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2RGB)
     if img.ndim == 3 and img.shape[2] == 3:

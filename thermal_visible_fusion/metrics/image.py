@@ -98,8 +98,8 @@ HIGHER_IS_BETTER: dict[str, bool] = {m: m != "Nabf" for m in METRICS}
 
 
 # --------------------------------------------------------------------------- input
-def to_gray(img: np.ndarray | str | Path) -> np.ndarray:
-    """uint8 gray plane (BT.601 for colour input) following the module conventions."""
+def as_uint8(img: np.ndarray | str | Path) -> np.ndarray:
+    """An image (or path) on the 0..255 uint8 scale, channels kept (module conventions)."""
     if isinstance(img, (str, Path)):
         arr = cv2.imread(str(img), cv2.IMREAD_UNCHANGED)
         if arr is None:
@@ -113,6 +113,12 @@ def to_gray(img: np.ndarray | str | Path) -> np.ndarray:
             if img.size and float(np.nanmax(img)) <= 1.0:
                 img = img * 255.0
         img = np.clip(np.rint(np.nan_to_num(img)), 0, 255).astype(np.uint8)
+    return img
+
+
+def to_gray(img: np.ndarray | str | Path) -> np.ndarray:
+    """uint8 gray plane (BT.601 for colour input) following the module conventions."""
+    img = as_uint8(img)
     if img.ndim == 3:
         if img.shape[2] == 1:
             img = img[..., 0]
