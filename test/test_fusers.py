@@ -162,23 +162,28 @@ def test_create_fuser_rejects_unknown_names(name):
 def test_auto_without_learned_weights_fuses_and_does_not_warn(monkeypatch, tmp_path, recwarn):
     # Whether or not the learned fuser's code is installed, with no weights
     # on disk "auto" must quietly give a working fuser.
-    monkeypatch.setattr(fusers, "default_weights", lambda: tmp_path / "absent.pt")
+    monkeypatch.setattr(fusers, "default_weights", lambda: None)
     fuser, warning = create_fuser("auto", device="cpu")
     assert warning is None
     assert len(recwarn) == 0
     thermal, rgb = random_pair(48, 64)
     out = fuser.fuse(thermal, rgb)
     assert out.shape == (48, 64, 3) and out.dtype == np.uint8
-    if not fusers.learned_available():
-        assert fuser.name == "multiscale"
+    assert fuser.name == "multiscale"
 
 
-def test_learned_without_its_code_falls_back_with_a_warning():
-    if fusers.learned_available():
-        pytest.skip("learned fuser is installed")
+def test_learned_without_any_weights_falls_back_with_a_warning(monkeypatch):
+    monkeypatch.setattr(fusers, "default_weights", lambda: None)
     fuser, warning = create_fuser("learned")
     assert fuser.name == fusers.FALLBACK_FUSER
-    assert warning and "learned" in warning
+    assert warning and "weights" in warning
+
+
+def test_auto_uses_the_shipped_weights_when_they_exist():
+    if fusers.default_weights() is None:
+        pytest.skip("no weights shipped yet")
+    fuser, warning = create_fuser("auto", device="cpu")
+    assert warning is None and fuser.name == "learned"
 
 
 def test_learned_with_missing_weights_falls_back_naming_the_file(tmp_path):

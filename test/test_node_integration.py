@@ -219,3 +219,81 @@ def test_invalid_parameters_at_start_stop_the_node_with_the_reason(tmp_path):
     assert "sync_slop" in log and "device" in log
     process.stop()
 
+
+
+def test_runtime_parameters_accept_ros_typed_values(node):
+    _, client = node
+    setter = client.node.create_client(SetParameters, "/fusion_node/set_parameters")
+    assert setter.wait_for_service(timeout_sec=5.0)
+
+    def set_values(*parameters):
+        future = setter.call_async(SetParameters.Request(parameters=list(parameters)))
+        end = time.monotonic() + 5
+        while not future.done() and time.monotonic() < end:
+            time.sleep(0.02)
+        return future.result().results
+
+    shift = [1.0, 0.0, 8.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    homography = Parameter(name="homography", value=ParameterValue(
+        type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=shift))
+    integer_gap = Parameter(name="max_stamp_gap", value=ParameterValue(
+        type=ParameterType.PARAMETER_INTEGER, integer_value=2))
+    sim_time = Parameter(name="use_sim_time", value=ParameterValue(
+        type=ParameterType.PARAMETER_BOOL, bool_value=False))
+    results = set_values(homography, integer_gap, sim_time)
+    assert all(r.successful for r in results), [r.reason for r in results]
+    singular = Parameter(name="homography", value=ParameterValue(
+        type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=[0.0] * 9))
+    assert not set_values(singular)[0].successful
+    stamps = publish_good_pairs(client, 10, SyntheticScene(320, 240))
+    assert len(wait_for_stamps(client, stamps)) >= 9  # still fusing with the homography
+    identity = Parameter(name="homography", value=ParameterValue(
+        type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=[]))
+    assert set_values(identity)[0].successful
+
+
+def test_stamps_jumping_back_restart_memory_and_keep_fusing(node):
+    process, client = node
+    scene = SyntheticScene(320, 240)
+    publish_good_pairs(client, 10, scene)
+    Stamps.next_ns -= 20 * 1_000_000_000  # the bag loops: stamps go 20 s back
+    stamps = publish_good_pairs(client, 15, scene)
+    received = wait_for_stamps(client, stamps)
+    assert len(received) >= 12, process.log()
+    time.sleep(0.3)
+    first = client.received.temporal[received[0]]
+    assert first["frames_since_reset"] == "0" and "backwards" in first["memory_reset"]
+    Stamps.next_ns += 40 * 1_000_000_000  # stay clear of stamps used before the jump
+    time.sleep(1.2)
+    _, values = latest_input_status(client, "rgb")
+    assert int(values["source_restarts"]) >= 1
+
+
+def test_bad_rgb_frames_are_counted_on_the_rgb_input(node):
+    _, client = node
+    scene = SyntheticScene(320, 240)
+    _, before = latest_input_status(client, "rgb")
+    stamp = Stamps.take()
+    client.thermal_pub.publish(image_message(scene.frame(0)[0], header(stamp, "thermal_optical")))
+    client.rgb_pub.publish(raw_image("bgr8", 240, 320, 960, bytes(10), stamp, "rgb_optical"))
+    time.sleep(1.5)
+    _, after = latest_input_status(client, "rgb")
+    assert int(after["errors"]) > int(before.get("errors", 0))
+    assert "step*height" in after["last_error"] or "bytes" in after["last_error"]
+    stamps = publish_good_pairs(client, 10, scene)
+    assert len(wait_for_stamps(client, stamps)) >= 9
+
+
+def test_params_file_with_homography_and_integer_values_starts(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    fuser: multiscale\n    max_stamp_gap: 1\n"
+                      "    homography: [1, 0, 4, 0, 1, 0, 0, 0, 1]\n")
+    process = NodeProcess(dds_environment(DOMAIN_ID + 3), params_file=params,
+                          log_path=tmp_path / "log")
+    try:
+        end = time.monotonic() + 60
+        while process.alive() and "fusing with" not in process.log() and time.monotonic() < end:
+            time.sleep(0.2)
+        assert process.alive() and "fusing with" in process.log(), process.log()
+    finally:
+        assert process.stop() == 0, process.log()

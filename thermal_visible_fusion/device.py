@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported only when a device is resolved: classic fusers need none
+    import torch
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def validate_device(spec: str) -> str | None:
     """Return why ``spec`` is not a valid device parameter, or None when it is."""
-    if not _DEVICE_PATTERN.match(spec):
+    if not isinstance(spec, str) or not _DEVICE_PATTERN.fullmatch(spec):
         return f"device must be 'auto', 'cpu' or 'cuda[:N]', got {spec!r}"
     return None
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
+def resolve_device(spec: str = "auto") -> "torch.device":
     """Turn a device parameter into a torch.device; 'auto' takes CUDA when available.
 
     Asking for CUDA on a machine without it is an error rather than a silent fallback,
     so a robot misconfigured for its GPU says so at start-up.
     """
+    import torch
+
     problem = validate_device(spec)
     if problem:
         raise ValueError(problem)
@@ -37,6 +41,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
-def inference_dtype(device: torch.device) -> torch.dtype:
+def inference_dtype(device: "torch.device") -> "torch.dtype":
     """Half precision on CUDA (twice the throughput, fusion needs no more), float32 on CPU."""
+    import torch
+
     return torch.float16 if device.type == "cuda" else torch.float32

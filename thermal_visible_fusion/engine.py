@@ -99,9 +99,13 @@ class FusionEngine:
         self._last_stamp_ns = None
 
     def warmup(self, height: int = 480, width: int = 640) -> float:
-        """Fuse one blank frame so the first real frame is not slow; returns seconds."""
+        """Fuse blank frames so the first real frames are not slow; returns seconds."""
         start = time.perf_counter()
-        self.fuser.fuse(np.zeros((height, width), np.uint8), np.zeros((height, width, 3), np.uint8))
+        if hasattr(self.fuser, "warmup"):  # e.g. several frames: with and without memory
+            self.fuser.warmup(height, width)
+        else:
+            self.fuser.fuse(np.zeros((height, width), np.uint8),
+                            np.zeros((height, width, 3), np.uint8))
         self._clear()
         self._pending_reset = ""
         return time.perf_counter() - start

@@ -112,6 +112,27 @@ SPECS = {spec.name: spec for spec in PARAMS}
 DEFAULTS = {spec.name: spec.default for spec in PARAMS}
 
 
+def coerce(name: str, value: Any) -> Any:
+    """ROS-typed value -> the table's type: ints for float parameters, lists for arrays."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return value
+    if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(spec.default, list) and not isinstance(value, (str, bytes)):
+        try:
+            return [float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                    for v in (value or [])]
+        except TypeError:
+            return value
+    return value
+
+
+# Decoded images waiting for a partner stay in memory: bound the worst case.
+MAX_QUEUED_BYTES = 4 * 1024**3
+BYTES_PER_PIXEL_MAX = 4  # bgra8 / rgba8 / 32FC1
+
+
 def validate(name: str, value: Any) -> str | None:
     """Why ``value`` is not acceptable for parameter ``name``, or None."""
     spec = SPECS.get(name)
@@ -130,4 +151,9 @@ def validate_all(values: dict[str, Any]) -> list[str]:
     high = values.get("thermal_high_percentile", DEFAULTS["thermal_high_percentile"])
     if not problems and low >= high:
         problems.append("thermal_low_percentile must be below thermal_high_percentile")
+    queue = values.get("queue_size", DEFAULTS["queue_size"])
+    pixels = values.get("max_pixels", DEFAULTS["max_pixels"])
+    if not problems and 2 * queue * pixels * BYTES_PER_PIXEL_MAX > MAX_QUEUED_BYTES:
+        problems.append(f"queue_size x max_pixels lets the pairing queues hold more than "
+                        f"{MAX_QUEUED_BYTES // 1024**3} GiB; lower one of them")
     return problems

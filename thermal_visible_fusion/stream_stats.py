@@ -6,6 +6,7 @@ same memory footprint whatever its inputs do.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 
 import numpy as np
@@ -68,13 +69,17 @@ class StampLossEstimator:
 
 
 class LatencyWindow:
-    """Percentiles of the most recent latencies (seconds)."""
+    """Percentiles of the most recent latencies (seconds); one thread adds, another reads."""
 
     def __init__(self, size: int = 300):
         self._values: deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
 
     def add(self, seconds: float) -> None:
-        self._values.append(seconds)
+        with self._lock:
+            self._values.append(seconds)
 
     def percentile(self, q: float) -> float | None:
-        return float(np.percentile(self._values, q)) if self._values else None
+        with self._lock:
+            values = list(self._values)
+        return float(np.percentile(values, q)) if values else None

@@ -6,7 +6,6 @@ fuser otherwise, so the node always fuses, with or without trained weights.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from thermal_visible_fusion.fusers.base import Fuser
@@ -17,16 +16,13 @@ FALLBACK_FUSER = "multiscale"
 FUSER_NAMES = ("auto", "learned", *CLASSIC_FUSERS)
 
 
-def learned_available() -> bool:
-    """True when the learned fuser's code exists (its weights may still be missing)."""
-    return importlib.util.find_spec("thermal_visible_fusion.fusers.learned") is not None
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+SHIPPED_WEIGHTS = (WEIGHTS_DIR / "streaming_fusion.pt", WEIGHTS_DIR / "streaming_fusion.safetensors")
 
 
 def default_weights() -> Path | None:
-    if not learned_available():
-        return None
-    from thermal_visible_fusion.fusers.learned import default_weights_path
-    return default_weights_path()
+    """The shipped weights file, or None when the package ships none."""
+    return next((path for path in SHIPPED_WEIGHTS if path.is_file()), None)
 
 
 def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
@@ -42,12 +38,15 @@ def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
         raise ValueError(f"unknown fuser {name!r}; choose one of {', '.join(FUSER_NAMES)}")
     if name in CLASSIC_FUSERS:
         return CLASSIC_FUSERS[name](), None
-    if not learned_available():
-        return MultiScaleFuser(), None if name == "auto" else "learned fuser not installed"
-    from thermal_visible_fusion.fusers.learned import LearnedFuser, WeightsError
-    path = weights or str(default_weights())
-    if name == "auto" and not weights and not Path(path).exists():
-        return MultiScaleFuser(), None  # no trained weights shipped: the fallback is the default
+    path = weights or default_weights()
+    if path is None:
+        if name == "auto":
+            return MultiScaleFuser(), None  # no trained weights shipped: the fallback is the default
+        return MultiScaleFuser(), f"no weights shipped or given; falling back to {FALLBACK_FUSER}"
+    try:  # checked before importing torch, so classic-only installs never need it
+        from thermal_visible_fusion.fusers.learned import LearnedFuser, WeightsError
+    except ImportError as error:
+        return MultiScaleFuser(), f"learned fuser needs torch ({error}); falling back to {FALLBACK_FUSER}"
     try:
         fuser = LearnedFuser(path, device=device, use_memory=use_memory, lookahead=lookahead)
     except WeightsError as error:

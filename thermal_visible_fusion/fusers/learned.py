@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 
 import cv2
@@ -127,9 +127,11 @@ class FrozenStep:
     faster than eager on a CPU.  Falls back to eager, with a warning, if tracing fails.
     """
 
+    MAX_GRAPHS = 8  # sizes come from messages: keep the cache bounded (least recent out)
+
     def __init__(self, model: StreamingFusionNet):
         self.model = model
-        self.graphs: dict[tuple, torch.jit.ScriptModule | None] = {}
+        self.graphs: OrderedDict[tuple, torch.jit.ScriptModule | None] = OrderedDict()
 
     class _Wrapped(nn.Module):
         def __init__(self, model: StreamingFusionNet, with_state: bool):
@@ -154,6 +156,9 @@ class FrozenStep:
             except Exception as exc:  # unsupported torch build, exotic op: stay eager
                 warnings.warn(f"tracing the fusion network failed ({exc}); running eager")
                 self.graphs[key] = None
+            while len(self.graphs) > self.MAX_GRAPHS:
+                self.graphs.popitem(last=False)
+        self.graphs.move_to_end(key)
         return self.graphs[key]
 
     def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None

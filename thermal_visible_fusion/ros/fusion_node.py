@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -98,6 +99,9 @@ class FusionNode(Node):
         problems = param_table.validate_all(self.params)
         if problems:
             raise ParameterError("; ".join(problems))
+        if self.params["device"] != "auto":  # fail now, not at the first frame
+            from thermal_visible_fusion.device import resolve_device
+            resolve_device(self.params["device"])
         self._engine_lock = threading.Lock()
         self.engine = FusionEngine(EngineConfig.from_params(self.params))
         if self.engine.fuser_warning:
@@ -126,6 +130,7 @@ class FusionNode(Node):
         self.mailbox = LatestPair()
         self.fused_count = 0
         self.fuse_errors = 0
+        self._reported_fuse_errors = 0
         self.memory_resets = 0
         self.output_rate = RateWindow()
         self.latency = LatencyWindow()
@@ -133,24 +138,27 @@ class FusionNode(Node):
         self._running = True
         self._worker = threading.Thread(target=self._work, name="fusion_worker", daemon=True)
         self._worker.start()
-        self.create_timer(1.0, self._publish_diagnostics)
+        # Steady clock: /diagnostics must keep coming when sim time (/clock) stops.
+        self.create_timer(1.0, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     # -- parameters ---------------------------------------------------------------
     def _declare_parameters(self) -> dict:
+        # Dynamic typing: YAML's `1` for a float, or `[]` for the homography, must not be a
+        # type error deep in rclpy; our own table checks and coerces every value instead.
         values = {}
         for spec in param_table.PARAMS:
             descriptor = ParameterDescriptor(description=spec.description,
-                                             read_only=not spec.runtime)
-            if spec.name == "homography":  # an empty list would be typed as a byte array
-                descriptor.type = ParameterType.PARAMETER_DOUBLE_ARRAY
-            values[spec.name] = self.declare_parameter(spec.name, spec.default, descriptor).value
-        values["homography"] = [float(v) for v in values["homography"]]
+                                             read_only=not spec.runtime, dynamic_typing=True)
+            value = self.declare_parameter(spec.name, spec.default, descriptor).value
+            values[spec.name] = param_table.coerce(spec.name, value)
         return values
 
     def _on_set_parameters(self, changed) -> SetParametersResult:
-        updates = {param.name: param.value for param in changed}
-        if "homography" in updates:
-            updates["homography"] = [float(v) for v in updates["homography"] or []]
+        updates = {p.name: param_table.coerce(p.name, p.value) for p in changed
+                   if p.name in param_table.SPECS}
+        if not updates:
+            return SetParametersResult(successful=True)  # use_sim_time and other rclpy ones
         problems = param_table.validate_all({**self.params, **updates})
         if problems:
             return SetParametersResult(successful=False, reason="; ".join(problems))
@@ -212,8 +220,13 @@ class FusionNode(Node):
         if now - self._last_log.get(key, -math.inf) >= LOG_THROTTLE_S:
             self._last_log[key] = now
             logger = self.get_logger()
-            # Humble's logger has warn(); newer ones prefer warning() and deprecate warn().
-            (getattr(logger, level, None) or logger.warn)(text)
+            # One call site per severity: rclpy refuses to change a call site's severity.
+            if level == "error":
+                logger.error(text)
+            elif hasattr(logger, "warning"):  # Humble only has warn(); later ones deprecate it
+                logger.warning(text)
+            else:
+                logger.warn(text)
         if len(self._last_log) > 256:  # keys come from message text: keep them bounded
             self._last_log.clear()
 
@@ -276,6 +289,8 @@ class FusionNode(Node):
             level = WARN
             message = ("no messages yet" if state.last_receipt is None
                        else f"stalled: no message for {silent_for:.1f} s")
+            self._throttled_log(f"stall-{state.name}", "warning",
+                                f"{state.name} input {state.topic}: {message}")
         if state.errors_since_report:
             level, message = ERROR, f"{state.errors_since_report} bad frame(s): {state.last_error}"
             state.errors_since_report = 0
@@ -289,6 +304,10 @@ class FusionNode(Node):
         level, message = OK, "ok"
         if self.engine.fuser_warning:
             level, message = WARN, self.engine.fuser_warning
+        new_errors, self._reported_fuse_errors = (self.fuse_errors - self._reported_fuse_errors,
+                                                  self.fuse_errors)
+        if new_errors:
+            level, message = ERROR, f"{new_errors} frame(s) failed to fuse"
         values = {"fuser": self.engine.fuser.name, "device": self.engine.device,
                   "output_rate_hz": self.output_rate.rate(now), "fused": self.fused_count,
                   "skipped_backpressure": self.mailbox.skipped, "fuse_errors": self.fuse_errors,
@@ -299,8 +318,9 @@ class FusionNode(Node):
         return _status(level, f"{self.get_name()}: fusion", message, values)
 
     def stop(self) -> None:
+        """Stop the worker before the node's publishers go away (it may be mid-frame)."""
         self._running = False
-        self._worker.join(timeout=2.0)
+        self._worker.join(timeout=30.0)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -314,21 +334,21 @@ def _status(level, name: str, message: str, values: dict, hardware_id: str = "")
 
 def main(args=None) -> int:
     rclpy.init(args=args)
+    node = None
     try:
         node = FusionNode()
-    except ParameterError as error:
-        rclpy.logging.get_logger("fusion_node").fatal(f"invalid parameters: {error}")
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
         executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except (ParameterError, ValueError) as error:  # bad parameters, unusable device
+        rclpy.logging.get_logger("fusion_node").fatal(f"cannot start: {error}")
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C, even during start-up
         pass
     finally:
-        node.stop()
-        node.destroy_node()
+        if node is not None:
+            node.stop()
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array as byte_array
+
 import numpy as np
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.qos import HistoryPolicy, ReliabilityPolicy, DurabilityPolicy
@@ -42,5 +44,7 @@ def image_message(array: np.ndarray, header=None) -> Image:
     msg.height, msg.width = array.shape[:2]
     msg.encoding, msg.step, data = encode_image(array)
     msg.is_bigendian = 0
-    msg.data = data
+    # array.array takes the generated setter's fast path on every distro (Humble checks
+    # bytes element by element: ~0.1 s for one VGA frame).
+    msg.data = byte_array("B", data)
     return msg
