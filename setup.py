@@ -24,6 +24,9 @@ setup(
         share_files("launch", "*.launch.py"),
         share_files("config"),
         share_files("rviz", "*.rviz"),
+        # The learned fuser loads its weights from the Python package; a copy in share/
+        # lets other tools find them with `ros2 pkg prefix`.
+        (f"{SHARE}/weights", sorted(glob(f"{PACKAGE}/weights/*"))),
     ],
     python_requires=">=3.10",
     # numpy, OpenCV and torch come from the system (rosdep, apt, pip); listing them
