@@ -243,6 +243,64 @@ def test_evaluate_pairing_follows_stamps(frames, tmp_path):
                 "--metrics-every", "0"]) == 0
 
 
+def test_evaluate_lookahead_keeps_each_frame_with_its_pair(frames, tmp_path):
+    torch = pytest.importorskip("torch")
+    from thermal_visible_fusion.fusers.learned import save_weights
+    from thermal_visible_fusion.model import StreamingFusionNet
+
+    torch.manual_seed(0)
+    model = StreamingFusionNet().eval()
+    torch.nn.init.normal_(model.head.weight, std=0.3)  # memory (and look-ahead) visibly matter
+    weights = save_weights(model, tmp_path / "w.pt")
+    pairs = 8
+    bag = make_bag(frames, tmp_path / "bag", "--offset-ms", "6", "--frames", str(pairs))
+    base = ["evaluate", str(bag), "--weights", str(weights), "--device", "cpu",
+            "--metrics-every", "0", "--samples", "0"]
+    # look-ahead needs the learned fuser with its memory
+    assert tvf(base + ["--out", str(tmp_path / "x"), "--fuser", "multiscale",
+                       "--lookahead", "2"]) == 2
+    assert tvf(base + ["--out", str(tmp_path / "y"), "--fuser", "learned", "--no-memory",
+                       "--lookahead", "2"]) == 2
+    assert tvf(base + ["--out", str(tmp_path / "plain"), "--fuser", "learned"]) == 0
+    assert tvf(base + ["--out", str(tmp_path / "ahead"), "--fuser", "learned",
+                       "--lookahead", "2"]) == 0
+    report = json.loads((tmp_path / "ahead" / "report.json").read_text())
+    assert report["fuser"] == "learned" and report["frames"] == pairs
+    assert report["config"]["lookahead"] == 2
+
+    outputs = {}
+    for name in ("plain", "ahead"):
+        messages = read_all(tmp_path / name / "fused_bag")  # asserts log-time order too
+        rgb = messages["/rgb/image_raw"]
+        fused = messages["/fusion_node/fused"]
+        diagnostics = messages["/fusion_node/temporal_consistency"]
+        assert len(fused) == len(diagnostics) == pairs
+        # every fused frame under its own pair's RGB stamp, frame_id and log time
+        assert [bag_io.stamp_ns_of(m) for _, m in fused] == [bag_io.stamp_ns_of(m) for _, m in rgb]
+        assert [log for log, _ in fused] == [log for log, _ in rgb]
+        assert [bag_io.stamp_ns_of(m) for _, m in diagnostics] == [bag_io.stamp_ns_of(m)
+                                                                   for _, m in rgb]
+        assert {m.header.frame_id for _, m in fused} == {"rgb_optical"}
+        outputs[name] = [bag_io.decode_image_message(m, "rgb") for _, m in fused]
+    plain, ahead = outputs["plain"], outputs["ahead"]
+    # the last frame has no later frames to look at: identical to the plain output of the
+    # same pair (so the frames are not shifted); earlier frames used their look-ahead
+    np.testing.assert_array_equal(ahead[-1], plain[-1])
+    assert all(not np.array_equal(a, p) for a, p in zip(ahead[:-1], plain[:-1]))
+
+
+def test_evaluate_drops_frames_over_max_pixels(frames, tmp_path):
+    bag = make_bag(frames, tmp_path / "bag", "--frames", "3")
+    params = tmp_path / "params.yaml"
+    params.write_text("fusion_node:\n  ros__parameters:\n    max_pixels: %d\n" % (W * H - 1))
+    out = tmp_path / "eval"
+    assert tvf(["evaluate", str(bag), "--out", str(out), "--fuser", "average",
+                "--params", str(params), "--metrics-every", "0"]) == 1  # nothing left to fuse
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames"] == 0
+    assert report["input_errors"] == report["oversize_frames"] == {"thermal": 3, "rgb": 3}
+
+
 def _skews(out: Path) -> list[float]:
     import csv
     with open(out / "frames.csv") as handle:

@@ -69,8 +69,9 @@ def test_replay_feeds_the_fusion_node(tmp_path):
 
     assert received, node.log()
     assert set(received) <= set(rgb_stamps), "fused stamps must be the bag's RGB stamps"
-    # best effort on one machine with the shared-memory profile: nearly all arrive
-    assert len(received) >= FRAMES // 2, (len(received), node.log())
+    # FRAMES - 1 pairs are expected (the last waits for a frame that never comes); over
+    # shared memory at 30 Hz at most a couple may be lost on a busy machine
+    assert len(received) >= FRAMES - 3, (len(received), node.log())
     first = received[min(received)]
     assert first.header.frame_id == "rgb_optical"
     assert (first.width, first.height, first.encoding) == (320, 240, "bgr8")

@@ -225,7 +225,8 @@ class LearnedFuser:
         self._size = None
 
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        # Frames decoded from messages can be read-only views: copy only then.
+        t = torch.from_numpy(np.require(image, requirements=["C", "W"])).to(self.device)
         return (t.to(self.dtype) / 255.0)[None, None]
 
     def _to_bgr(self, fused: torch.Tensor, ycrcb: np.ndarray) -> np.ndarray:

@@ -25,6 +25,13 @@ Image-quality metrics (EN, SD, ..., from ``metrics.image.compute_all``, against
 the registered thermal and the RGB frame) are computed every
 ``--metrics-every`` frames (0: off).
 
+Frames larger than the node's ``max_pixels`` are dropped and counted, as the
+node does (``input_errors`` and ``oversize_frames`` in the report).
+``--lookahead K`` (learned fuser with memory only; no node parameter) fuses
+with K frames of look-ahead: each fused frame is still written and scored
+under its own pair's stamps, frame_id, log time and inputs, and the last K
+frames come out when the bag ends.
+
 Example::
 
     tvf evaluate scene_bag --out eval/scene --fuser multiscale --metrics-every 5
@@ -72,7 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="weights file of the learned fuser")
     parser.add_argument("--no-memory", action="store_true",
                         help="no temporal memory (still-image fusion)")
-    parser.add_argument("--lookahead", type=int, default=None)
+    parser.add_argument("--lookahead", type=int, default=None,
+                        help="frames of look-ahead for the learned fuser with memory "
+                             "(offline only; default 0)")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda[:N]")
     parser.add_argument("--slop-ms", type=float, default=None,
                         help="largest thermal/RGB stamp difference of a pair, ms "
@@ -117,8 +126,11 @@ def node_parameters(args) -> dict:
         values["use_memory"] = False
     values["homography"] = [float(v) for v in values.get("homography") or []]
     problems = param_table.validate_all(values)
-    if args.lookahead is not None and args.lookahead < 0:
-        problems.append("--lookahead must be >= 0")
+    if args.lookahead:
+        from thermal_visible_fusion.tools.fuse import lookahead_problem
+        problem = lookahead_problem(args.lookahead, values["fuser"], values["use_memory"])
+        if problem:
+            problems.append(problem.replace("--no-memory", "use_memory false"))
     if problems:
         raise ValueError("invalid parameters: " + "; ".join(problems))
     return values
@@ -182,17 +194,26 @@ class Evaluation:
     def __init__(self, args, params: dict):
         from thermal_visible_fusion.engine import EngineConfig, FusionEngine
         from thermal_visible_fusion.pairing import StampPairer
+        from thermal_visible_fusion.tools.fuse import DelayedEngine
 
         self.args = args
         self.params = params
         # lookahead is no node parameter (the node never waits for future frames)
-        self.engine = FusionEngine(EngineConfig.from_params(
-            {**params, "lookahead": args.lookahead or 0}))
+        lookahead = args.lookahead or 0
+        self.engine = FusionEngine(EngineConfig.from_params({**params, "lookahead": lookahead}))
+        if lookahead and self.engine.fuser.name != "learned":
+            raise ValueError(f"--lookahead needs the learned fuser, but fuser "
+                             f"{params['fuser']!r} uses {self.engine.fuser.name}"
+                             + (f" ({self.engine.fuser_warning})"
+                                if self.engine.fuser_warning else ""))
+        # hands each fused frame back with its own pair (the fuser answers K pairs late)
+        self.runner = DelayedEngine(self.engine, lookahead)
         self.pairer = StampPairer(round(params["sync_slop"] * 1e9), params["queue_size"])
         self.rows: list[dict] = []
         self.samples: list[tuple[int, np.ndarray]] = []
         self.sample_at: set[int] = set()
         self.input_errors = Counter()
+        self.oversize = Counter()
         self.restarts = Counter()
         self.received = Counter()
         self.reset_reasons = Counter()
@@ -213,6 +234,7 @@ class Evaluation:
                                                          typestore)
 
         store = typestore()
+        max_pixels = int(self.params["max_pixels"])
         reader = open_reader(bag)
         try:
             images = [t for t, info in reader.topics.items() if info.msgtype == IMAGE]
@@ -239,6 +261,12 @@ class Evaluation:
                         self.received[stream] += 1
                         msg = store.deserialize_cdr(raw, connection.msgtype)
                         try:
+                            pixels = int(msg.height) * int(msg.width)
+                            if pixels > max_pixels:  # the node's decode check, before decoding
+                                self.oversize[stream] += 1
+                                raise ImageFormatError(
+                                    f"image {msg.width}x{msg.height} ({pixels} pixels) "
+                                    f"exceeds max_pixels={max_pixels}")
                             image = decode_image_message(msg, stream)
                             if image.dtype.kind == "f" and not np.isfinite(image).all():
                                 raise ImageFormatError("NaN/inf pixels")
@@ -248,10 +276,15 @@ class Evaluation:
                             continue
                         self._add(stream, stamp_ns_of(msg),
                                   Item(image, msg.header.frame_id, log_time, time.perf_counter()))
+                    # hold back what may still be written before these: inputs waiting
+                    # for a partner, pairs waiting for their look-ahead frame
                     pending = [q[0] for q in self._pending_log.values() if q]
+                    pending += [pair.rgb.log_time_ns for pair in self.runner.held_infos()]
                     self.writer.release_before(min(pending + [log_time]))
                 for pair in self.pairer.flush():
                     self._fuse(pair)
+                for pair, result in self.runner.flush():
+                    self._record(pair, result)
         finally:
             reader.close()
 
@@ -276,10 +309,16 @@ class Evaluation:
             self._fuse(pair)
 
     def _fuse(self, pair) -> None:
+        for done, result in self.runner.push(pair.thermal.image, pair.rgb.image,
+                                             pair.rgb_stamp_ns, pair):
+            self._record(done, result)
+
+    def _record(self, pair, result) -> None:
+        """Write and score one fused frame under its own pair's stamps and inputs."""
         from thermal_visible_fusion.tools.bag_io import Status
 
         thermal, rgb = pair.thermal, pair.rgb
-        result = self.engine.process(thermal.image, rgb.image, pair.rgb_stamp_ns)
+        # with look-ahead this includes the wait for the K later pairs
         latency = time.perf_counter() - max(thermal.read_at, rgb.read_at)
         stamp, frame_id, log_time = pair.rgb_stamp_ns, rgb.frame_id, rgb.log_time_ns
         self.writer.write_image(FUSED_TOPIC, result.fused, stamp, frame_id, log_time_ns=log_time)
@@ -482,6 +521,7 @@ def evaluate(args) -> dict:
         "frames": len(run.rows), "elapsed_s": elapsed,
         "frames_per_second": len(run.rows) / elapsed if elapsed > 0 else 0.0,
         "input_messages": dict(run.received), "input_errors": dict(run.input_errors),
+        "oversize_frames": dict(run.oversize),
         "source_restarts": dict(run.restarts),
         "pairing": pairing, "pairing_keys": list(next(iter(pairing.values())).keys()),
         "memory_resets": sum(run.reset_reasons.values()),
