@@ -127,17 +127,22 @@ class FusionEngine:
         self._last_stamp_ns = stamp_ns
         return result
 
-    def _reset_reason(self, thermal_shape, rgb_shape, stamp_ns: int) -> str:
-        reason, self._pending_reset = self._pending_reset, ""
-        shapes = (thermal_shape, rgb_shape)
+    def reset_reason(self, thermal_shape, rgb_shape, stamp_ns: int) -> str:
+        """Why the memory will reset before fusing a pair like this, or "" (changes nothing)."""
+        shapes, last = (thermal_shape, rgb_shape), self._last_stamp_ns
+        if self._pending_reset:
+            return self._pending_reset
         if self._last_shapes is not None and shapes != self._last_shapes:
-            reason = reason or "input size changed"
-        self._last_shapes = shapes
-        last = self._last_stamp_ns
+            return "input size changed"
         if last is not None and stamp_ns < last:
-            reason = reason or "stamps went backwards"
-        elif last is not None and stamp_ns - last > self.config.max_stamp_gap * 1e9:
-            reason = reason or "stamp gap exceeded max_stamp_gap"
+            return "stamps went backwards"
+        if last is not None and stamp_ns - last > self.config.max_stamp_gap * 1e9:
+            return "stamp gap exceeded max_stamp_gap"
+        return ""
+
+    def _reset_reason(self, thermal_shape, rgb_shape, stamp_ns: int) -> str:
+        reason = self.reset_reason(thermal_shape, rgb_shape, stamp_ns)
+        self._pending_reset, self._last_shapes = "", (thermal_shape, rgb_shape)
         return reason
 
     def _clear(self) -> None:

@@ -127,7 +127,7 @@ def node_parameters(args) -> dict:
     values["homography"] = [float(v) for v in values.get("homography") or []]
     problems = param_table.validate_all(values)
     if args.lookahead:
-        from thermal_visible_fusion.tools.fuse import lookahead_problem
+        from thermal_visible_fusion.lookahead import lookahead_problem
         problem = lookahead_problem(args.lookahead, values["fuser"], values["use_memory"])
         if problem:
             problems.append(problem.replace("--no-memory", "use_memory false"))
@@ -194,7 +194,7 @@ class Evaluation:
     def __init__(self, args, params: dict):
         from thermal_visible_fusion.engine import EngineConfig, FusionEngine
         from thermal_visible_fusion.pairing import StampPairer
-        from thermal_visible_fusion.tools.fuse import DelayedEngine
+        from thermal_visible_fusion.lookahead import DelayedEngine
 
         self.args = args
         self.params = params
