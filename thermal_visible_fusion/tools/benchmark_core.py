@@ -78,8 +78,8 @@ def main(args) -> int:
             ms = _median_ms(step, args.frames)
             result["engine_fps"][f"{name}@{size}"] = round(1000 / ms, 2)
             result.setdefault("device", engine.device)
-            if hasattr(engine.fuser, "param_count"):
-                result["learned_parameters"] = engine.fuser.param_count()
+            if hasattr(engine.fuser, "model"):
+                result["learned_parameters"] = engine.fuser.model.param_count()
             print(f"{name:>10} @ {size}: {1000 / ms:7.2f} fps ({ms:.1f} ms/frame, "
                   f"{engine.device})", flush=True)
 
