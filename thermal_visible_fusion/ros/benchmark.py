@@ -21,8 +21,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--width", type=int, default=640)
@@ -37,7 +35,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from thermal_visible_fusion.ros.harness import NodeProcess, dds_environment
+    from thermal_visible_fusion.ros.harness import NodeProcess, dds_environment, rounded_percentile
 
     env = dds_environment()
     os.environ.update(env)
@@ -59,7 +57,7 @@ def main(args) -> int:
         rates = [float(r) for r in args.peak_rates.split(",")]
         peaks = [_run(client, pairs, rate, args.seconds / 2) for rate in rates]
         peak = max(peaks, key=lambda run: run["fused"] / run["seconds"])
-        status = _fusion_status(client)
+        status = client.received.last_status()
     finally:
         client.close()
         rclpy.try_shutdown()
@@ -71,9 +69,9 @@ def main(args) -> int:
         f"latency_at_{args.rate:g}hz": {
             "published": latency["published"], "fused": latency["fused"],
             "missed_frames": latency["published"] - latency["fused"],
-            "latency_ms_p50": _pct(latency["latencies"], 50),
-            "latency_ms_p95": _pct(latency["latencies"], 95),
-            "latency_ms_max": _pct(latency["latencies"], 100),
+            "latency_ms_p50": rounded_percentile(latency["latencies"], 50),
+            "latency_ms_p95": rounded_percentile(latency["latencies"], 95),
+            "latency_ms_max": rounded_percentile(latency["latencies"], 100),
             "output_fps": round(latency["fused"] / latency["seconds"], 2),
         },
         "peak_throughput": {
@@ -81,7 +79,7 @@ def main(args) -> int:
             "fused_fps_by_offered_rate": {f"{r:g}": round(p["fused"] / p["seconds"], 2)
                                           for r, p in zip(rates, peaks)},
             "fused_fps": round(peak["fused"] / peak["seconds"], 2),
-            "latency_ms_p50": _pct(peak["latencies"], 50),
+            "latency_ms_p50": rounded_percentile(peak["latencies"], 50),
         },
         "node_reported": {k: status.get(k) for k in ("latency_p50_ms", "latency_p95_ms",
                                                      "skipped_backpressure", "fuse_errors")},
@@ -125,15 +123,3 @@ def _run(client, pairs, rate: float, seconds: float) -> dict:
     latencies = [(receipts[s] - sent[s]) * 1000 for s in sent if s in receipts]
     return {"published": len(sent), "fused": len(latencies), "latencies": latencies,
             "seconds": elapsed}
-
-
-def _fusion_status(client) -> dict:
-    for array in reversed(client.received.diagnostics):
-        for status in array.status:
-            if status.name.endswith(": fusion"):
-                return {kv.key: kv.value for kv in status.values}
-    return {}
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 2) if values else None

@@ -110,6 +110,7 @@ def main(args) -> int:
 
 def write_outputs(out: Path, published: dict, received, rate: float, elapsed: float) -> dict:
     from thermal_visible_fusion.image_codec import decode_rgb
+    from thermal_visible_fusion.ros.harness import rounded_percentile
     from thermal_visible_fusion.sources import SideBySideWriter, tile
 
     stamps = sorted(received.fused)
@@ -148,23 +149,11 @@ def write_outputs(out: Path, published: dict, received, rate: float, elapsed: fl
         "publish_seconds": round(elapsed, 2),
         "mean_temporal_error": {k: mean(f"temporal_error_{k}") for k in ("fused", "thermal", "rgb")},
         "mean_brightness_flicker": mean("brightness_flicker"),
-        "node_latency_ms": {"p50": _pct(latencies, 50), "p95": _pct(latencies, 95)},
+        "node_latency_ms": {"p50": rounded_percentile(latencies, 50), "p95": rounded_percentile(latencies, 95)},
     }
-    fusion = _last_fusion_status(received.diagnostics)
+    fusion = received.last_status()
     if fusion:
         summary["fuser"], summary["device"] = fusion.get("fuser"), fusion.get("device")
         summary["skipped_backpressure"] = fusion.get("skipped_backpressure")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 2) if values else None
-
-
-def _last_fusion_status(diagnostics: list) -> dict | None:
-    for array in reversed(diagnostics):
-        for status in array.status:
-            if status.name.endswith(": fusion"):
-                return {kv.key: kv.value for kv in status.values}
-    return None

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from thermal_visible_fusion.resources import config_file, fastdds_profile
 
 
@@ -94,6 +96,18 @@ class Received:
     fused_receipt: dict[int, float] = field(default_factory=dict)
     temporal: dict[int, dict[str, str]] = field(default_factory=dict)
     diagnostics: list = field(default_factory=list)
+
+    def last_status(self, suffix: str = ": fusion") -> dict[str, str]:
+        """Values of the newest /diagnostics status whose name ends with ``suffix``."""
+        for array in reversed(self.diagnostics):
+            for status in array.status:
+                if status.name.endswith(suffix):
+                    return {kv.key: kv.value for kv in status.values}
+        return {}
+
+
+def rounded_percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if values else None
 
 
 class PairClient:
