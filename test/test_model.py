@@ -9,7 +9,7 @@ import torch
 from thermal_visible_fusion.fusers.learned import (LearnedFuser, WeightsError, load_model,
                                                    load_weights, save_weights)
 from thermal_visible_fusion.model import (ModelConfig, StreamingFusionNet, StreamingRunner,
-                                          fuse_sequence)
+                                          detail_bands, fuse_sequence)
 
 torch.set_num_threads(1)
 
@@ -80,6 +80,29 @@ def test_memory_changes_output_and_none_is_memory_off():
     # the memory-off path is a single-frame model: batch items do not interact
     both, _ = model(torch.cat([ir0, ir1]), torch.cat([vis0, vis1]))
     assert torch.allclose(both.fused[1:], no_memory.fused, atol=1e-5)
+
+
+def test_detail_bands_split_the_image_and_their_gains_sharpen():
+    x = torch.rand(1, 1, 32, 48)
+    bands = detail_bands(x, 2)
+    low = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x, 4), scale_factor=4,
+                                          mode="bilinear", align_corners=False)
+    assert torch.allclose(bands[0] + bands[1] + low, x, atol=1e-6)  # they telescope
+    assert all(float(b.abs().max()) < 1e-6 for b in detail_bands(torch.full_like(x, 0.4), 2))
+    with pytest.raises(ValueError, match="detail_bands"):
+        StreamingFusionNet(ModelConfig(detail_bands=3))
+    # a positive gain on the finest visible band is an unsharp mask of the visible input
+    model = StreamingFusionNet().eval()
+    blurry = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 64, 64), 3, 1, 1,
+                                            count_include_pad=False)
+    with torch.no_grad():
+        plain = model(blurry, blurry)[0].restored_vis
+        vis_fine = slice((7 + 2) * 16, (7 + 3) * 16)  # after 7 maps and 2 IR bands
+        model.head.bias[vis_fine] = 1.0
+        sharpened = model(blurry, blurry)[0].restored_vis
+    def edges(t):
+        return float((t[..., 1:] - t[..., :-1]).abs().mean())
+    assert edges(sharpened) > 1.3 * edges(plain)
 
 
 def test_state_size_mismatch_is_an_error():
@@ -165,6 +188,12 @@ def test_config_travels_with_the_weights(tmp_path):
     small = StreamingFusionNet(ModelConfig(channels=16, semantic_channels=16, corr_radius=2))
     path = save_weights(small, tmp_path / "small.pt")
     assert load_model(path).config.channels == 16
+    # files from before detail bands existed have no such field: they load without bands
+    old = StreamingFusionNet(ModelConfig(detail_bands=0))
+    data = torch.load(save_weights(old, tmp_path / "old.pt"), weights_only=True)
+    del data["config"]["detail_bands"]
+    torch.save(data, tmp_path / "old.pt")
+    assert load_model(tmp_path / "old.pt").config.detail_bands == 0
 
 
 def test_missing_and_corrupt_weights_name_the_file(tmp_path, weights):

@@ -259,7 +259,7 @@ def test_stamps_jumping_back_restart_memory_and_keep_fusing(node):
     Stamps.next_ns -= 20 * 1_000_000_000  # the bag loops: stamps go 20 s back
     stamps = publish_good_pairs(client, 15, scene)
     received = wait_for_stamps(client, stamps)
-    assert len(received) >= 12, process.log()
+    assert len(received) >= 14, process.log()  # one restart: no frame of the new loop lost
     time.sleep(0.3)
     first = client.received.temporal[received[0]]
     assert first["frames_since_reset"] == "0" and "backwards" in first["memory_reset"]

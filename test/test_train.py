@@ -18,7 +18,7 @@ from thermal_visible_fusion import train
 from thermal_visible_fusion.fusers.learned import LearnedFuser
 from thermal_visible_fusion.training.data import ClipConfig, ClipSampler, discover
 from thermal_visible_fusion.training.degrade import DegradeConfig, degrade_clip
-from thermal_visible_fusion.training.losses import temporal_loss
+from thermal_visible_fusion.training.losses import multiscale_target, temporal_loss
 
 torch.set_num_threads(1)
 
@@ -127,6 +127,37 @@ def test_degradations_follow_the_protocol():
     assert torch.equal(ir, torch.full((4, 1, 256, 64), 0.5))  # inputs untouched
 
 
+def test_low_light_is_tellable_from_a_dim_clean_frame():
+    """A dim but clean frame must not look like low light, or the network learns to
+    brighten every dim frame: low light is darker than a third of the clean level, and
+    noisy."""
+    vis = torch.full((3, 3, 64, 64), 0.3)  # a dim clean scene
+    cfg = DegradeConfig(p_clean=0, p_low_light=1, p_haze=0, vis_blur=(0.5, 0.5))
+    for seed in range(20):
+        _, dark = degrade_clip(torch.zeros(3, 1, 64, 64), vis, cfg,
+                               torch.Generator().manual_seed(seed))
+        assert float(dark.mean()) < 0.1
+        assert float(dark[0].std()) > 2 / 255
+
+
+def test_multiscale_target_is_the_multiscale_fuser():
+    """The training target is what ``--fuser multiscale`` makes of the clean frames."""
+    from thermal_visible_fusion.fusers.classic import MultiScaleFuser
+    from thermal_visible_fusion.synthetic import SyntheticScene
+
+    for w, h in ((160, 120), (97, 83)):  # odd sizes too; >= 64 px keeps all 4 levels
+        thermal, rgb = SyntheticScene(w, h).frame(3)
+        expected = cv2.cvtColor(MultiScaleFuser().fuse(thermal, rgb), cv2.COLOR_BGR2YCrCb)[..., 0]
+        luma = cv2.cvtColor(rgb, cv2.COLOR_BGR2YCrCb)[..., 0]
+
+        def tensor(a):
+            return torch.from_numpy(a).float().div(255)[None, None]
+
+        got = multiscale_target(tensor(thermal), tensor(luma))[0, 0].clamp(0, 1) * 255
+        assert cv2.PSNR(expected, got.round().byte().numpy()) > 40
+    assert multiscale_target(torch.rand(1, 1, 9, 9), torch.rand(1, 1, 9, 9)).shape == (1, 1, 9, 9)
+
+
 def test_temporal_loss_is_zero_for_consistent_motion():
     x = torch.rand(1, 1, 16, 16)
     flow = torch.zeros(1, 2, 16, 16)
@@ -158,6 +189,9 @@ def test_config_file_then_cli_overrides(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"teacher": "resnet"}))
     with pytest.raises(ValueError, match="teacher"):
         train.config_from_args(parser.parse_args(["--config", str(tmp_path / "bad.json")]))
+    (tmp_path / "target.json").write_text(json.dumps({"fusion_target": "mean"}))
+    with pytest.raises(ValueError, match="fusion_target"):
+        train.config_from_args(parser.parse_args(["--config", str(tmp_path / "target.json")]))
     (tmp_path / "typo.json").write_text(json.dumps({"batchsize": 2}))
     with pytest.raises(ValueError, match="batchsize"):
         train.config_from_args(parser.parse_args(["--config", str(tmp_path / "typo.json")]))

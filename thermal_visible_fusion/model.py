@@ -32,8 +32,11 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
 6. **Head**: one 1x1 conv on [visual, IR encoder, visible encoder] features and the
    differences between the aligned previous restored frames and the current inputs
    predicts, for each of the 16 pixels of a 4x4 block: restoration residuals for IR and
-   visible, per-pixel temporal gains, and the coefficients of a local linear fusion.
-   Restored = input + residual, then pulled towards the aligned previous restored frame
+   visible, per-pixel temporal gains, the coefficients of a local linear fusion, and
+   gains of ``detail_bands`` full-res detail bands of each input (an
+   adaptive unsharp mask: it deblurs the visible frame and smooths IR noise at full
+   resolution, which 1/4-res features alone do poorly).
+   Restored = input + residual + gain-weighted bands, then pulled towards the aligned previous restored frame
    by the gain (a learned recurrent temporal filter: i.i.d. noise averages out where the
    past agrees, moving or occluded pixels keep the present) -- so a frame's noise and
    blur are repaired with help from its neighbours (TemCoCo's temporal cooperation).
@@ -42,7 +45,7 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    one ``pixel_shuffle(4)`` brings the result to full size, and full-res edges come
    straight from the restored sources.
 
-Only the (un)shuffles touch full resolution.  Feature maps are channels-last and 1x1
+Only the (un)shuffles and the detail bands touch full resolution.  Feature maps are channels-last and 1x1
 convs run as matrix products over several inputs at once (``PW``): on a CPU this is
 several times faster than NCHW convolutions on concatenated tensors.
 
@@ -79,6 +82,7 @@ class ModelConfig:
     fusion_blocks: int = 1       # residual blocks after the modality-guided fusion
     decoder_blocks: int = 1      # residual blocks in the visual branch
     max_flow: float = 16.0       # flow bound, in 1/4-resolution pixels
+    detail_bands: int = 2        # full-res detail bands per modality (adaptive sharpening)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -314,6 +318,8 @@ class StreamingFusionNet(nn.Module):
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         cfg = self.config = config or ModelConfig()
+        if not 0 <= cfg.detail_bands <= len(BAND_SCALES):
+            raise ValueError(f"detail_bands must be 0..{len(BAND_SCALES)}, got {cfg.detail_bands}")
         c, cs = cfg.channels, cfg.semantic_channels
         self.enc_ir = Encoder(c, cfg.encoder_blocks)
         self.enc_vis = Encoder(c, cfg.encoder_blocks)
@@ -331,9 +337,10 @@ class StreamingFusionNet(nn.Module):
         self.visual = nn.Sequential(*[ResBlock(c) for _ in range(cfg.decoder_blocks)])
         # head: for each pixel of a 4x4 block, 7 values grouped by value: IR and visible
         # restoration residuals, IR and visible temporal gains, fusion coefficients
-        # a_ir, a_vis, b.  Inputs: visual, IR and visible encoder features, and the
-        # differences between the aligned previous restored frames and the current inputs.
-        self.head = PW([c, c, c, 16, 16], 7 * 16)
+        # a_ir, a_vis, b; then a gain per detail band and modality.  Inputs: visual, IR
+        # and visible encoder features, and the differences between the aligned previous
+        # restored frames and the current inputs.
+        self.head = PW([c, c, c, 16, 16], (7 + 2 * cfg.detail_bands) * 16)
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.zeros_(self.head.bias)
         with torch.no_grad():
@@ -350,7 +357,8 @@ class StreamingFusionNet(nn.Module):
                              f"and {tuple(vis_y.shape)}")
         h, w = ir.shape[-2:]
         # unshuffled inputs: NCHW for the per-pixel head math, channels-last for the encoders
-        u_ir, u_vis = F.pixel_unshuffle(_pad(ir), 4), F.pixel_unshuffle(_pad(vis_y), 4)
+        x_ir, x_vis = _pad(ir), _pad(vis_y)
+        u_ir, u_vis = F.pixel_unshuffle(x_ir, 4), F.pixel_unshuffle(x_vis, 4)
         e_ir = self.enc_ir(u_ir.contiguous(memory_format=CHANNELS_LAST))
         e_vis = self.enc_vis(u_vis.contiguous(memory_format=CHANNELS_LAST))
         f_ir = self.reinforce_ir(e_ir, e_vis)
@@ -379,9 +387,14 @@ class StreamingFusionNet(nn.Module):
         # everything below is per pixel, in the unshuffled space (16 channels = 4x4 block)
         dp_ir = None if p_ir is None else p_ir - u_ir
         dp_vis = None if p_vis is None else p_vis - u_vis
-        maps = self.head.forward_nchw(visual, e_ir, e_vis, dp_ir, dp_vis)  # (B,112,H/4,W/4)
-        d_ir, d_vis, g_ir, g_vis, a_ir, a_vis, b = maps.split(16, 1)
+        maps = self.head.forward_nchw(visual, e_ir, e_vis, dp_ir, dp_vis)  # (B,16*k,H/4,W/4)
+        d_ir, d_vis, g_ir, g_vis, a_ir, a_vis, b, *k = maps.split(16, 1)
         r_ir, r_vis = u_ir + d_ir, u_vis + d_vis
+        nb = self.config.detail_bands  # per-pixel gains of full-res detail bands:
+        for gain, band in zip(k[:nb], detail_bands(x_ir, nb)):  # > 0 sharpens, < 0 smooths
+            r_ir = torch.addcmul(r_ir, gain, F.pixel_unshuffle(band, 4))
+        for gain, band in zip(k[nb:], detail_bands(x_vis, nb)):
+            r_vis = torch.addcmul(r_vis, gain, F.pixel_unshuffle(band, 4))
         if state is not None:  # recurrent temporal filter: pull towards the aligned past
             r_ir = torch.addcmul(r_ir, torch.sigmoid(g_ir), p_ir - r_ir)
             r_vis = torch.addcmul(r_vis, torch.sigmoid(g_vis), p_vis - r_vis)
@@ -393,6 +406,25 @@ class StreamingFusionNet(nn.Module):
         out = FusionOutput(full(fused), full(r_ir) if restored else None,
                            full(r_vis) if restored else None, flow, visual, sem)
         return out, MemoryState(mem, key, r_ir, r_vis)
+
+
+BAND_SCALES = (2, 4)  # block sizes of the detail bands' low-pass, full-res pixels
+
+
+def detail_bands(x: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """``x - L2 x, L2 x - L4 x``: n detail bands of (B,1,H,W), finest first (H, W: x4).
+
+    ``Ls`` is the s x s block mean upsampled bilinearly: a blur of about s/2 pixels that
+    costs a few ms at VGA on a CPU, where a Gaussian convolution costs several times more.
+    A per-pixel gain on each band is an adaptive unsharp mask (deblurring where the gain
+    is positive, denoising where it is negative) at full resolution."""
+    bands, previous = [], x
+    for s in BAND_SCALES[:n]:
+        low = F.interpolate(F.avg_pool2d(x, s), scale_factor=s, mode="bilinear",
+                            align_corners=False)
+        bands.append(previous - low)
+        previous = low
+    return bands
 
 
 def _padded(n: int) -> int:

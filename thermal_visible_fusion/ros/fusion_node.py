@@ -35,6 +35,7 @@ from thermal_visible_fusion.engine import EngineConfig, FusionEngine
 from thermal_visible_fusion.frame_diagnostics import format_value, frame_values, status_message
 from thermal_visible_fusion.image_codec import ImageFormatError
 from thermal_visible_fusion.pairing import RGB, THERMAL, Pair, StampPairer
+from thermal_visible_fusion.stamp_order import StampOrder, StampOrderError, Verdict
 from thermal_visible_fusion.ros.messages import (image_message, qos_by_name, rgb_array,
                                                  stamp_ns, thermal_array)
 from thermal_visible_fusion.stream_stats import LatencyWindow, RateWindow, StampLossEstimator
@@ -58,8 +59,8 @@ class InputState:
     errors_since_report: int = 0
     last_error: str = ""
     last_receipt: float | None = None
-    last_stamp_ns: int | None = None
     restarts: int = 0
+    stale: int = 0  # frames of a loop that another input had already restarted
     rate: RateWindow = field(default_factory=RateWindow)
     loss: StampLossEstimator = field(default_factory=StampLossEstimator)
 
@@ -112,6 +113,7 @@ class FusionNode(Node):
 
         p = self.params
         self.pairer: StampPairer = StampPairer(round(p["sync_slop"] * 1e9), p["queue_size"])
+        self.stamp_order = StampOrder((THERMAL, RGB), round(p["max_stamp_gap"] * 1e9))
         self.inputs = {
             THERMAL: InputState(THERMAL, self.resolve_topic_name("thermal/image_raw")),
             RGB: InputState(RGB, self.resolve_topic_name("rgb/image_raw")),
@@ -165,6 +167,8 @@ class FusionNode(Node):
         self.params.update(updates)
         if "sync_slop" in updates:
             self.pairer.slop_ns = round(updates["sync_slop"] * 1e9)
+        if "max_stamp_gap" in updates:
+            self.stamp_order.set_max_gap(round(updates["max_stamp_gap"] * 1e9))
         engine_fields = EngineConfig.__dataclass_fields__
         with self._engine_lock:
             self.engine.update_config(**{k: v for k, v in updates.items() if k in engine_fields})
@@ -183,30 +187,30 @@ class FusionNode(Node):
             array = decode(msg, self.params["max_pixels"])
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise ImageFormatError(f"{np.count_nonzero(~np.isfinite(array))} NaN/inf pixels")
-            self._check_stamp(state, stamp)
-        except ImageFormatError as error:
+            verdict = self.stamp_order.check(stream, stamp, now)
+        except (ImageFormatError, StampOrderError) as error:
             self._input_error(state, str(error))
             return
+        if verdict is Verdict.STALE:
+            state.stale += 1
+            return
+        if verdict is not Verdict.ACCEPT:
+            self._restarted(state, verdict, stamp)
         state.loss.add(stamp)
         for pair in self.pairer.add(stream, stamp, (array, msg.header, now)):
             self.mailbox.put(pair)
 
-    def _check_stamp(self, state: InputState, stamp: int) -> None:
-        last = state.last_stamp_ns
-        if last is not None and last - stamp > self.params["max_stamp_gap"] * 1e9:
-            # A big jump back is a restarted source (a looping bag), not a stray frame.
-            state.restarts += 1
-            state.loss.reset()
+    def _restarted(self, state: InputState, verdict: Verdict, stamp: int) -> None:
+        """A source jumped back (a looping bag): pairing and memory restart once, when the
+        first input jumps; the other input follows without a second reset."""
+        state.restarts += 1
+        state.loss.reset()
+        if verdict is Verdict.RESTART:
             self.pairer.reset()
             self.mailbox.clear()
             self._throttled_log(f"restart-{state.name}", "warn",
-                                f"{state.name} stamps jumped back {(last - stamp) / 1e9:.2f} s; "
+                                f"{state.name} stamps jumped back to {stamp / 1e9:.3f} s; "
                                 "restarting pairing and temporal memory")
-        elif last is not None and stamp <= last:
-            kind = "duplicate" if stamp == last else "out-of-order"
-            raise ImageFormatError(f"{kind} stamp {stamp / 1e9:.6f} s "
-                                   f"(previous {last / 1e9:.6f} s)")
-        state.last_stamp_ns = stamp
 
     def _input_error(self, state: InputState, text: str) -> None:
         state.errors += 1
@@ -297,6 +301,7 @@ class FusionNode(Node):
         values = {"topic": state.topic, "rate_hz": state.rate.rate(now), "received": state.received,
                   "errors": state.errors, "last_error": state.last_error,
                   "lost_estimate": state.loss.lost, "source_restarts": state.restarts,
+                  "stale_after_restart": state.stale,
                   **{f"pairing_{k}": v for k, v in counts.items()}}
         return _status(level, f"{self.get_name()}: {state.name} input", message, values)
 

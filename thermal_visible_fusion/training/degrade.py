@@ -32,9 +32,11 @@ class DegradeConfig:
     vis_offset: tuple[float, float] = (-2 / 255, 10 / 255)  # visible frames
     p_clean: float = 0.05        # clip left clean (the network must not hallucinate)
     p_low_light: float = 0.15
-    low_light_gain: tuple[float, float] = (0.15, 0.5)
+    # Low light must stay tellable from a dim but clean frame, or the network learns to
+    # brighten every dim frame (the first weights did): darker, and always noisy.
+    low_light_gain: tuple[float, float] = (0.08, 0.3)
     low_light_gamma: tuple[float, float] = (1.0, 1.8)
-    low_light_noise: tuple[float, float] = (2 / 255, 8 / 255)
+    low_light_noise: tuple[float, float] = (4 / 255, 12 / 255)
     p_haze: float = 0.15
     haze_transmission: tuple[float, float] = (0.45, 0.85)
     haze_airlight: tuple[float, float] = (0.7, 1.0)

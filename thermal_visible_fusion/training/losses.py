@@ -1,7 +1,10 @@
 """Training losses for the streaming fusion network ([0, 1] luminance tensors, (B,1,H,W)).
 
-* ``intensity``: L1 to the element-wise max of the clean sources (salient targets stay hot,
-  well-lit areas stay bright).
+* ``intensity``: L1 to a reference fusion of the *clean* sources: ``multiscale_target``,
+  the torch form of the multi-scale fuser (per-pixel strongest detail of either modality,
+  saliency-weighted base so warm targets stand out), or the element-wise ``max``.  The
+  network must restore the degraded inputs *and* fuse them the way the reference fuses
+  clean ones.
 * ``gradient``: L1 of Sobel magnitudes to the max of the clean sources' magnitudes (keeps
   the sharpest detail of either modality: the Qabf/VIF side).
 * ``ssim``: 1 - mean SSIM to each clean source.
@@ -61,11 +64,76 @@ def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Te
     return torch.sqrt((x - y) ** 2 + eps * eps).mean()
 
 
-def fusion_losses(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor
-                  ) -> dict[str, torch.Tensor]:
-    """Intensity, gradient and SSIM terms of a fused frame against the clean sources."""
+_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16  # cv2.pyrDown/pyrUp kernel
+
+
+def _binomial(x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """Separable 5-tap binomial filter, mirrored borders (cv2's BORDER_REFLECT_101)."""
+    k = _BINOMIAL.to(x) * gain
+    x = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    return F.conv2d(F.conv2d(x, k.view(1, 1, 1, 5)), k.view(1, 1, 5, 1))
+
+
+def _pyr_down(x: torch.Tensor) -> torch.Tensor:
+    return _binomial(x)[..., ::2, ::2]
+
+
+def _pyr_up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    n, c, h, w = x.shape
+    up = x.new_zeros((n, c, 2 * h, 2 * w))
+    up[..., ::2, ::2] = x
+    return _binomial(up[..., :size[0], :size[1]], gain=2.0)
+
+
+def multiscale_target(ir: torch.Tensor, vis: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """``fusers.classic.MultiScaleFuser`` on (N,1,H,W) [0, 1] tensors.
+
+    Laplacian pyramids; each detail band takes the source with more local energy (a soft
+    weight), the base is a saliency-weighted average.  Not clamped.  Small images get
+    fewer levels (the base stays at least 4 pixels wide).
+    """
+    while levels > 0 and min(ir.shape[-2:]) < 4 * 2 ** levels:
+        levels -= 1
+    def pyramid(x: torch.Tensor) -> list[torch.Tensor]:
+        bands = []
+        for _ in range(levels):
+            down = _pyr_down(x)
+            bands.append(x - _pyr_up(down, x.shape[-2:]))
+            x = down
+        return bands + [x]
+
+    fused = []
+    for a, b in zip(pyramid(ir * 255), pyramid(vis * 255)):
+        if len(fused) < levels:  # detail band
+            ea, eb = _binomial(a * a), _binomial(b * b)
+            wa = ea / (ea + eb + 1e-6)
+        else:  # base: distance from the band's mean, per image
+            sa = _binomial((a - a.mean((2, 3), keepdim=True)).abs())
+            sb = _binomial((b - b.mean((2, 3), keepdim=True)).abs())
+            wa = (sa + 1.0) / (sa + sb + 2.0)
+        fused.append(wa * a + (1 - wa) * b)
+    out = fused[-1]
+    for band in reversed(fused[:-1]):
+        out = _pyr_up(out, band.shape[-2:]) + band
+    return out / 255
+
+
+FUSION_TARGETS = ("multiscale", "max")
+
+
+def fusion_losses(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
+                  target: str = "multiscale") -> dict[str, torch.Tensor]:
+    """Intensity, gradient and SSIM terms of a fused frame against the clean sources.
+
+    ``target``: the reference fusion of the intensity term, "multiscale" or "max"."""
+    if target == "multiscale":
+        reference = multiscale_target(ir, vis)
+    elif target == "max":
+        reference = torch.maximum(ir, vis)
+    else:
+        raise ValueError(f"unknown fusion target {target!r} (multiscale, max)")
     return {
-        "intensity": F.l1_loss(fused, torch.maximum(ir, vis)),
+        "intensity": F.l1_loss(fused, reference),
         "gradient": F.l1_loss(sobel_magnitude(fused),
                               torch.maximum(sobel_magnitude(ir), sobel_magnitude(vis))),
         "ssim": 1 - 0.5 * (ssim(fused, ir) + ssim(fused, vis)),
