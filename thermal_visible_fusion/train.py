@@ -40,7 +40,8 @@ from thermal_visible_fusion.fusers.learned import DEFAULT_WEIGHTS, save_weights
 from thermal_visible_fusion.model import ModelConfig, StreamingFusionNet
 from thermal_visible_fusion.training import losses
 from thermal_visible_fusion.training.data import (EVAL_SCENES, ClipBatches, ClipConfig,
-                                                  ClipSampler, default_cache_dir, discover)
+                                                  ClipSampler, default_cache_dir, discover,
+                                                  read_image)
 from thermal_visible_fusion.training.degrade import DegradeConfig
 from thermal_visible_fusion.training.teachers import TEACHERS, build_teacher
 
@@ -368,7 +369,7 @@ def validate(model: StreamingFusionNet, root: Path, scale: float, device: torch.
         names = sorted(p.name for p in (scene / "ir").iterdir())[:max_frames]
 
         def load(sub: str, name: str) -> np.ndarray:
-            im = cv2.imread(str(scene / sub / name), cv2.IMREAD_GRAYSCALE if "ir" in sub
+            im = read_image(scene / sub / name, cv2.IMREAD_GRAYSCALE if "ir" in sub
                             else cv2.IMREAD_COLOR)
             if scale != 1:
                 im = cv2.resize(im, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)

@@ -208,7 +208,7 @@ class FusionNode(Node):
         if verdict is Verdict.RESTART:
             self.pairer.reset()
             self.mailbox.clear()
-            self._throttled_log(f"restart-{state.name}", "warn",
+            self._throttled_log(f"restart-{state.name}", "warning",
                                 f"{state.name} stamps jumped back to {stamp / 1e9:.3f} s; "
                                 "restarting pairing and temporal memory")
 
@@ -341,13 +341,14 @@ def main(args=None) -> int:
     rclpy.init(args=args)
     node = None
     try:
-        node = FusionNode()
+        try:
+            node = FusionNode()
+        except (ParameterError, ValueError) as error:  # bad parameters, unusable device
+            rclpy.logging.get_logger("fusion_node").fatal(f"cannot start: {error}")
+            return 2
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
-    except (ParameterError, ValueError) as error:  # bad parameters, unusable device
-        rclpy.logging.get_logger("fusion_node").fatal(f"cannot start: {error}")
-        return 2
     except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C, even during start-up
         pass
     finally:

@@ -45,15 +45,8 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def _read_gray(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise IOError(f"cannot read image {path}")
-    return image
-
-
-def _read_bgr(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+def read_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    image = cv2.imread(str(path), flags)
     if image is None:
         raise IOError(f"cannot read image {path}")
     return image
@@ -89,7 +82,7 @@ class FolderSequence(FrameSequence):
 
     def frame(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if i not in self.decoded:
-            self.decoded[i] = (_read_gray(self.ir[i]), _read_bgr(self.vis[i]))
+            self.decoded[i] = (read_image(self.ir[i], cv2.IMREAD_GRAYSCALE), read_image(self.vis[i]))
         return self.decoded[i]
 
 
@@ -160,7 +153,7 @@ class StillPair:
     name: str
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
-        ir, vis = _read_gray(self.ir), _read_bgr(self.vis)
+        ir, vis = read_image(self.ir, cv2.IMREAD_GRAYSCALE), read_image(self.vis)
         if ir.shape != vis.shape[:2]:
             ir = cv2.resize(ir, (vis.shape[1], vis.shape[0]), interpolation=cv2.INTER_AREA)
         return ir, vis
