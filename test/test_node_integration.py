@@ -37,6 +37,9 @@ def node(tmp_path_factory):
     rclpy.init()
     client = PairClient()
     assert client.wait_for_node(timeout=90, process=process), process.log()
+    # Discovery can report both ends before the node's fused publisher has matched our
+    # subscription (the first images then vanish): one fused image back proves every link.
+    assert prime(client), process.log()
     yield process, client
     client.close()
     rclpy.shutdown()
@@ -71,6 +74,14 @@ def publish_good_pairs(client, count, scene, rate=30.0):
     for index in paced(count, rate):
         client.publish_pair(*messages[index])
     return stamps
+
+
+def prime(client, attempts=100) -> bool:
+    scene = SyntheticScene(160, 120)
+    for _ in range(attempts):
+        if wait_for_stamps(client, publish_good_pairs(client, 1, scene), timeout=0.2):
+            return True
+    return False
 
 
 def wait_for_stamps(client, stamps, timeout=5.0):
@@ -171,7 +182,7 @@ def test_silent_stream_is_reported_stalled_and_queues_stay_bounded(node):
 def test_reset_service_clears_temporal_memory(node):
     _, client = node
     scene = SyntheticScene(320, 240)
-    publish_good_pairs(client, 10, scene)
+    wait_for_stamps(client, publish_good_pairs(client, 10, scene))  # none left in flight
     reset = client.node.create_client(Trigger, "/fusion_node/reset")
     assert reset.wait_for_service(timeout_sec=5.0)
     future = reset.call_async(Trigger.Request())
