@@ -97,7 +97,8 @@ def test_detail_bands_split_the_image_and_their_gains_sharpen():
                                             count_include_pad=False)
     with torch.no_grad():
         plain = model(blurry, blurry)[0].restored_vis
-        vis_fine = slice((7 + 2) * 16, (7 + 3) * 16)  # after 7 maps and 2 IR bands
+        first = model.head_maps() - 2  # the last maps: 2 IR, then 2 visible band gains
+        vis_fine = slice(first * 16, (first + 1) * 16)
         model.head.bias[vis_fine] = 1.0
         sharpened = model(blurry, blurry)[0].restored_vis
     def edges(t):
@@ -126,6 +127,22 @@ def test_gradients_reach_every_parameter():
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
+
+
+def test_fusion_loss_does_not_reach_the_restoration():
+    """Restore, then fuse: the fused frame's gradient leaves the restoration residuals
+    (the head's first two maps) alone, so one modality's edges cannot leak into the other's
+    restored frame; the fusion weights do get it."""
+    model = make_model().train()
+    (ir, vis), = frames(1, 32, 32)
+    out, _ = model(ir, vis)
+    out.fused.mean().backward()
+    grad = model.head.weight.grad.abs()
+    assert float(grad[:32].sum()) == 0.0
+    assert float(grad[64:].sum()) > 0.0
+    legacy = StreamingFusionNet(ModelConfig(band_fusion=False)).train()
+    legacy(ir, vis)[0].fused.mean().backward()
+    assert float(legacy.head.weight.grad[:32].abs().sum()) > 0.0
 
 
 def test_streaming_runner_and_lookahead():
@@ -194,6 +211,13 @@ def test_config_travels_with_the_weights(tmp_path):
     del data["config"]["detail_bands"]
     torch.save(data, tmp_path / "old.pt")
     assert load_model(tmp_path / "old.pt").config.detail_bands == 0
+    # files from before band fusion: bands on the inputs, one fusion weight per modality
+    banded = StreamingFusionNet(ModelConfig(band_fusion=False))
+    data = torch.load(save_weights(banded, tmp_path / "banded.pt"), weights_only=True)
+    del data["config"]["band_fusion"]
+    torch.save(data, tmp_path / "banded.pt")
+    loaded = load_model(tmp_path / "banded.pt")
+    assert loaded.config.detail_bands == 2 and not loaded.config.band_fusion
 
 
 def test_missing_and_corrupt_weights_name_the_file(tmp_path, weights):

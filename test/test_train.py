@@ -116,7 +116,8 @@ def test_degradations_follow_the_protocol():
     ir = torch.full((4, 1, 256, 64), 0.5)
     vis = torch.rand(4, 3, 256, 64)
     cfg = DegradeConfig(p_clean=0, p_low_light=0, p_haze=0, ir_stripe_mean=(0.0, 0.0))
-    ir_d, vis_d = degrade_clip(ir, vis, cfg, torch.Generator().manual_seed(0))
+    ir_d, vis_d, target = degrade_clip(ir, vis, cfg, torch.Generator().manual_seed(0))
+    assert target is vis  # no low light: the clean frame is the target
     diff = ir_d - ir
     columns = diff.mean(2, keepdim=True)  # stripes: fixed over rows and frames
     corr = torch.corrcoef(torch.stack([columns[0].flatten(), columns[1].flatten()]))[0, 1]
@@ -128,16 +129,19 @@ def test_degradations_follow_the_protocol():
 
 
 def test_low_light_is_tellable_from_a_dim_clean_frame():
-    """A dim but clean frame must not look like low light, or the network learns to
-    brighten every dim frame: low light is darker than a third of the clean level, and
-    noisy."""
+    """Low light is darker than a third of the clean level and noisy, so a dim clean frame
+    does not look like it; its target keeps the scene's light level (dark, noise-free),
+    so the network learns to denoise dark frames, never to brighten them."""
     vis = torch.full((3, 3, 64, 64), 0.3)  # a dim clean scene
     cfg = DegradeConfig(p_clean=0, p_low_light=1, p_haze=0, vis_blur=(0.5, 0.5))
     for seed in range(20):
-        _, dark = degrade_clip(torch.zeros(3, 1, 64, 64), vis, cfg,
-                               torch.Generator().manual_seed(seed))
+        _, dark, target = degrade_clip(torch.zeros(3, 1, 64, 64), vis, cfg,
+                                       torch.Generator().manual_seed(seed))
         assert float(dark.mean()) < 0.1
         assert float(dark[0].std()) > 2 / 255
+        # the target keeps the scene's light level but not its noise
+        assert abs(float(target.mean()) - float(dark.mean())) < 4 / 255
+        assert float(target[0].std()) < 1e-6
 
 
 def test_multiscale_target_is_the_multiscale_fuser():
@@ -183,6 +187,8 @@ def test_config_file_then_cli_overrides(tmp_path):
     assert cfg.model == {"channels": 16, "semantic_channels": 8} and cfg.resume == "auto"
     with pytest.raises(SystemExit):
         parser.parse_args(["--teacher", "resnet"])
+    legacy = train.config_from_args(parser.parse_args(["--no-model-band-fusion"]))
+    assert legacy.model == {"band_fusion": False}
     (tmp_path / "c.yaml").write_text("max_minutes: 110\nexclude_scenes: [x]\n")
     cfg = train.config_from_args(parser.parse_args(["--config", str(tmp_path / "c.yaml")]))
     assert (cfg.max_minutes, cfg.exclude_scenes) == (110, ["x"])

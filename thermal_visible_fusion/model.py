@@ -36,14 +36,22 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    gains of ``detail_bands`` full-res detail bands of each input (an
    adaptive unsharp mask: it deblurs the visible frame and smooths IR noise at full
    resolution, which 1/4-res features alone do poorly).
-   Restored = input + residual + gain-weighted bands, then pulled towards the aligned previous restored frame
-   by the gain (a learned recurrent temporal filter: i.i.d. noise averages out where the
-   past agrees, moving or occluded pixels keep the present) -- so a frame's noise and
-   blur are repaired with help from its neighbours (TemCoCo's temporal cooperation).
-   ``fused = (0.5 + a_ir) * restored_ir + (0.5 + a_vis) * restored_vis + b`` (initialised
-   to the plain average).  All of it is element-wise in the unshuffled 16-channel space;
-   one ``pixel_shuffle(4)`` brings the result to full size, and full-res edges come
-   straight from the restored sources.
+   Restored = input + residual + gain-weighted bands, then pulled towards the aligned
+   previous restored frame by the gain (a learned recurrent temporal filter: i.i.d. noise
+   averages out where the past agrees, moving or occluded pixels keep the present) -- so
+   a frame's noise and blur are repaired with help from its neighbours (TemCoCo's
+   temporal cooperation).
+7. **Band fusion** (``band_fusion``, the default): restore, then fuse.  Each restored frame
+   is split into its detail bands and low-pass, and ``fused = b + sum over modality and
+   band of (0.5 + w) * band`` with a per-pixel weight ``w`` for each (initialised to the
+   plain average): a learned multi-scale fusion that can take one modality's base and the
+   other's edges.  The fusion sees the restored frames without gradient, so the
+   restoration loss alone shapes them and thermal edges cannot leak into the restored
+   visible frame.  Without band fusion (weights from before it):
+   ``fused = (0.5 + a_ir) * restored_ir + (0.5 + a_vis) * restored_vis + b``.
+   All of it is element-wise in the unshuffled 16-channel space; one ``pixel_shuffle(4)``
+   brings the result to full size, and full-res edges come straight from the restored
+   sources.
 
 Only the (un)shuffles and the detail bands touch full resolution.  Feature maps are channels-last and 1x1
 convs run as matrix products over several inputs at once (``PW``): on a CPU this is
@@ -83,6 +91,7 @@ class ModelConfig:
     decoder_blocks: int = 1      # residual blocks in the visual branch
     max_flow: float = 16.0       # flow bound, in 1/4-resolution pixels
     detail_bands: int = 2        # full-res detail bands per modality (adaptive sharpening)
+    band_fusion: bool = True     # fuse the restored frames band by band (see the head)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -335,16 +344,25 @@ class StreamingFusionNet(nn.Module):
         self.semantic_up = PW(cs, c)
         self.visual_in = PW([c, c], c)
         self.visual = nn.Sequential(*[ResBlock(c) for _ in range(cfg.decoder_blocks)])
-        # head: for each pixel of a 4x4 block, 7 values grouped by value: IR and visible
-        # restoration residuals, IR and visible temporal gains, fusion coefficients
-        # a_ir, a_vis, b; then a gain per detail band and modality.  Inputs: visual, IR
-        # and visible encoder features, and the differences between the aligned previous
-        # restored frames and the current inputs.
-        self.head = PW([c, c, c, 16, 16], (7 + 2 * cfg.detail_bands) * 16)
+        # head: for each pixel of a 4x4 block, values grouped by value: IR and visible
+        # restoration residuals, IR and visible temporal gains, the fusion weights of each
+        # modality (one per band and one for the low-pass with band_fusion, else one),
+        # the fusion offset b; then a gain per input detail band and modality.  Inputs:
+        # visual, IR and visible encoder features, and the differences between the aligned
+        # previous restored frames and the current inputs.
+        self.head = PW([c, c, c, 16, 16], self.head_maps() * 16)
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.zeros_(self.head.bias)
         with torch.no_grad():
             self.head.bias[32:64] = -1.0  # temporal gains start at sigmoid(-1) = 0.27
+
+    def fusion_weights(self) -> int:
+        """Fusion weights per modality: one per restored band plus the low-pass, or one."""
+        return self.config.detail_bands + 1 if self.config.band_fusion else 1
+
+    def head_maps(self) -> int:
+        """Head outputs per pixel of a 4x4 block (each is 16 channels)."""
+        return 5 + 2 * self.fusion_weights() + 2 * self.config.detail_bands
 
     def param_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -388,9 +406,11 @@ class StreamingFusionNet(nn.Module):
         dp_ir = None if p_ir is None else p_ir - u_ir
         dp_vis = None if p_vis is None else p_vis - u_vis
         maps = self.head.forward_nchw(visual, e_ir, e_vis, dp_ir, dp_vis)  # (B,16*k,H/4,W/4)
-        d_ir, d_vis, g_ir, g_vis, a_ir, a_vis, b, *k = maps.split(16, 1)
+        nw, nb = self.fusion_weights(), self.config.detail_bands
+        d_ir, d_vis, g_ir, g_vis, *rest = maps.split(16, 1)
+        w_ir, w_vis, (b,), k = rest[:nw], rest[nw:2 * nw], rest[2 * nw:2 * nw + 1], rest[2 * nw + 1:]
         r_ir, r_vis = u_ir + d_ir, u_vis + d_vis
-        nb = self.config.detail_bands  # per-pixel gains of full-res detail bands:
+        # per-pixel gains of full-res detail bands:
         for gain, band in zip(k[:nb], detail_bands(x_ir, nb)):  # > 0 sharpens, < 0 smooths
             r_ir = torch.addcmul(r_ir, gain, F.pixel_unshuffle(band, 4))
         for gain, band in zip(k[nb:], detail_bands(x_vis, nb)):
@@ -398,7 +418,21 @@ class StreamingFusionNet(nn.Module):
         if state is not None:  # recurrent temporal filter: pull towards the aligned past
             r_ir = torch.addcmul(r_ir, torch.sigmoid(g_ir), p_ir - r_ir)
             r_vis = torch.addcmul(r_vis, torch.sigmoid(g_vis), p_vis - r_vis)
-        fused = (0.5 + a_ir) * r_ir + (0.5 + a_vis) * r_vis + b
+        if self.config.band_fusion:
+            # Restore, then fuse: the fusion sees the restored frames as given (no gradient),
+            # so restoration is trained to restore alone and cannot smuggle one modality's
+            # edges into the other; each band and the low-pass get their own weights.
+            # sum_j (0.5 + w_j) * band_j, rewritten with the band telescoping as
+            # (0.5 + w_0) * x + sum_s (w_s - w_{s-1}) * L_s x: fewer full-res passes
+            fused = b
+            for weights, r in ((w_ir, r_ir), (w_vis, r_vis)):
+                r = r.detach()
+                fused = torch.addcmul(fused, 0.5 + weights[0], r)
+                for j, low in enumerate(low_passes(F.pixel_shuffle(r, 4), nb)):
+                    fused = torch.addcmul(fused, weights[j + 1] - weights[j],
+                                          F.pixel_unshuffle(low, 4))
+        else:
+            fused = (0.5 + w_ir[0]) * r_ir + (0.5 + w_vis[0]) * r_vis + b
 
         def full(x: torch.Tensor) -> torch.Tensor:
             return F.pixel_shuffle(x, 4)[..., :h, :w]
@@ -411,20 +445,25 @@ class StreamingFusionNet(nn.Module):
 BAND_SCALES = (2, 4)  # block sizes of the detail bands' low-pass, full-res pixels
 
 
-def detail_bands(x: torch.Tensor, n: int) -> list[torch.Tensor]:
-    """``x - L2 x, L2 x - L4 x``: n detail bands of (B,1,H,W), finest first (H, W: x4).
+def detail_bands(x: torch.Tensor, n: int, low: bool = False) -> list[torch.Tensor]:
+    """``x - L2 x, L2 x - L4 x``: n detail bands of (B,1,H,W), finest first (H, W: x4);
+    ``low=True`` appends the remaining low-pass, so the parts sum to ``x``.
 
     ``Ls`` is the s x s block mean upsampled bilinearly: a blur of about s/2 pixels that
     costs a few ms at VGA on a CPU, where a Gaussian convolution costs several times more.
     A per-pixel gain on each band is an adaptive unsharp mask (deblurring where the gain
     is positive, denoising where it is negative) at full resolution."""
     bands, previous = [], x
-    for s in BAND_SCALES[:n]:
-        low = F.interpolate(F.avg_pool2d(x, s), scale_factor=s, mode="bilinear",
-                            align_corners=False)
-        bands.append(previous - low)
-        previous = low
-    return bands
+    for blurred in low_passes(x, n):
+        bands.append(previous - blurred)
+        previous = blurred
+    return bands + [previous] if low else bands
+
+
+def low_passes(x: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """``L2 x, L4 x``: the first n block-mean low-passes of ``detail_bands``."""
+    return [F.interpolate(F.avg_pool2d(x, s), scale_factor=s, mode="bilinear",
+                          align_corners=False) for s in BAND_SCALES[:n]]
 
 
 def _padded(n: int) -> int:

@@ -139,8 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, type=type(default), default=argparse.SUPPRESS,
                                 help=f"(default: {default!r})")
     for f in _model_fields():
+        kind = ({"action": argparse.BooleanOptionalAction} if isinstance(f.default, bool)
+                else {"type": type(f.default)})
         parser.add_argument("--model-" + f.name.replace("_", "-"), dest="model__" + f.name,
-                            type=type(f.default), default=argparse.SUPPRESS,
+                            default=argparse.SUPPRESS, **kind,
                             help=f"ModelConfig.{f.name} (default: {f.default!r})")
 
 

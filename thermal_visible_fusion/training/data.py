@@ -359,7 +359,7 @@ class ClipSampler:
         ir = torch.from_numpy(np.stack(irs)).float().div_(255).unsqueeze(1)
         rgb = np.stack(viss)[..., ::-1].copy()
         vis = torch.from_numpy(rgb).float().div_(255).permute(0, 3, 1, 2)
-        ir_deg, vis_deg = degrade_clip(ir, vis, self.degrade, self.gen)
+        ir_deg, vis_deg, vis = degrade_clip(ir, vis, self.degrade, self.gen)  # vis: target
         return {"ir": ir, "vis": vis, "ir_degraded": ir_deg, "vis_degraded": vis_deg,
                 "flow": torch.from_numpy(flow), "valid": torch.from_numpy(valid)}
 

@@ -4,7 +4,8 @@ They follow the protocol of the M3SVD degraded clips: infrared gets Gaussian noi
 anew every frame plus column-stripe noise fixed for the whole clip; visible gets a
 Gaussian blur fixed for the clip.  Visible may also get low light (darkening, gamma,
 sensor noise) or haze (atmospheric scattering), each fixed for the clip.  Results are
-quantised to 8 bits like real frames.  The clean clips stay the training targets.
+quantised to 8 bits like real frames.  The clean clips stay the training targets (under
+low light, the clean clip at the same light level).
 
 The ranges were checked against ``m3svd/clips/*/{ir,vis}_degraded`` (the evaluation
 inputs), which differ from the nominal protocol: their IR column stripes are not zero-mean
@@ -32,8 +33,9 @@ class DegradeConfig:
     vis_offset: tuple[float, float] = (-2 / 255, 10 / 255)  # visible frames
     p_clean: float = 0.05        # clip left clean (the network must not hallucinate)
     p_low_light: float = 0.15
-    # Low light must stay tellable from a dim but clean frame, or the network learns to
-    # brighten every dim frame (the first weights did): darker, and always noisy.
+    # Low light stays tellable from a dim but clean frame (darker, and always noisy), and
+    # its target is the dark clean frame (see degrade_vis): weights trained to brighten it
+    # brightened the dark parts of real night scenes by up to ~100 grey levels.
     low_light_gain: tuple[float, float] = (0.08, 0.3)
     low_light_gamma: tuple[float, float] = (1.0, 1.8)
     low_light_noise: tuple[float, float] = (4 / 255, 12 / 255)
@@ -78,10 +80,14 @@ def degrade_ir(ir: torch.Tensor, cfg: DegradeConfig, gen: torch.Generator | None
 
 
 def degrade_vis(vis: torch.Tensor, cfg: DegradeConfig, gen: torch.Generator | None = None
-                ) -> torch.Tensor:
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(T,3,H,W) clean visible clip -> [haze] -> blur, gain/offset -> [low light], all
-    fixed per clip."""
-    x = vis
+    fixed per clip.  Returns (degraded, target): the target is the clean clip, except
+    under low light, where it is the clean clip at the same light level (dark, sharp,
+    noise-free).  Light is part of the scene: a network taught to brighten dark frames
+    brightens the dark parts of every real night scene, inventing what no camera saw;
+    where the visible frame is dark, the thermal one should show the scene."""
+    x, target = vis, vis
     if torch.rand((), generator=gen).item() < cfg.p_haze:
         t_top, t_bottom = _uniform(cfg.haze_transmission, gen), _uniform(cfg.haze_transmission, gen)
         h = x.shape[-2]
@@ -95,12 +101,15 @@ def degrade_vis(vis: torch.Tensor, cfg: DegradeConfig, gen: torch.Generator | No
         sigma = _uniform(cfg.low_light_noise, gen)
         x = x.clamp(0, 1) ** gamma * gain
         x = x + torch.randn(x.shape, generator=gen).to(x) * sigma
-    return _quantise(x)
+        target = vis.clamp(0, 1) ** gamma * gain
+    return _quantise(x), target
 
 
 def degrade_clip(ir: torch.Tensor, vis: torch.Tensor, cfg: DegradeConfig,
-                 gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Degrade one clip pair (T,1,H,W) IR and (T,3,H,W) visible; the inputs are untouched."""
+                 gen: torch.Generator | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Degrade one clip pair (T,1,H,W) IR and (T,3,H,W) visible; the inputs are untouched.
+    Returns (degraded IR, degraded visible, visible target); see ``degrade_vis``."""
     if torch.rand((), generator=gen).item() < cfg.p_clean:
-        return ir.clone(), vis.clone()
-    return degrade_ir(ir, cfg, gen), degrade_vis(vis, cfg, gen)
+        return ir.clone(), vis.clone(), vis
+    return (degrade_ir(ir, cfg, gen), *degrade_vis(vis, cfg, gen))
