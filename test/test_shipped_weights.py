@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from thermal_visible_fusion import fusers
+from thermal_visible_fusion.fusers.classic import split_luma
 from thermal_visible_fusion.metrics.image import ssim
 from thermal_visible_fusion.synthetic import SyntheticScene
 
@@ -57,7 +58,7 @@ def test_shipped_network_restores_the_thermal_frame(shipped, clip):
     model = load_model(shipped)
     state, gains = None, []
     for ir, _, ir_d, rgb_d in clip:
-        vis_y = torch.from_numpy(rgb_d.astype(np.float32) @ np.float32([0.114, 0.587, 0.299]))
+        vis_y = torch.from_numpy(split_luma(rgb_d)[0]).float()
         with torch.no_grad():
             out, state = model(torch.from_numpy(ir_d).float()[None, None] / 255,
                                vis_y[None, None] / 255, state)

@@ -53,9 +53,9 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    brings the result to full size, and full-res edges come straight from the restored
    sources.
 
-Only the (un)shuffles and the detail bands touch full resolution.  Feature maps are channels-last and 1x1
-convs run as matrix products over several inputs at once (``PW``): on a CPU this is
-several times faster than NCHW convolutions on concatenated tensors.
+Only the (un)shuffles and the detail bands touch full resolution.  Feature maps are
+channels-last and 1x1 convs run as matrix products over several inputs at once (``PW``):
+on a CPU this is several times faster than NCHW convolutions on concatenated tensors.
 
 ``StreamingRunner`` carries the memory across a stream, with an optional look-ahead of k
 frames (k frames of latency): frame t's output averages the forward-memory output with a
@@ -408,7 +408,8 @@ class StreamingFusionNet(nn.Module):
         maps = self.head.forward_nchw(visual, e_ir, e_vis, dp_ir, dp_vis)  # (B,16*k,H/4,W/4)
         nw, nb = self.fusion_weights(), self.config.detail_bands
         d_ir, d_vis, g_ir, g_vis, *rest = maps.split(16, 1)
-        w_ir, w_vis, (b,), k = rest[:nw], rest[nw:2 * nw], rest[2 * nw:2 * nw + 1], rest[2 * nw + 1:]
+        w_ir, w_vis = rest[:nw], rest[nw:2 * nw]
+        b, *k = rest[2 * nw:]
         r_ir, r_vis = u_ir + d_ir, u_vis + d_vis
         # per-pixel gains of full-res detail bands:
         for gain, band in zip(k[:nb], detail_bands(x_ir, nb)):  # > 0 sharpens, < 0 smooths
@@ -445,9 +446,8 @@ class StreamingFusionNet(nn.Module):
 BAND_SCALES = (2, 4)  # block sizes of the detail bands' low-pass, full-res pixels
 
 
-def detail_bands(x: torch.Tensor, n: int, low: bool = False) -> list[torch.Tensor]:
-    """``x - L2 x, L2 x - L4 x``: n detail bands of (B,1,H,W), finest first (H, W: x4);
-    ``low=True`` appends the remaining low-pass, so the parts sum to ``x``.
+def detail_bands(x: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """``x - L2 x, L2 x - L4 x``: n detail bands of (B,1,H,W), finest first (H, W: x4).
 
     ``Ls`` is the s x s block mean upsampled bilinearly: a blur of about s/2 pixels that
     costs a few ms at VGA on a CPU, where a Gaussian convolution costs several times more.
@@ -457,7 +457,7 @@ def detail_bands(x: torch.Tensor, n: int, low: bool = False) -> list[torch.Tenso
     for blurred in low_passes(x, n):
         bands.append(previous - blurred)
         previous = blurred
-    return bands + [previous] if low else bands
+    return bands
 
 
 def low_passes(x: torch.Tensor, n: int) -> list[torch.Tensor]:

@@ -82,7 +82,8 @@ class FolderSequence(FrameSequence):
 
     def frame(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if i not in self.decoded:
-            self.decoded[i] = (read_image(self.ir[i], cv2.IMREAD_GRAYSCALE), read_image(self.vis[i]))
+            self.decoded[i] = (read_image(self.ir[i], cv2.IMREAD_GRAYSCALE),
+                               read_image(self.vis[i]))
         return self.decoded[i]
 
 
