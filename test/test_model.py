@@ -9,7 +9,7 @@ import torch
 from thermal_visible_fusion.fusers.learned import (LearnedFuser, WeightsError, load_model,
                                                    load_weights, save_weights)
 from thermal_visible_fusion.model import (ModelConfig, StreamingFusionNet, StreamingRunner,
-                                          detail_bands, fuse_sequence)
+                                          block_low_passes, detail_bands, fuse_sequence)
 
 torch.set_num_threads(1)
 
@@ -80,6 +80,19 @@ def test_memory_changes_output_and_none_is_memory_off():
     # the memory-off path is a single-frame model: batch items do not interact
     both, _ = model(torch.cat([ir0, ir1]), torch.cat([vis0, vis1]))
     assert torch.allclose(both.fused[1:], no_memory.fused, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(4, 4), (36, 52), (480, 640)])
+def test_block_low_passes_equal_the_full_resolution_blur(size):
+    # the network blurs on the 4x4-unshuffled form; it must be the full-size blur exactly,
+    # borders included (bilinear upsampling clamps there)
+    x = torch.rand(2, 1, *size)
+    fast = block_low_passes(torch.nn.functional.pixel_unshuffle(x, 4), 2)
+    for s, low in zip((2, 4), fast):
+        full = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x, s),
+                                               scale_factor=s, mode="bilinear",
+                                               align_corners=False)
+        assert torch.allclose(torch.nn.functional.pixel_shuffle(low, 4), full, atol=1e-6)
 
 
 def test_detail_bands_split_the_image_and_their_gains_sharpen():

@@ -53,7 +53,8 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    brings the result to full size, and full-res edges come straight from the restored
    sources.
 
-Only the (un)shuffles and the detail bands touch full resolution.  Feature maps are
+Only the (un)shuffles touch full resolution: even the detail bands are computed on the
+unshuffled form (``block_low_passes``, exactly the full-size blur).  Feature maps are
 channels-last and 1x1 convs run as matrix products over several inputs at once (``PW``):
 on a CPU this is several times faster than NCHW convolutions on concatenated tensors.
 
@@ -412,10 +413,10 @@ class StreamingFusionNet(nn.Module):
         b, *k = rest[2 * nw:]
         r_ir, r_vis = u_ir + d_ir, u_vis + d_vis
         # per-pixel gains of full-res detail bands:
-        for gain, band in zip(k[:nb], detail_bands(x_ir, nb)):  # > 0 sharpens, < 0 smooths
-            r_ir = torch.addcmul(r_ir, gain, F.pixel_unshuffle(band, 4))
-        for gain, band in zip(k[nb:], detail_bands(x_vis, nb)):
-            r_vis = torch.addcmul(r_vis, gain, F.pixel_unshuffle(band, 4))
+        for gain, band in zip(k[:nb], block_detail_bands(u_ir, nb)):  # > 0 sharpens
+            r_ir = torch.addcmul(r_ir, gain, band)
+        for gain, band in zip(k[nb:], block_detail_bands(u_vis, nb)):  # < 0 smooths
+            r_vis = torch.addcmul(r_vis, gain, band)
         if state is not None:  # recurrent temporal filter: pull towards the aligned past
             r_ir = torch.addcmul(r_ir, torch.sigmoid(g_ir), p_ir - r_ir)
             r_vis = torch.addcmul(r_vis, torch.sigmoid(g_vis), p_vis - r_vis)
@@ -424,14 +425,13 @@ class StreamingFusionNet(nn.Module):
             # so restoration is trained to restore alone and cannot smuggle one modality's
             # edges into the other; each band and the low-pass get their own weights.
             # sum_j (0.5 + w_j) * band_j, rewritten with the band telescoping as
-            # (0.5 + w_0) * x + sum_s (w_s - w_{s-1}) * L_s x: fewer full-res passes
+            # (0.5 + w_0) * x + sum_s (w_s - w_{s-1}) * L_s x: fewer passes
             fused = b
             for weights, r in ((w_ir, r_ir), (w_vis, r_vis)):
                 r = r.detach()
                 fused = torch.addcmul(fused, 0.5 + weights[0], r)
-                for j, low in enumerate(low_passes(F.pixel_shuffle(r, 4), nb)):
-                    fused = torch.addcmul(fused, weights[j + 1] - weights[j],
-                                          F.pixel_unshuffle(low, 4))
+                for j, low in enumerate(block_low_passes(r, nb)):
+                    fused = torch.addcmul(fused, weights[j + 1] - weights[j], low)
         else:
             fused = (0.5 + w_ir[0]) * r_ir + (0.5 + w_vis[0]) * r_vis + b
 
@@ -449,21 +449,81 @@ BAND_SCALES = (2, 4)  # block sizes of the detail bands' low-pass, full-res pixe
 def detail_bands(x: torch.Tensor, n: int) -> list[torch.Tensor]:
     """``x - L2 x, L2 x - L4 x``: n detail bands of (B,1,H,W), finest first (H, W: x4).
 
-    ``Ls`` is the s x s block mean upsampled bilinearly: a blur of about s/2 pixels that
-    costs a few ms at VGA on a CPU, where a Gaussian convolution costs several times more.
+    ``Ls`` is the s x s block mean upsampled bilinearly: a blur of about s/2 pixels.
     A per-pixel gain on each band is an adaptive unsharp mask (deblurring where the gain
-    is positive, denoising where it is negative) at full resolution."""
-    bands, previous = [], x
-    for blurred in low_passes(x, n):
+    is positive, denoising where it is negative) at full resolution.  The network works
+    on the unshuffled form (``block_detail_bands``); this is the same at full size."""
+    u = F.pixel_unshuffle(x, 4)
+    return [F.pixel_shuffle(band, 4) for band in block_detail_bands(u, n)]
+
+
+def block_detail_bands(u: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """``detail_bands`` of a (B,16,h,w) unshuffled image, unshuffled."""
+    bands, previous = [], u
+    for blurred in block_low_passes(u, n):
         bands.append(previous - blurred)
         previous = blurred
     return bands
 
 
-def low_passes(x: torch.Tensor, n: int) -> list[torch.Tensor]:
-    """``L2 x, L4 x``: the first n block-mean low-passes of ``detail_bands``."""
-    return [F.interpolate(F.avg_pool2d(x, s), scale_factor=s, mode="bilinear",
-                          align_corners=False) for s in BAND_SCALES[:n]]
+def block_low_passes(u: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """``L2 x, L4 x`` (the first n) of the image x = pixel_shuffle(u, 4), computed on its
+    (B,16,h,w) unshuffled form ``u`` and returned unshuffled.
+
+    Exactly ``pixel_unshuffle(interpolate(avg_pool2d(x, s), scale_factor=s, bilinear), 4)``
+    without touching full resolution: the block means are channel means of ``u``, and
+    each of the 16 output phases of the bilinear upsampling is a fixed 3x3 stencil on the
+    1/4-res grid (border pixels padded so that they clamp like ``interpolate``).  Several
+    times cheaper on a CPU than the full-size form."""
+    if n <= 0:
+        return []
+    b, _, h, w = u.shape
+    # the 2x2 block means, as (B, a, b, h, w): half-res pixel (2p + a, 2q + b)
+    half = u.view(b, 2, 2, 2, 2, h, w).sum(4).sum(2) * 0.25  # sum().sum(): fast on a CPU
+    out = [_upsample_half(half)]
+    if n > 1:
+        out.append(F.conv2d(F.pad(half.sum(2).sum(1).unsqueeze(1) * 0.25, (1, 1, 1, 1),
+                                  mode="replicate"), _stencil(4, u)))
+    return out
+
+
+def _upsample_half(half: torch.Tensor) -> torch.Tensor:
+    """(B,2,2,h,w) half-res phases -> (B,16,h,w) unshuffled x2 bilinear upsampling."""
+    b, _, _, h, w = half.shape
+    # pad one 1/4-res pixel per side; its outer phase repeats the edge half-res pixel
+    left = half[:, :, 0:1, :, 0:1].expand(b, 2, 2, h, 1)
+    right = half[:, :, 1:2, :, w - 1:w].expand(b, 2, 2, h, 1)
+    half = torch.cat([left, half, right], -1)
+    top = half[:, 0:1, :, 0:1].expand(b, 2, 2, 1, w + 2)
+    bottom = half[:, 1:2, :, h - 1:h].expand(b, 2, 2, 1, w + 2)
+    half = torch.cat([top, half, bottom], -2).reshape(b, 4, h + 2, w + 2)
+    return F.conv2d(half, _stencil(2, half))
+
+
+_STENCILS: dict[tuple, torch.Tensor] = {}
+
+
+def _stencil(scale: int, like: torch.Tensor) -> torch.Tensor:
+    """Fixed conv weights of the bilinear x``scale`` upsampling, per output phase.
+
+    scale 4: (16, 1, 3, 3) on the 1/4-res block means; scale 2: (16, 4, 3, 3) on the
+    half-res phases.  Output row phase i samples 1/4-res row p + (2i - 3) / 8 (scale 4)
+    or half-res row 2p + (2i - 1) / 4 (scale 2); weights per (row offset, phase)."""
+    key = (scale, like.dtype, like.device)
+    if key not in _STENCILS:
+        if scale == 4:  # rows[i][offset + 1]
+            rows = torch.tensor([[3, 5, 0], [1, 7, 0], [0, 7, 1], [0, 5, 3]],
+                                dtype=torch.float64).view(4, 1, 3) / 8
+        else:  # rows[i][phase][offset + 1]
+            rows = torch.zeros(4, 2, 3, dtype=torch.float64)
+            rows[0, 1, 0], rows[0, 0, 1] = 0.25, 0.75
+            rows[1, 0, 1], rows[1, 1, 1] = 0.75, 0.25
+            rows[2, 0, 1], rows[2, 1, 1] = 0.25, 0.75
+            rows[3, 1, 1], rows[3, 0, 2] = 0.75, 0.25
+        # K[i*4+j, a*P+b, dy, dx] = rows[i][a][dy] * rows[j][b][dx]
+        k = torch.einsum("iay,jbx->ijabyx", rows, rows)
+        _STENCILS[key] = k.reshape(16, -1, 3, 3).to(like.dtype).to(like.device)
+    return _STENCILS[key]
 
 
 def _padded(n: int) -> int:
