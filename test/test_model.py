@@ -9,7 +9,9 @@ import torch
 from thermal_visible_fusion.fusers.learned import (LearnedFuser, WeightsError, load_model,
                                                    load_weights, save_weights)
 from thermal_visible_fusion.model import (ModelConfig, StreamingFusionNet, StreamingRunner,
-                                          block_low_passes, detail_bands, fuse_sequence)
+                                          block_deblur_residuals, block_low_passes,
+                                          deblur_kernel, detail_bands, fuse_sequence)
+from thermal_visible_fusion.training.degrade import gaussian_blur
 
 torch.set_num_threads(1)
 
@@ -110,13 +112,42 @@ def test_detail_bands_split_the_image_and_their_gains_sharpen():
                                             count_include_pad=False)
     with torch.no_grad():
         plain = model(blurry, blurry)[0].restored_vis
-        first = model.head_maps() - 2  # the last maps: 2 IR, then 2 visible band gains
+        # head maps: 5, the fusion weights of both modalities, b, IR then visible band gains
+        first = 5 + 2 * model.fusion_weights() + model.config.detail_bands
         vis_fine = slice(first * 16, (first + 1) * 16)
         model.head.bias[vis_fine] = 1.0
         sharpened = model(blurry, blurry)[0].restored_vis
     def edges(t):
         return float((t[..., 1:] - t[..., :-1]).abs().mean())
     assert edges(sharpened) > 1.3 * edges(plain)
+
+
+def test_deblur_filters_invert_the_blur_they_are_made_for():
+    # a textured image with detail at every scale, blurred as the training protocol does
+    torch.manual_seed(0)
+    sharp = sum(torch.nn.functional.interpolate(torch.rand(1, 1, 96 // s, 128 // s),
+                                                size=(96, 128), mode="bilinear") / 4
+                for s in (2, 4, 8, 16))
+    u = torch.nn.functional.pixel_unshuffle
+    residuals = block_deblur_residuals(u(sharp, 4), 3)
+    # on the unshuffled grid it is the 9x9 full-resolution filter (away from the border)
+    kernel = deblur_kernel(0.8).float()
+    kernel[4, 4] -= 1
+    full = torch.nn.functional.conv2d(sharp, kernel[None, None])
+    assert torch.allclose(torch.nn.functional.pixel_shuffle(residuals[:, :16], 4)[..., 4:-4, 4:-4],
+                          full, atol=1e-5)
+    inner = (..., slice(8, -8), slice(8, -8))
+    # each filter removes most of the error of its blur (less for stronger blur: more of
+    # the detail is below the noise it would have to amplify)
+    for k, (sigma, bound) in enumerate(((0.8, 0.3), (1.3, 0.7), (2.0, 0.9))):
+        blurred = gaussian_blur(sharp, sigma)
+        residual = block_deblur_residuals(u(blurred, 4), 3)[:, 16 * k:16 * (k + 1)]
+        restored = blurred + torch.nn.functional.pixel_shuffle(residual, 4)
+        before = float((blurred - sharp)[inner].abs().mean())
+        after = float((restored - sharp)[inner].abs().mean())
+        assert after < bound * before, (sigma, before, after)
+    with pytest.raises(ValueError, match="deblur_filters"):
+        StreamingFusionNet(ModelConfig(deblur_filters=4))
 
 
 def test_state_size_mismatch_is_an_error():
@@ -231,6 +262,12 @@ def test_config_travels_with_the_weights(tmp_path):
     torch.save(data, tmp_path / "banded.pt")
     loaded = load_model(tmp_path / "banded.pt")
     assert loaded.config.detail_bands == 2 and not loaded.config.band_fusion
+    # files from before the deblur filters: none
+    plain = StreamingFusionNet(ModelConfig(deblur_filters=0))
+    data = torch.load(save_weights(plain, tmp_path / "plain.pt"), weights_only=True)
+    del data["config"]["deblur_filters"]
+    torch.save(data, tmp_path / "plain.pt")
+    assert load_model(tmp_path / "plain.pt").config.deblur_filters == 0
 
 
 def test_missing_and_corrupt_weights_name_the_file(tmp_path, weights):

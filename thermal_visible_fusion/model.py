@@ -35,8 +35,11 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    visible, per-pixel temporal gains, the coefficients of a local linear fusion, and
    gains of ``detail_bands`` full-res detail bands of each input (an
    adaptive unsharp mask: it deblurs the visible frame and smooths IR noise at full
-   resolution, which 1/4-res features alone do poorly).
-   Restored = input + residual + gain-weighted bands, then pulled towards the aligned
+   resolution, which 1/4-res features alone do poorly), and gains of ``deblur_filters``
+   fixed deconvolutions of the visible frame (least-squares inverses of Gaussian blurs
+   of ``DEBLUR_SIGMAS``): the network estimates the blur, the filters invert it, a
+   per-pixel mix of them is a spatially varying non-blind deconvolution.
+   Restored = input + residual + gain-weighted bands and deconvolutions, then pulled towards the aligned
    previous restored frame by the gain (a learned recurrent temporal filter: i.i.d. noise
    averages out where the past agrees, moving or occluded pixels keep the present) -- so
    a frame's noise and blur are repaired with help from its neighbours (TemCoCo's
@@ -93,6 +96,7 @@ class ModelConfig:
     max_flow: float = 16.0       # flow bound, in 1/4-resolution pixels
     detail_bands: int = 2        # full-res detail bands per modality (adaptive sharpening)
     band_fusion: bool = True     # fuse the restored frames band by band (see the head)
+    deblur_filters: int = 3      # fixed visible deconvolution filters (DEBLUR_SIGMAS)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -330,6 +334,9 @@ class StreamingFusionNet(nn.Module):
         cfg = self.config = config or ModelConfig()
         if not 0 <= cfg.detail_bands <= len(BAND_SCALES):
             raise ValueError(f"detail_bands must be 0..{len(BAND_SCALES)}, got {cfg.detail_bands}")
+        if not 0 <= cfg.deblur_filters <= len(DEBLUR_SIGMAS):
+            raise ValueError(f"deblur_filters must be 0..{len(DEBLUR_SIGMAS)}, "
+                             f"got {cfg.deblur_filters}")
         c, cs = cfg.channels, cfg.semantic_channels
         self.enc_ir = Encoder(c, cfg.encoder_blocks)
         self.enc_vis = Encoder(c, cfg.encoder_blocks)
@@ -363,7 +370,8 @@ class StreamingFusionNet(nn.Module):
 
     def head_maps(self) -> int:
         """Head outputs per pixel of a 4x4 block (each is 16 channels)."""
-        return 5 + 2 * self.fusion_weights() + 2 * self.config.detail_bands
+        return (5 + 2 * self.fusion_weights() + 2 * self.config.detail_bands
+                + self.config.deblur_filters)
 
     def param_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -415,8 +423,12 @@ class StreamingFusionNet(nn.Module):
         # per-pixel gains of full-res detail bands:
         for gain, band in zip(k[:nb], block_detail_bands(u_ir, nb)):  # > 0 sharpens
             r_ir = torch.addcmul(r_ir, gain, band)
-        for gain, band in zip(k[nb:], block_detail_bands(u_vis, nb)):  # < 0 smooths
+        for gain, band in zip(k[nb:2 * nb], block_detail_bands(u_vis, nb)):  # < 0 smooths
             r_vis = torch.addcmul(r_vis, gain, band)
+        if self.config.deblur_filters:  # per-pixel mix of fixed deconvolutions
+            deblurred = block_deblur_residuals(u_vis, self.config.deblur_filters)
+            for gain, residual in zip(k[2 * nb:], deblurred.split(16, 1)):
+                r_vis = torch.addcmul(r_vis, gain, residual)
         if state is not None:  # recurrent temporal filter: pull towards the aligned past
             r_ir = torch.addcmul(r_ir, torch.sigmoid(g_ir), p_ir - r_ir)
             r_vis = torch.addcmul(r_vis, torch.sigmoid(g_vis), p_vis - r_vis)
@@ -524,6 +536,55 @@ def _stencil(scale: int, like: torch.Tensor) -> torch.Tensor:
         k = torch.einsum("iay,jbx->ijabyx", rows, rows)
         _STENCILS[key] = k.reshape(16, -1, 3, 3).to(like.dtype).to(like.device)
     return _STENCILS[key]
+
+
+DEBLUR_SIGMAS = (0.8, 1.3, 2.0)  # Gaussian blurs the deconvolution filters invert, px
+
+
+def block_deblur_residuals(u: torch.Tensor, n: int) -> torch.Tensor:
+    """(B,16*n,h,w): ``D_k x - x`` for the first n deconvolution filters ``D_k`` of
+    ``deblur_kernel``, on and to the unshuffled form (a 9x9 full-res kernel is exactly a
+    3x3 conv on the 4x4-unshuffled grid; borders replicate whole blocks).  With per-pixel
+    gains from the head they are a spatially varying non-blind deconvolution: the
+    network estimates the blur, these filters invert it."""
+    key = ("deblur", n, u.dtype, u.device)
+    if key not in _STENCILS:
+        weights = torch.zeros(16 * n, 16, 3, 3, dtype=torch.float64)
+        offsets = range(-4, 5)
+        for k, sigma in enumerate(DEBLUR_SIGMAS[:n]):
+            kernel = deblur_kernel(sigma)
+            kernel[4, 4] -= 1.0  # the residual
+            for i in range(4):
+                for j in range(4):
+                    for dy in (-1, 0, 1):
+                        for dx in (-1, 0, 1):
+                            for a in range(4):
+                                for b in range(4):
+                                    oy, ox = 4 * dy + a - i, 4 * dx + b - j
+                                    if oy in offsets and ox in offsets:
+                                        weights[16 * k + 4 * i + j, 4 * a + b, dy + 1, dx + 1] = \
+                                            kernel[oy + 4, ox + 4]
+        _STENCILS[key] = weights.to(u.dtype).to(u.device)
+    return F.conv2d(F.pad(u, (1, 1, 1, 1), mode="replicate"), _STENCILS[key])
+
+
+def deblur_kernel(sigma: float, nsr: float = 0.01, radius: int = 4, grid: int = 32
+                  ) -> torch.Tensor:
+    """(2r+1, 2r+1) float64 least-squares inverse of a Gaussian blur of ``sigma``:
+    minimises sum_f |G(f) K(f) - 1|^2 + nsr |K(f)|^2 over a frequency grid, with K
+    supported on the kernel; unit DC gain.  ``nsr`` bounds the noise gain."""
+    f = torch.fft.fftfreq(grid, dtype=torch.float64)
+    fy, fx = (t.reshape(-1) for t in torch.meshgrid(f, f, indexing="ij"))
+    blur = torch.exp(-2 * math.pi ** 2 * sigma ** 2 * (fx ** 2 + fy ** 2))[:, None]
+    o = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    oy, ox = (t.reshape(-1) for t in torch.meshgrid(o, o, indexing="ij"))
+    phase = 2 * math.pi * (fy[:, None] * oy + fx[:, None] * ox)
+    cos, sin = torch.cos(phase), torch.sin(phase)  # K(f) = sum_m k_m (cos - i sin)
+    a = torch.cat([blur * cos, -blur * sin, math.sqrt(nsr) * cos, -math.sqrt(nsr) * sin])
+    b = torch.cat([torch.ones(len(f) ** 2, 1, dtype=torch.float64),
+                   torch.zeros(3 * len(f) ** 2, 1, dtype=torch.float64)])
+    k = torch.linalg.lstsq(a, b).solution[:, 0]
+    return (k / k.sum()).view(2 * radius + 1, 2 * radius + 1)
 
 
 def _padded(n: int) -> int:

@@ -8,7 +8,10 @@ so with ``--degraded`` a fuser that restores its input scores higher.  flowD
 uses the optical flow of the clean visible frames (the best motion estimate
 available); feaCD (``--features``) uses the pretrained backbone and is slower.
 Rows: the learned network with and without memory (when its weights load) and
-the non-learned fusers.  Prints Markdown; ``--json`` writes the numbers.
+the non-learned fusers.  ``--bounds`` (with ``--degraded``) adds reference rows that
+show what restoration is worth: the multi-scale fuser given the *clean* IR frame, the
+clean visible frame, or both, in place of the degraded one.  Prints Markdown;
+``--json`` writes the numbers.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ def add_arguments(parser) -> None:
                              "(default: all available)")
     parser.add_argument("--weights", default="", help="weights of the learned fuser")
     parser.add_argument("--features", action="store_true", help="also compute feaCD (slower)")
+    parser.add_argument("--bounds", action="store_true",
+                        help="with --degraded: add multiscale rows given clean IR, clean "
+                             "visible or both (what perfect restoration of each is worth)")
     parser.add_argument("--scenes", default=None, help="comma-separated scene names (default: all)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default=None, help="write results here")
@@ -48,8 +54,13 @@ def scene_folders(clips: Path, names: str | None) -> list[Path]:
     return scenes
 
 
+BOUNDS = (("bound: clean IR", (True, False)), ("bound: clean visible", (False, True)),
+          ("bound: clean both", (True, True)))
+
+
 def rows(args) -> list[tuple[str, dict]]:
-    """(row label, FusionEngine config overrides) for every fuser to compare."""
+    """(row label, FusionEngine config overrides) for every fuser to compare; bound
+    rows also carry ``clean``: (clean IR?, clean visible?) input choice."""
     from thermal_visible_fusion.fusers import create_fuser
 
     learned, warning = create_fuser("learned", weights=args.weights or None, device="cpu")
@@ -61,6 +72,8 @@ def rows(args) -> list[tuple[str, dict]]:
     if args.fusers:
         wanted = args.fusers.split(",")
         available = [row for row in available if row[0] in wanted]
+    if args.bounds:
+        available += [(label, {"fuser": "multiscale", "clean": clean}) for label, clean in BOUNDS]
     return available
 
 
@@ -70,10 +83,12 @@ def evaluate_scene(scene: Path, overrides: dict, args) -> dict[str, list[float]]
     from thermal_visible_fusion.metrics.temporal import flow_distance
     from thermal_visible_fusion.sources import open_pair
 
+    overrides = dict(overrides)
+    clean_ir, clean_vis = overrides.pop("clean", (not args.degraded, not args.degraded))
     engine = FusionEngine(EngineConfig(weights=args.weights, device=args.device, **overrides))
-    suffix = "_degraded" if args.degraded else ""
     clean = list(open_pair(scene / "ir", scene / "vis"))
-    inputs = list(open_pair(scene / f"ir{suffix}", scene / f"vis{suffix}"))
+    inputs = list(open_pair(scene / ("ir" if clean_ir else "ir_degraded"),
+                            scene / ("vis" if clean_vis else "vis_degraded")))
     values: dict[str, list[float]] = {name: [] for name in (*IMAGE_METRICS, "flowD", "fps")}
     features = None
     if args.features:
@@ -98,6 +113,8 @@ def evaluate_scene(scene: Path, overrides: dict, args) -> dict[str, list[float]]
 
 
 def main(args) -> int:
+    if args.bounds and not args.degraded:
+        raise SystemExit("--bounds compares against degraded inputs: add --degraded")
     clips = Path(args.clips)
     scenes = scene_folders(clips, args.scenes)
     results: dict[str, dict[str, float]] = {}
