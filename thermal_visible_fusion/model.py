@@ -549,23 +549,29 @@ def block_deblur_residuals(u: torch.Tensor, n: int) -> torch.Tensor:
     network estimates the blur, these filters invert it."""
     key = ("deblur", n, u.dtype, u.device)
     if key not in _STENCILS:
-        weights = torch.zeros(16 * n, 16, 3, 3, dtype=torch.float64)
-        offsets = range(-4, 5)
-        for k, sigma in enumerate(DEBLUR_SIGMAS[:n]):
-            kernel = deblur_kernel(sigma)
-            kernel[4, 4] -= 1.0  # the residual
-            for i in range(4):
-                for j in range(4):
-                    for dy in (-1, 0, 1):
-                        for dx in (-1, 0, 1):
-                            for a in range(4):
-                                for b in range(4):
-                                    oy, ox = 4 * dy + a - i, 4 * dx + b - j
-                                    if oy in offsets and ox in offsets:
-                                        weights[16 * k + 4 * i + j, 4 * a + b, dy + 1, dx + 1] = \
-                                            kernel[oy + 4, ox + 4]
-        _STENCILS[key] = weights.to(u.dtype).to(u.device)
+        residuals = [deblur_kernel(sigma) - _impulse(4) for sigma in DEBLUR_SIGMAS[:n]]
+        _STENCILS[key] = torch.cat([_block_kernel(k) for k in residuals]).to(u)
     return F.conv2d(F.pad(u, (1, 1, 1, 1), mode="replicate"), _STENCILS[key])
+
+
+def _impulse(radius: int) -> torch.Tensor:
+    k = torch.zeros(2 * radius + 1, 2 * radius + 1, dtype=torch.float64)
+    k[radius, radius] = 1.0
+    return k
+
+
+def _block_kernel(kernel: torch.Tensor) -> torch.Tensor:
+    """A 9x9 full-res correlation kernel as (16, 16, 3, 3) weights on the unshuffled grid:
+    output phase (i, j) of block (p, q) reads input phase (a, b) of block (p+dy, q+dx),
+    which sits at offset (4 dy + a - i, 4 dx + b - j) full-res pixels."""
+    phase, block = torch.arange(4), torch.arange(-1, 2)
+    offset = 4 * block.view(1, 1, 3) + phase.view(1, 4, 1) - phase.view(4, 1, 1)  # (i, a, dy)
+    valid = offset.abs() <= 4
+    index = (offset + 4).clamp(0, 8)
+    rows = index.view(4, 1, 4, 1, 3, 1).expand(4, 4, 4, 4, 3, 3)  # (i, j, a, b, dy, dx)
+    cols = index.view(1, 4, 1, 4, 1, 3).expand(4, 4, 4, 4, 3, 3)
+    mask = valid.view(4, 1, 4, 1, 3, 1) & valid.view(1, 4, 1, 4, 1, 3)
+    return (kernel[rows, cols] * mask).reshape(16, 16, 3, 3)
 
 
 def deblur_kernel(sigma: float, nsr: float = 0.01, radius: int = 4, grid: int = 32
