@@ -189,6 +189,45 @@ def test_fusion_loss_does_not_reach_the_restoration():
     assert float(legacy.head.weight.grad[:32].abs().sum()) > 0.0
 
 
+def test_output_memory_pulls_the_fused_frame_towards_the_aligned_past():
+    """The fused frame's own temporal gain (the head's last map): fully open, a still scene
+    repeats the previous fused frame (zero flow here); closed, the frame is fused afresh."""
+    seq = frames(2, 24, 32)
+    fused = {}
+    for bias in (20.0, -20.0):
+        model = make_model()
+        with torch.no_grad():
+            model.head.weight[-16:] = 0.0
+            model.head.bias[-16:] = bias
+            model.align.out.pw.weight.zero_()  # flow 0: the past is where it was
+            first, state = model(*seq[0])
+            second, _ = model(*seq[1], state)
+        fused[bias] = (first.fused, second.fused)
+    assert torch.allclose(fused[20.0][1], fused[20.0][0], atol=1e-5)
+    assert not torch.allclose(fused[-20.0][1], fused[-20.0][0], atol=1e-2)
+    assert torch.equal(fused[20.0][0], fused[-20.0][0])  # no past on the first frame
+
+
+def test_global_context_sees_the_whole_image():
+    """Image-wide means bias the head: a change at the far right of a wide frame, out of
+    reach of every convolution, changes the output at its far left far more with the
+    global context than through the reinforcement's channel attention alone."""
+    (ir, vis), = frames(1, 32, 1024)
+    vis2 = vis.clone()
+    vis2[..., 768:] = gaussian_blur(vis2[..., 768:], 2.0)  # blur only the right quarter
+    left = {}
+    for context in (True, False):
+        torch.manual_seed(0)
+        model = StreamingFusionNet(ModelConfig(global_context=context)).eval()
+        torch.nn.init.normal_(model.head.weight, std=0.3)
+        if context:
+            torch.nn.init.normal_(model.context.weight, std=0.3)
+        with torch.no_grad():
+            a, b = model(ir, vis)[0].fused, model(ir, vis2)[0].fused
+        left[context] = (a[..., :64] - b[..., :64]).abs().max().item()
+    assert left[True] > 1e-2 > 10 * left[False]
+
+
 def test_streaming_runner_and_lookahead():
     model = make_model()
     seq = frames(5, 24, 32)
@@ -268,6 +307,13 @@ def test_config_travels_with_the_weights(tmp_path):
     del data["config"]["deblur_filters"]
     torch.save(data, tmp_path / "plain.pt")
     assert load_model(tmp_path / "plain.pt").config.deblur_filters == 0
+    # files from before the output memory and the global context: neither
+    earlier = StreamingFusionNet(ModelConfig(output_memory=False, global_context=False))
+    data = torch.load(save_weights(earlier, tmp_path / "earlier.pt"), weights_only=True)
+    del data["config"]["output_memory"], data["config"]["global_context"]
+    torch.save(data, tmp_path / "earlier.pt")
+    loaded = load_model(tmp_path / "earlier.pt").config
+    assert not loaded.output_memory and not loaded.global_context
 
 
 def test_missing_and_corrupt_weights_name_the_file(tmp_path, weights):

@@ -18,8 +18,8 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    (a two-way softmax) plus a complementary 1x1 mix of both, then ``fusion_blocks``
    residual blocks.
 4. **Temporal memory** (the causal form of bi-temporal co-attention): the previous frame's
-   state -- hidden features ``h``, an 8-channel key, and the restored IR and visible
-   frames (unshuffled) -- is **aligned to the current frame** with a learned flow
+   state -- hidden features ``h``, an 8-channel key, and the restored IR, restored visible
+   and fused frames (unshuffled) -- is **aligned to the current frame** with a learned flow
    (estimated at 1/8 res from the two keys and their local correlation, bounded by
    ``max_flow``) and ``grid_sample``.  A depthwise-separable convolutional gated unit (GRU
    without reset gate) merges the aligned ``h`` with the current fused features.
@@ -39,6 +39,9 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    fixed deconvolutions of the visible frame (least-squares inverses of Gaussian blurs
    of ``DEBLUR_SIGMAS``): the network estimates the blur, the filters invert it, a
    per-pixel mix of them is a spatially varying non-blind deconvolution.
+   With ``global_context``, every head map also gets a per-image bias from the image-wide
+   means of the visual and encoder features: a clip's blur and brightness lift are the
+   same everywhere, and local features alone estimate them poorly.
    Restored = input + residual + gain-weighted bands and deconvolutions, then pulled towards the aligned
    previous restored frame by the gain (a learned recurrent temporal filter: i.i.d. noise
    averages out where the past agrees, moving or occluded pixels keep the present) -- so
@@ -52,6 +55,10 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    restoration loss alone shapes them and thermal edges cannot leak into the restored
    visible frame.  Without band fusion (weights from before it):
    ``fused = (0.5 + a_ir) * restored_ir + (0.5 + a_vis) * restored_vis + b``.
+   With ``output_memory`` the fused frame is then pulled towards the aligned previous
+   fused frame by its own per-pixel gain, the same recurrent filter as the restoration's:
+   fusion weights that change from frame to frame no longer flicker where the scene
+   stands still.
    All of it is element-wise in the unshuffled 16-channel space; one ``pixel_shuffle(4)``
    brings the result to full size, and full-res edges come straight from the restored
    sources.
@@ -97,6 +104,8 @@ class ModelConfig:
     detail_bands: int = 2        # full-res detail bands per modality (adaptive sharpening)
     band_fusion: bool = True     # fuse the restored frames band by band (see the head)
     deblur_filters: int = 3      # fixed visible deconvolution filters (DEBLUR_SIGMAS)
+    output_memory: bool = True   # the fused frame, too, is pulled towards the aligned past
+    global_context: bool = True  # image-wide feature means condition the head (blur level)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -111,11 +120,12 @@ class ModelConfig:
 
 class MemoryState(NamedTuple):
     """What one frame hands to the next, all at 1/4 res: hidden features, alignment key,
-    and the restored IR / visible frames in unshuffled form (16 channels each)."""
+    and the restored IR / visible and fused frames in unshuffled form (16 channels each)."""
     h: torch.Tensor
     key: torch.Tensor
     ir: torch.Tensor
     vis: torch.Tensor
+    fused: torch.Tensor
 
 
 class FusionOutput(NamedTuple):
@@ -163,8 +173,10 @@ class PW(nn.Module):
             start += c
         return out.view(n, h, w, -1).permute(0, 3, 1, 2)
 
-    def forward_nchw(self, *xs: torch.Tensor | None) -> torch.Tensor:
-        """Same result, but NCHW-contiguous, so channel slices of it are contiguous."""
+    def forward_nchw(self, *xs: torch.Tensor | None, bias: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+        """Same result, but NCHW-contiguous, so channel slices of it are contiguous.
+        ``bias`` (B, cout): a per-sample bias on top of the layer's own (no extra pass)."""
         n, _, h, w = next(x for x in xs if x is not None).shape
         out, start = None, 0
         for x, c in zip(xs, self.cins):
@@ -176,8 +188,11 @@ class PW(nn.Module):
                 wt = self.weight[:, start:start + c].expand(n, -1, -1)
                 out = torch.bmm(wt, cols) if out is None else out.baddbmm_(wt, cols)
             start += c
-        if self.bias is not None:
-            out = out.add_(self.bias.view(1, -1, 1))
+        total = None if self.bias is None else self.bias.view(1, -1, 1)
+        if bias is not None:
+            total = bias.view(n, -1, 1) if total is None else total + bias.view(n, -1, 1)
+        if total is not None:
+            out = out.add_(total)
         return out.view(n, -1, h, w)
 
 
@@ -355,7 +370,8 @@ class StreamingFusionNet(nn.Module):
         # head: for each pixel of a 4x4 block, values grouped by value: IR and visible
         # restoration residuals, IR and visible temporal gains, the fusion weights of each
         # modality (one per band and one for the low-pass with band_fusion, else one),
-        # the fusion offset b; then a gain per input detail band and modality.  Inputs:
+        # the fusion offset b; then a gain per input detail band and modality, one per
+        # deblur filter, and the fused frame's temporal gain (output_memory).  Inputs:
         # visual, IR and visible encoder features, and the differences between the aligned
         # previous restored frames and the current inputs.
         self.head = PW([c, c, c, 16, 16], self.head_maps() * 16)
@@ -363,6 +379,15 @@ class StreamingFusionNet(nn.Module):
         nn.init.zeros_(self.head.bias)
         with torch.no_grad():
             self.head.bias[32:64] = -1.0  # temporal gains start at sigmoid(-1) = 0.27
+            if cfg.output_memory:  # the fused frame's temporal gain (last map): 0.12
+                self.head.bias[-16:] = -2.0
+        # global context: a per-image bias of every head map from the image-wide means of
+        # the visual and encoder features.  A clip's blur and brightness lift are the same
+        # everywhere; local features alone estimate them poorly.  Zero at the start.
+        self.context = PW([c, c, c], self.head_maps() * 16, bias=False) \
+            if cfg.global_context else None
+        if self.context is not None:
+            nn.init.zeros_(self.context.weight)
 
     def fusion_weights(self) -> int:
         """Fusion weights per modality: one per restored band plus the low-pass, or one."""
@@ -371,7 +396,7 @@ class StreamingFusionNet(nn.Module):
     def head_maps(self) -> int:
         """Head outputs per pixel of a 4x4 block (each is 16 channels)."""
         return (5 + 2 * self.fusion_weights() + 2 * self.config.detail_bands
-                + self.config.deblur_filters)
+                + self.config.deblur_filters + int(self.config.output_memory))
 
     def param_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -394,7 +419,7 @@ class StreamingFusionNet(nn.Module):
 
         key = self.key(g)
         if state is None:
-            h_prev, p_ir, p_vis = torch.zeros_like(g), None, None
+            h_prev, p_ir, p_vis, p_fused = torch.zeros_like(g), None, None, None
             flow = g.new_zeros((g.shape[0], 2) + g.shape[-2:])
         else:
             if state.h.shape != g.shape:
@@ -404,6 +429,7 @@ class StreamingFusionNet(nn.Module):
             flow = self.align(key, state.key)
             h_prev = warp(state.h, flow)
             p_ir, p_vis = warp(state.ir, flow, False), warp(state.vis, flow, False)
+            p_fused = warp(state.fused, flow, False) if self.config.output_memory else None
         mem = self.gru(g, h_prev)
 
         sem = self.semantic(mem)
@@ -414,11 +440,17 @@ class StreamingFusionNet(nn.Module):
         # everything below is per pixel, in the unshuffled space (16 channels = 4x4 block)
         dp_ir = None if p_ir is None else p_ir - u_ir
         dp_vis = None if p_vis is None else p_vis - u_vis
-        maps = self.head.forward_nchw(visual, e_ir, e_vis, dp_ir, dp_vis)  # (B,16*k,H/4,W/4)
-        nw, nb = self.fusion_weights(), self.config.detail_bands
+        context = None
+        if self.context is not None:  # a per-image bias of the head
+            means = [t.mean((2, 3), keepdim=True) for t in (visual, e_ir, e_vis)]
+            context = self.context.forward_nchw(*means).flatten(1)
+        # (B,16*k,H/4,W/4)
+        maps = self.head.forward_nchw(visual, e_ir, e_vis, dp_ir, dp_vis, bias=context)
+        nw, nb, nd = self.fusion_weights(), self.config.detail_bands, self.config.deblur_filters
         d_ir, d_vis, g_ir, g_vis, *rest = maps.split(16, 1)
         w_ir, w_vis = rest[:nw], rest[nw:2 * nw]
         b, *k = rest[2 * nw:]
+        g_fused = k[2 * nb + nd] if self.config.output_memory else None
         r_ir, r_vis = u_ir + d_ir, u_vis + d_vis
         # per-pixel gains of full-res detail bands:
         for gain, band in zip(k[:nb], block_detail_bands(u_ir, nb)):  # > 0 sharpens
@@ -427,7 +459,7 @@ class StreamingFusionNet(nn.Module):
             r_vis = torch.addcmul(r_vis, gain, band)
         if self.config.deblur_filters:  # per-pixel mix of fixed deconvolutions
             deblurred = block_deblur_residuals(u_vis, self.config.deblur_filters)
-            for gain, residual in zip(k[2 * nb:], deblurred.split(16, 1)):
+            for gain, residual in zip(k[2 * nb:2 * nb + nd], deblurred.split(16, 1)):
                 r_vis = torch.addcmul(r_vis, gain, residual)
         if state is not None:  # recurrent temporal filter: pull towards the aligned past
             r_ir = torch.addcmul(r_ir, torch.sigmoid(g_ir), p_ir - r_ir)
@@ -446,13 +478,16 @@ class StreamingFusionNet(nn.Module):
                     fused = torch.addcmul(fused, weights[j + 1] - weights[j], low)
         else:
             fused = (0.5 + w_ir[0]) * r_ir + (0.5 + w_vis[0]) * r_vis + b
+        if p_fused is not None:  # the same recurrent filter on the output: no flicker from
+            # frame-to-frame changes of the fusion weights where the scene stands still
+            fused = torch.addcmul(fused, torch.sigmoid(g_fused), p_fused - fused)
 
         def full(x: torch.Tensor) -> torch.Tensor:
             return F.pixel_shuffle(x, 4)[..., :h, :w]
 
         out = FusionOutput(full(fused), full(r_ir) if restored else None,
                            full(r_vis) if restored else None, flow, visual, sem)
-        return out, MemoryState(mem, key, r_ir, r_vis)
+        return out, MemoryState(mem, key, r_ir, r_vis, fused)
 
 
 BAND_SCALES = (2, 4)  # block sizes of the detail bands' low-pass, full-res pixels

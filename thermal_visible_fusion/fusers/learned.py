@@ -102,9 +102,10 @@ def load_weights(path: str | Path) -> tuple[ModelConfig, dict, dict]:
         state, meta = data.get("state_dict"), data.get("meta", {})
     if fmt != WEIGHTS_FORMAT or not isinstance(config, dict) or not isinstance(state, dict):
         raise WeightsError(path, f"not a {WEIGHTS_FORMAT} weights file (format={fmt!r})")
-    # Files written before detail bands / band fusion / deblur filters existed describe a
-    # network without them.
-    config = {"detail_bands": 0, "band_fusion": False, "deblur_filters": 0, **config}
+    # Files written before detail bands / band fusion / deblur filters / output memory /
+    # global context existed describe a network without them.
+    config = {"detail_bands": 0, "band_fusion": False, "deblur_filters": 0,
+              "output_memory": False, "global_context": False, **config}
     try:
         model_config = ModelConfig.from_dict(config)
     except (TypeError, ValueError) as exc:
