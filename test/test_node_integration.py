@@ -98,21 +98,22 @@ def raw_image(encoding, height, width, step, data, stamp_ns, frame_id="thermal_o
     return msg
 
 
-def latest_input_status(client, stream):
+def latest_status(client, name_end):
+    """The newest diagnostic status whose name ends so, and its values as a dict."""
     for array in reversed(client.received.diagnostics):
         for status in array.status:
-            if status.name.endswith(f"{stream} input"):
+            if status.name.endswith(name_end):
                 return status, {kv.key: kv.value for kv in status.values}
     return None, {}
 
 
+def latest_input_status(client, stream):
+    return latest_status(client, f"{stream} input")
+
+
 def skipped_backpressure(client) -> int:
     """The node's running count of pairs replaced before it could fuse them."""
-    for array in reversed(client.received.diagnostics):
-        for status in array.status:
-            if status.name.endswith(": fusion"):
-                return int({kv.key: kv.value for kv in status.values}["skipped_backpressure"])
-    return 0
+    return int(latest_status(client, ": fusion")[1].get("skipped_backpressure", 0))
 
 
 def test_fuses_sixty_vga_pairs_at_30hz_with_matching_stamps_and_diagnostics(node):

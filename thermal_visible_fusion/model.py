@@ -42,11 +42,11 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    With ``global_context``, every head map also gets a per-image bias from the image-wide
    means of the visual and encoder features: a clip's blur and brightness lift are the
    same everywhere, and local features alone estimate them poorly.
-   Restored = input + residual + gain-weighted bands and deconvolutions, then pulled towards the aligned
-   previous restored frame by the gain (a learned recurrent temporal filter: i.i.d. noise
-   averages out where the past agrees, moving or occluded pixels keep the present) -- so
-   a frame's noise and blur are repaired with help from its neighbours (TemCoCo's
-   temporal cooperation).
+   Restored = input + residual + gain-weighted bands and deconvolutions, then pulled
+   towards the aligned previous restored frame by the gain (a learned recurrent temporal
+   filter: i.i.d. noise averages out where the past agrees, moving or occluded pixels
+   keep the present) -- so a frame's noise and blur are repaired with help from its
+   neighbours (TemCoCo's temporal cooperation).
 7. **Band fusion** (``band_fusion``, the default): restore, then fuse.  Each restored frame
    is split into its detail bands and low-pass, and ``fused = b + sum over modality and
    band of (0.5 + w) * band`` with a per-pixel weight ``w`` for each (initialised to the
