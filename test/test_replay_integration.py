@@ -60,7 +60,9 @@ def test_replay_feeds_the_fusion_node(tmp_path):
         end = time.monotonic() + 10
         while time.monotonic() < end and len(client.received.fused) < FRAMES - 1:
             time.sleep(0.05)
+        time.sleep(1.5)  # one /diagnostics period, so the skip count covers the whole bag
         received = dict(client.received.fused)
+        skipped = int(client.received.last_status().get("skipped_backpressure", 0))
     finally:
         if client is not None:
             client.close()
@@ -69,9 +71,11 @@ def test_replay_feeds_the_fusion_node(tmp_path):
 
     assert received, node.log()
     assert set(received) <= set(rgb_stamps), "fused stamps must be the bag's RGB stamps"
-    # FRAMES - 1 pairs are expected (the last waits for a frame that never comes); over
-    # shared memory at 30 Hz at most a couple may be lost on a busy machine
-    assert len(received) >= FRAMES - 3, (len(received), node.log())
+    # FRAMES - 1 pairs are expected (the last waits for a frame that never comes). A busy
+    # machine may make the node skip pairs (it keeps only the newest, and counts the rest);
+    # besides those, at most a couple may be lost in transport.
+    assert len(received) + skipped >= FRAMES - 3, (len(received), skipped, node.log())
+    assert len(received) >= FRAMES * 2 // 3, (len(received), skipped, node.log())
     first = received[min(received)]
     assert first.header.frame_id == "rgb_optical"
     assert (first.width, first.height, first.encoding) == (320, 240, "bgr8")
