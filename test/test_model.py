@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from thermal_visible_fusion.fusers.learned import (LearnedFuser, WeightsError, load_model,
                                                    load_weights, save_weights)
 from thermal_visible_fusion.model import (ModelConfig, StreamingFusionNet, StreamingRunner,
                                           block_deblur_residuals, block_low_passes,
-                                          deblur_kernel, detail_bands, fuse_sequence)
+                                          deblur_kernel, detail_bands, fuse_sequence, warp,
+                                          warp_blocks)
 from thermal_visible_fusion.training.degrade import gaussian_blur
 
 torch.set_num_threads(1)
@@ -208,6 +210,18 @@ def test_output_memory_pulls_the_fused_frame_towards_the_aligned_past():
     assert torch.equal(fused[20.0][0], fused[-20.0][0])  # no past on the first frame
 
 
+def test_remembered_frames_move_by_exactly_the_flow():
+    """A 1-px shift (a quarter of a 1/4-res pixel) moves remembered frames by 1 px: warping
+    the unshuffled grid directly would smear each pixel with one 4 px away instead."""
+    x = torch.rand(1, 1, 32, 48)
+    flow = torch.zeros(1, 2, 8, 12)
+    flow[:, 0] = 0.25  # current pixel (y, x) sees the previous frame at (y, x + 1)
+    moved = F.pixel_shuffle(warp_blocks(F.pixel_unshuffle(x, 4), flow), 4)
+    assert torch.allclose(moved[..., :-1], x[..., 1:], atol=1e-5)
+    smeared = F.pixel_shuffle(warp(F.pixel_unshuffle(x, 4), flow, False), 4)
+    assert (smeared[..., 4:-4] - x[..., 5:-3]).abs().mean() > 0.1
+
+
 def test_global_context_sees_the_whole_image():
     """Image-wide means bias the head: a change at the far right of a wide frame, out of
     reach of every convolution, changes the output at its far left far more with the
@@ -307,13 +321,15 @@ def test_config_travels_with_the_weights(tmp_path):
     del data["config"]["deblur_filters"]
     torch.save(data, tmp_path / "plain.pt")
     assert load_model(tmp_path / "plain.pt").config.deblur_filters == 0
-    # files from before the output memory and the global context: neither
-    earlier = StreamingFusionNet(ModelConfig(output_memory=False, global_context=False))
+    # files from before the output memory, global context and full-res warping: none
+    earlier = StreamingFusionNet(ModelConfig(output_memory=False, global_context=False,
+                                             fullres_warp=False))
     data = torch.load(save_weights(earlier, tmp_path / "earlier.pt"), weights_only=True)
-    del data["config"]["output_memory"], data["config"]["global_context"]
+    for name in ("output_memory", "global_context", "fullres_warp"):
+        del data["config"][name]
     torch.save(data, tmp_path / "earlier.pt")
     loaded = load_model(tmp_path / "earlier.pt").config
-    assert not loaded.output_memory and not loaded.global_context
+    assert not loaded.output_memory and not loaded.global_context and not loaded.fullres_warp
 
 
 def test_missing_and_corrupt_weights_name_the_file(tmp_path, weights):

@@ -21,7 +21,8 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    state -- hidden features ``h``, an 8-channel key, and the restored IR, restored visible
    and fused frames (unshuffled) -- is **aligned to the current frame** with a learned flow
    (estimated at 1/8 res from the two keys and their local correlation, bounded by
-   ``max_flow``) and ``grid_sample``.  A depthwise-separable convolutional gated unit (GRU
+   ``max_flow``) and ``grid_sample``: the features at 1/4 res, the remembered frames at
+   full res (``fullres_warp``; sampling their unshuffled grid would smear them by 4 px).  A depthwise-separable convolutional gated unit (GRU
    without reset gate) merges the aligned ``h`` with the current fused features.
    ``state=None`` is an empty memory: the first frame of a stream, or every frame with
    memory off.
@@ -106,6 +107,7 @@ class ModelConfig:
     deblur_filters: int = 3      # fixed visible deconvolution filters (DEBLUR_SIGMAS)
     output_memory: bool = True   # the fused frame, too, is pulled towards the aligned past
     global_context: bool = True  # image-wide feature means condition the head (blur level)
+    fullres_warp: bool = True    # align remembered frames at full res (not block by block)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -321,6 +323,17 @@ def warp(x: torch.Tensor, flow: torch.Tensor, channels_last: bool = True) -> tor
     return out.contiguous(memory_format=CHANNELS_LAST if channels_last else torch.contiguous_format)
 
 
+def warp_blocks(u: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Warp unshuffled frames (B,16k,h,w) by a 1/4-res flow at *full* resolution.
+
+    Bilinear sampling of the unshuffled grid itself mixes each pixel with the pixel of
+    the same phase one block (4 px) away: a 1-px shift comes out as a 4-px smear, which
+    blurs everything the memory remembers.  Shuffling to full size, warping there with
+    the upsampled flow and unshuffling again keeps sub-block motion exact."""
+    full_flow = 4.0 * F.interpolate(flow, scale_factor=4, mode="bilinear", align_corners=False)
+    return F.pixel_unshuffle(warp(F.pixel_shuffle(u, 4), full_flow, False), 4)
+
+
 class ConvGRU(nn.Module):
     """Gated update of the aligned memory h with the current features x.
 
@@ -428,8 +441,12 @@ class StreamingFusionNet(nn.Module):
                                  "frame size changes")
             flow = self.align(key, state.key)
             h_prev = warp(state.h, flow)
-            p_ir, p_vis = warp(state.ir, flow, False), warp(state.vis, flow, False)
-            p_fused = warp(state.fused, flow, False) if self.config.output_memory else None
+            frames = [state.ir, state.vis] + ([state.fused] if self.config.output_memory else [])
+            if self.config.fullres_warp:
+                p_ir, p_vis, *p_fused = warp_blocks(torch.cat(frames, 1), flow).split(16, 1)
+            else:  # weights from before it: each 4x4 block's phases warped on their own
+                p_ir, p_vis, *p_fused = (warp(x, flow, False) for x in frames)
+            p_fused = p_fused[0] if p_fused else None
         mem = self.gru(g, h_prev)
 
         sem = self.semantic(mem)
