@@ -98,22 +98,15 @@ def raw_image(encoding, height, width, step, data, stamp_ns, frame_id="thermal_o
     return msg
 
 
-def latest_status(client, name_end):
-    """The newest diagnostic status whose name ends so, and its values as a dict."""
-    for array in reversed(client.received.diagnostics):
-        for status in array.status:
-            if status.name.endswith(name_end):
-                return status, {kv.key: kv.value for kv in status.values}
-    return None, {}
-
-
 def latest_input_status(client, stream):
-    return latest_status(client, f"{stream} input")
+    """The newest status of one input stream, and its values as a dict."""
+    suffix = f"{stream} input"
+    return client.received.newest_status(suffix), client.received.last_status(suffix)
 
 
 def skipped_backpressure(client) -> int:
     """The node's running count of pairs replaced before it could fuse them."""
-    return int(latest_status(client, ": fusion")[1].get("skipped_backpressure", 0))
+    return int(client.received.last_status().get("skipped_backpressure", 0))
 
 
 def test_fuses_sixty_vga_pairs_at_30hz_with_matching_stamps_and_diagnostics(node):

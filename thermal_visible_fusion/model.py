@@ -22,8 +22,9 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    and fused frames (unshuffled) -- is **aligned to the current frame** with a learned flow
    (estimated at 1/8 res from the two keys and their local correlation, bounded by
    ``max_flow``) and ``grid_sample``: the features at 1/4 res, the remembered frames at
-   full res (``fullres_warp``; sampling their unshuffled grid would smear them by 4 px).  A depthwise-separable convolutional gated unit (GRU
-   without reset gate) merges the aligned ``h`` with the current fused features.
+   full res (``fullres_warp``; sampling their unshuffled grid would smear them by 4 px).
+   A depthwise-separable convolutional gated unit (GRU without reset gate) merges the
+   aligned ``h`` with the current fused features.
    ``state=None`` is an empty memory: the first frame of a stream, or every frame with
    memory off.
 5. **Semantic branch** (1/8 res, ``semantic_channels``, dilated) and **visual branch**

@@ -97,13 +97,18 @@ class Received:
     temporal: dict[int, dict[str, str]] = field(default_factory=dict)
     diagnostics: list = field(default_factory=list)
 
-    def last_status(self, suffix: str = ": fusion") -> dict[str, str]:
-        """Values of the newest /diagnostics status whose name ends with ``suffix``."""
+    def newest_status(self, suffix: str = ": fusion"):
+        """The newest /diagnostics status whose name ends with ``suffix`` (None if none)."""
         for array in reversed(self.diagnostics):
             for status in array.status:
                 if status.name.endswith(suffix):
-                    return {kv.key: kv.value for kv in status.values}
-        return {}
+                    return status
+        return None
+
+    def last_status(self, suffix: str = ": fusion") -> dict[str, str]:
+        """Values of the newest /diagnostics status whose name ends with ``suffix``."""
+        status = self.newest_status(suffix)
+        return {} if status is None else {kv.key: kv.value for kv in status.values}
 
 
 def rounded_percentile(values: list[float], q: float) -> float | None:
