@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -11,6 +12,7 @@ from thermal_visible_fusion.fusers.learned import (LearnedFuser, WeightsError, l
                                                    load_weights, save_weights)
 from thermal_visible_fusion.model import (ModelConfig, StreamingFusionNet, StreamingRunner,
                                           block_deblur_residuals, block_low_passes,
+                                          multiscale_band_fusion, multiscale_fuse,
                                           deblur_kernel, detail_bands, fuse_sequence, warp,
                                           warp_blocks)
 from thermal_visible_fusion.training.degrade import gaussian_blur
@@ -62,12 +64,39 @@ def test_batch_and_restored_flag():
         model(ir, vis[:, :, :20])
 
 
-def test_initial_output_is_the_average():
-    model = StreamingFusionNet().eval()  # fresh init: the head starts near the plain average
+def test_initial_output_is_the_multiscale_rule():
     (ir, vis), = frames(1, 32, 32)
-    with torch.no_grad():
-        out, _ = model(ir, vis)
-    assert torch.allclose(out.fused, 0.5 * (ir + vis), atol=0.02)
+    with torch.no_grad():  # fresh init: the head starts near the rule, without corrections
+        out, _ = StreamingFusionNet().eval()(ir, vis)
+        legacy, _ = StreamingFusionNet(ModelConfig(multiscale_fusion=False)).eval()(ir, vis)
+    u_ir, u_vis = F.pixel_unshuffle(ir, 4), F.pixel_unshuffle(vis, 4)
+    zero = [torch.zeros_like(u_ir)] * 3
+    rule = F.pixel_shuffle(multiscale_band_fusion(u_ir, u_vis, zero, zero, 2), 4)
+    assert torch.allclose(out.fused, rule, atol=0.02)
+    assert torch.allclose(legacy.fused, 0.5 * (ir + vis), atol=0.02)  # weights before it
+
+
+def test_multiscale_band_fusion_is_the_multiscale_fuser():
+    """The unshuffled-space rule matches the full-res multi-scale fusion (the training
+    target's fusion of clean frames), keeps a frame fused with itself, and takes each
+    detail from the modality that has it."""
+    from thermal_visible_fusion.synthetic import SyntheticScene
+    thermal, rgb = SyntheticScene(160, 120, seed=1).frame(0)
+    ir = torch.from_numpy(thermal).float()[None, None] / 255
+    vis = torch.from_numpy(rgb.mean(2)).float()[None, None] / 255
+    zero = [torch.zeros(1, 16, 30, 40)] * 3
+
+    def rule(a, b):
+        out = multiscale_band_fusion(F.pixel_unshuffle(a, 4), F.pixel_unshuffle(b, 4),
+                                     zero, zero, 2)
+        return F.pixel_shuffle(out, 4)
+    reference = multiscale_fuse(ir, vis)
+    assert (rule(ir, vis) - reference).abs().mean() < 0.2 * (0.5 * (ir + vis) - reference).abs().mean()
+    assert torch.allclose(rule(ir, ir), ir, atol=1e-5)
+    edge = torch.zeros(1, 1, 120, 160)
+    edge[..., 80:] = 1.0
+    fused = rule(edge, torch.full_like(edge, 0.5))  # the flat frame adds no detail
+    assert float(fused[0, 0, 60, 82] - fused[0, 0, 60, 77]) > 0.8  # the full step survives
 
 
 def test_memory_changes_output_and_none_is_memory_off():
@@ -170,6 +199,8 @@ def test_gradients_reach_every_parameter():
         out, state = model(ir, vis, state)
         loss = loss + out.fused.mean() + out.restored_ir.mean() + out.restored_vis.mean() \
             + out.visual.mean() + out.semantic.mean()
+    ycrcb = torch.rand(1, 3, 32, 32)
+    loss = loss + (model.restore_chroma(ycrcb[:, :1], ycrcb[:, 1:]) ** 2).mean()  # colour
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
@@ -225,14 +256,16 @@ def test_remembered_frames_move_by_exactly_the_flow():
 def test_global_context_sees_the_whole_image():
     """Image-wide means bias the head: a change at the far right of a wide frame, out of
     reach of every convolution, changes the output at its far left far more with the
-    global context than through the reinforcement's channel attention alone."""
+    global context than through the reinforcement's channel attention alone (the
+    multi-scale rule, whose base weighs each pixel against the image mean, is off here)."""
     (ir, vis), = frames(1, 32, 1024)
     vis2 = vis.clone()
     vis2[..., 768:] = gaussian_blur(vis2[..., 768:], 2.0)  # blur only the right quarter
     left = {}
     for context in (True, False):
         torch.manual_seed(0)
-        model = StreamingFusionNet(ModelConfig(global_context=context)).eval()
+        model = StreamingFusionNet(ModelConfig(global_context=context,
+                                               multiscale_fusion=False)).eval()
         torch.nn.init.normal_(model.head.weight, std=0.3)
         if context:
             torch.nn.init.normal_(model.context.weight, std=0.3)
@@ -303,7 +336,7 @@ def test_config_travels_with_the_weights(tmp_path):
     path = save_weights(small, tmp_path / "small.pt")
     assert load_model(path).config.channels == 16
     # files from before detail bands existed have no such field: they load without bands
-    old = StreamingFusionNet(ModelConfig(detail_bands=0))
+    old = StreamingFusionNet(ModelConfig(detail_bands=0, multiscale_fusion=False))
     data = torch.load(save_weights(old, tmp_path / "old.pt"), weights_only=True)
     del data["config"]["detail_bands"]
     torch.save(data, tmp_path / "old.pt")
@@ -330,6 +363,14 @@ def test_config_travels_with_the_weights(tmp_path):
     torch.save(data, tmp_path / "earlier.pt")
     loaded = load_model(tmp_path / "earlier.pt").config
     assert not loaded.output_memory and not loaded.global_context and not loaded.fullres_warp
+    # files from before the colour branch and the multi-scale rule: the RGB frame's chroma
+    # as it comes, band fusion around the mean
+    grey = StreamingFusionNet(ModelConfig(colour=False, multiscale_fusion=False))
+    data = torch.load(save_weights(grey, tmp_path / "grey.pt"), weights_only=True)
+    del data["config"]["colour"], data["config"]["multiscale_fusion"]
+    torch.save(data, tmp_path / "grey.pt")
+    loaded = load_model(tmp_path / "grey.pt")
+    assert loaded.chroma is None and not loaded.config.multiscale_fusion
 
 
 def test_missing_and_corrupt_weights_name_the_file(tmp_path, weights):
@@ -401,6 +442,24 @@ def test_learned_fuser_keeps_colour_and_handles_size_changes(weights):
     assert fuser.fuse(t2, c2).shape == (20, 30, 3)  # new size: memory restarted, no error
     with pytest.raises(ValueError):
         fuser.fuse(t2, c2[:10])
+
+
+def test_the_output_colour_comes_from_the_colour_branch(tmp_path):
+    thermal, rgb = pairs(1, 40, 56)[0]
+    ycrcb = cv2.cvtColor(rgb, cv2.COLOR_BGR2YCrCb)
+    model = make_model()
+    frame = torch.from_numpy(ycrcb).permute(2, 0, 1)[None].float() / 255
+    assert torch.equal(model.restore_chroma(frame[:, :1], frame[:, 1:]), frame[:, 1:])  # idle
+    with torch.no_grad():
+        model.chroma.head.bias[:16] = 0.1  # every Cr phase: +0.1 (about 25 grey levels)
+    shifted = LearnedFuser(save_weights(model, tmp_path / "red.pt"), device="cpu")
+    cr = cv2.cvtColor(shifted.fuse(thermal, rgb), cv2.COLOR_BGR2YCrCb)[..., 1].astype(int)
+    assert np.median(cr - ycrcb[..., 1]) > 15
+    model.config.colour = False  # no branch: the RGB frame's own chroma
+    plain = LearnedFuser(save_weights(StreamingFusionNet(model.config), tmp_path / "plain.pt"),
+                         device="cpu")
+    cr = cv2.cvtColor(plain.fuse(thermal, rgb), cv2.COLOR_BGR2YCrCb)[..., 1].astype(int)
+    assert abs(np.median(cr - ycrcb[..., 1])) <= 1
 
 
 def test_learned_fuser_lookahead_and_warmup(weights):

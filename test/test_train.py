@@ -217,7 +217,41 @@ def test_smoke_training_checkpoint_resume_export(dataset, tmp_path):
     resumed = train.run(replace(cfg, max_steps=3, resume="auto"))
     assert resumed["step"] == 3
     log = [json.loads(line) for line in (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log][-1] == 3 and "distill" in log[-1] and "flow" in log[-1]
+    assert [r["step"] for r in log][-1] == 3
+    assert {"distill", "flow", "colour"} <= set(log[-1])
+
+
+def test_colour_stage_trains_only_the_colour_branch(dataset, tmp_path):
+    from thermal_visible_fusion.fusers.learned import load_model, load_weights, save_weights
+    from thermal_visible_fusion.model import ModelConfig, StreamingFusionNet
+
+    small = {"channels": 16, "semantic_channels": 16, "align_channels": 16}
+    base = StreamingFusionNet(ModelConfig(colour=False, **small))
+    init = save_weights(base, tmp_path / "base.pt", {"steps": 7, "minutes": 1.5})
+    with pytest.raises(ValueError, match="--init"):
+        train.config_from_args(argparse.Namespace(stage="colour"))
+    summary = train.run(small_config(dataset, tmp_path, stage="colour", init=str(init),
+                                     max_steps=3, batch_size=2, lr=1e-2, model={}))
+    trained = load_model(summary["exported"])
+    assert trained.chroma is not None
+    before = base.state_dict()
+    for name, value in trained.state_dict().items():
+        if name.startswith("chroma."):
+            continue
+        assert torch.equal(value, before[name]), name  # the fusion is frozen bit for bit
+    assert any(p.abs().sum() > 0 for p in trained.chroma.head.parameters())  # it learned
+    _, _, meta = load_weights(summary["exported"])
+    assert meta["steps"] == 7 and meta["colour_steps"] == 3  # both trainings on record
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert set(log[-1]) >= {"colour"} and "intensity" not in log[-1]
+
+
+def test_rgb_to_crcb_is_the_ycrcb_conversion_of_the_nodes():
+    from thermal_visible_fusion.training.losses import rgb_to_crcb
+    rgb = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    expected = cv2.cvtColor(rgb[..., ::-1].copy(), cv2.COLOR_BGR2YCrCb)[..., 1:]
+    got = rgb_to_crcb(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)
+    assert np.abs(got[0].permute(1, 2, 0).numpy() * 255 - expected).max() < 1.0
 
 
 def test_validation_on_degraded_clips(dataset):
@@ -228,6 +262,7 @@ def test_validation_on_degraded_clips(dataset):
         for metric in ("flowD", "vif", "qabf", "ssim"):
             assert np.isfinite(val[f"{mode}/{metric}"])
     assert val["psnr_ir"] > 10
+    assert val["psnr_crcb"] == pytest.approx(val["psnr_crcb_input"], abs=0.05)  # idle branch
 
 
 def test_time_budget_stops_training(dataset, tmp_path):

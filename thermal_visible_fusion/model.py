@@ -3,8 +3,9 @@
 One call fuses one frame: ``forward(ir, vis_y, state) -> (FusionOutput, new_state)``.
 Inputs are float tensors in [0, 1] of shape (B, 1, H, W), any H, W (padded internally to
 a multiple of 8, outputs cropped back, *not* clamped: callers clamp when they quantise).
-Colour is not the network's business: it fuses luminance, and the caller re-attaches the
-chroma of the RGB frame (``fusers/learned.py``).
+The network fuses luminance; the caller re-attaches the chroma of the RGB frame
+(``fusers/learned.py``), restored by ``restore_chroma`` when the weights have a colour
+branch (``ModelConfig.colour``, see ``ChromaRestorer``).
 
 Per frame, with every feature map at 1/4 resolution unless said otherwise:
 
@@ -50,12 +51,17 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    keep the present) -- so a frame's noise and blur are repaired with help from its
    neighbours (TemCoCo's temporal cooperation).
 7. **Band fusion** (``band_fusion``, the default): restore, then fuse.  Each restored frame
-   is split into its detail bands and low-pass, and ``fused = b + sum over modality and
-   band of (0.5 + w) * band`` with a per-pixel weight ``w`` for each (initialised to the
-   plain average): a learned multi-scale fusion that can take one modality's base and the
-   other's edges.  The fusion sees the restored frames without gradient, so the
+   is split into its two full-res detail bands and low-pass.  With ``multiscale_fusion``
+   (the default) the fusion starts from the multi-scale rule, the training target's fusion
+   of clean frames (``multiscale_band_fusion``): each detail band from the modality with
+   more local energy, per full-res pixel, and the low-pass from a multi-scale fusion of
+   the 1/4-res block means; a per-pixel weight ``w`` for each modality and band adds a
+   learned correction ``w * band`` (zero at the start), plus an offset ``b``.  Weights from
+   before it mix the bands around the plain average, ``b + sum of (0.5 + w) * band``:
+   with weights from 1/4-res features such a mix cannot pick each pixel's stronger edge
+   and blurs the details.  The fusion sees the restored frames without gradient, so the
    restoration loss alone shapes them and thermal edges cannot leak into the restored
-   visible frame.  Without band fusion (weights from before it):
+   visible frame.  Without band fusion (older weights):
    ``fused = (0.5 + a_ir) * restored_ir + (0.5 + a_vis) * restored_vis + b``.
    With ``output_memory`` the fused frame is then pulled towards the aligned previous
    fused frame by its own per-pixel gain, the same recurrent filter as the restoration's:
@@ -109,6 +115,9 @@ class ModelConfig:
     output_memory: bool = True   # the fused frame, too, is pulled towards the aligned past
     global_context: bool = True  # image-wide feature means condition the head (blur level)
     fullres_warp: bool = True    # align remembered frames at full res (not block by block)
+    multiscale_fusion: bool = True  # band fusion around the multi-scale rule (else the mean)
+    colour: bool = True          # a chroma restorer (ChromaRestorer) for the colour output
+    colour_channels: int = 16    # its feature width at 1/4 resolution
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -355,6 +364,57 @@ class ConvGRU(nn.Module):
         return torch.addcmul(h, z, n - h)
 
 
+class ChromaRestorer(nn.Module):
+    """Restores the Cr/Cb planes of a degraded RGB frame (deblur, dehaze) for the output.
+
+    The fused frame takes its colour from the visible camera, so its chroma carries the
+    visible frame's blur and haze.  Per frame, without memory, at half resolution (colour
+    is seen at low resolution; cameras send 4:2:0 chroma), on the 4x4-unshuffled grid:
+    features of the visible Y, Cr and Cb, an image-wide context (the blur is the same
+    everywhere), and a head that gives each chroma plane a residual plus per-pixel gains
+    of the fixed deconvolutions of the luminance path (``block_deblur_residuals``).  It reads the
+    degraded frame only, so it never changes the fused luminance.
+    """
+
+    def __init__(self, c: int, deblur_filters: int):
+        super().__init__()
+        self.deblur_filters = deblur_filters
+        self.stem = PW([16, 16, 16], c)
+        self.body = ResBlock(c)
+        self.context = PW(c, 2 * (1 + deblur_filters) * 16, bias=False)
+        self.head = PW(c, 2 * (1 + deblur_filters) * 16)
+        for layer in (self.context, self.head):  # starts as the identity
+            nn.init.zeros_(layer.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, vis_y: torch.Tensor, crcb: torch.Tensor) -> torch.Tensor:
+        """(B,1,H,W) degraded Y and (B,2,H,W) Cr/Cb in [0, 1] -> restored (B,2,H,W)."""
+        h, w = crcb.shape[-2:]
+        # at half resolution, like 4:2:0 chroma: a quarter of the cost; the correction is
+        # upsampled onto the full-res chroma, so an idle branch is the identity
+        half = F.avg_pool2d(_pad(torch.cat([vis_y, crcb], 1)), 2)
+        u_y, u_cr, u_cb = F.pixel_unshuffle(half, 4).view(half.shape[0], 3, 16, -1,
+                                                          half.shape[-1] // 4).unbind(1)
+        feats = self.body(F.relu(self.stem(*(t.contiguous(memory_format=CHANNELS_LAST)
+                                             for t in (u_y, u_cr, u_cb)))))
+        context = self.context.forward_nchw(feats.mean((2, 3), keepdim=True)).flatten(1)
+        maps = self.head.forward_nchw(feats, bias=context).split(16, 1)
+        per_plane = 1 + self.deblur_filters
+        corrections = []
+        for i, u in enumerate((u_cr, u_cb)):
+            residual, *gains = maps[i * per_plane:(i + 1) * per_plane]
+            r = residual
+            if gains:
+                deblurred = block_deblur_residuals(u.contiguous(), self.deblur_filters)
+                for gain, band in zip(gains, deblurred.split(16, 1)):
+                    r = torch.addcmul(r, gain, band)
+            corrections.append(r)
+        correction = F.pixel_shuffle(torch.cat(corrections, 1), 4)
+        correction = F.interpolate(correction, scale_factor=2, mode="bilinear",
+                                   align_corners=False)
+        return crcb + correction[..., :h, :w]
+
+
 # --------------------------------------------------------------------------- network
 
 class StreamingFusionNet(nn.Module):
@@ -366,6 +426,9 @@ class StreamingFusionNet(nn.Module):
         if not 0 <= cfg.deblur_filters <= len(DEBLUR_SIGMAS):
             raise ValueError(f"deblur_filters must be 0..{len(DEBLUR_SIGMAS)}, "
                              f"got {cfg.deblur_filters}")
+        if cfg.band_fusion and cfg.multiscale_fusion and cfg.detail_bands != len(BAND_SCALES):
+            raise ValueError(f"multiscale_fusion needs detail_bands={len(BAND_SCALES)} "
+                             f"(got {cfg.detail_bands}) or band_fusion off")
         c, cs = cfg.channels, cfg.semantic_channels
         self.enc_ir = Encoder(c, cfg.encoder_blocks)
         self.enc_vis = Encoder(c, cfg.encoder_blocks)
@@ -402,6 +465,9 @@ class StreamingFusionNet(nn.Module):
             if cfg.global_context else None
         if self.context is not None:
             nn.init.zeros_(self.context.weight)
+        # colour output: restores the visible frame's chroma (independent of the rest)
+        self.chroma = ChromaRestorer(cfg.colour_channels, max(cfg.deblur_filters, 1)) \
+            if cfg.colour else None
 
     def fusion_weights(self) -> int:
         """Fusion weights per modality: one per restored band plus the low-pass, or one."""
@@ -411,6 +477,10 @@ class StreamingFusionNet(nn.Module):
         """Head outputs per pixel of a 4x4 block (each is 16 channels)."""
         return (5 + 2 * self.fusion_weights() + 2 * self.config.detail_bands
                 + self.config.deblur_filters + int(self.config.output_memory))
+
+    def restore_chroma(self, vis_y: torch.Tensor, crcb: torch.Tensor) -> torch.Tensor:
+        """Restored Cr/Cb (B,2,H,W) of a degraded frame; unchanged without a colour branch."""
+        return crcb if self.chroma is None else self.chroma(vis_y, crcb)
 
     def param_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -482,7 +552,11 @@ class StreamingFusionNet(nn.Module):
         if state is not None:  # recurrent temporal filter: pull towards the aligned past
             r_ir = torch.addcmul(r_ir, torch.sigmoid(g_ir), p_ir - r_ir)
             r_vis = torch.addcmul(r_vis, torch.sigmoid(g_vis), p_vis - r_vis)
-        if self.config.band_fusion:
+        if self.config.band_fusion and self.config.multiscale_fusion:
+            # Restore, then fuse (see below), starting from the multi-scale rule per
+            # full-res pixel; the learned weights correct it.
+            fused = multiscale_band_fusion(r_ir.detach(), r_vis.detach(), w_ir, w_vis, nb) + b
+        elif self.config.band_fusion:
             # Restore, then fuse: the fusion sees the restored frames as given (no gradient),
             # so restoration is trained to restore alone and cannot smuggle one modality's
             # edges into the other; each band and the low-pass get their own weights.
@@ -509,6 +583,49 @@ class StreamingFusionNet(nn.Module):
 
 
 BAND_SCALES = (2, 4)  # block sizes of the detail bands' low-pass, full-res pixels
+ENERGY_EPS = 1e-6  # detail energy (squared [0, 1] units) below which neither band wins
+
+
+def multiscale_band_fusion(r_ir: torch.Tensor, r_vis: torch.Tensor,
+                           w_ir: Sequence[torch.Tensor], w_vis: Sequence[torch.Tensor],
+                           n: int) -> torch.Tensor:
+    """Band fusion of two unshuffled (B,16,h,w) frames around the multi-scale fusion rule.
+
+    The rule (``multiscale_fuse``, the training target's fusion of clean frames), in the
+    unshuffled space: each of the ``n`` full-res detail bands takes a soft choice of the
+    modality with more local energy, ``s_j = E(ir_j^2) / (E(ir_j^2) + E(vis_j^2))`` with
+    ``E`` the 4x4 block mean, upsampled (a ~4-px window at full res); the low-pass, the 4x4 block means
+    upsampled, is the multi-scale fusion of the two 1/4-res block-mean images.  The
+    learned weights ``w`` (zero: the rule alone) add ``w_ir[j] * ir_j + w_vis[j] * vis_j``
+    per band and ``w[n] * low`` per modality.  A per-pixel mix of bands alone, with
+    weights from 1/4-res features, cannot pick the stronger edge of each pixel: it blurs
+    the details and loses contrast (VIF) even on clean frames."""
+    lows_ir, lows_vis = block_low_passes(r_ir, n), block_low_passes(r_vis, n)
+    fused = 0.0
+    for j, (a, v) in enumerate(zip(block_detail_bands_from(r_ir, lows_ir),
+                                   block_detail_bands_from(r_vis, lows_vis))):
+        e_a = _upsample_blocks((a * a).mean(1, keepdim=True)) + ENERGY_EPS
+        e_v = _upsample_blocks((v * v).mean(1, keepdim=True)) + ENERGY_EPS
+        term = torch.addcmul(torch.addcmul(a * w_ir[j], e_a / (e_a + e_v), a - v),
+                             1 + w_vis[j], v)
+        fused = fused + term
+    # 4x4 block means, in float32: the rule squares values in 0..255 (half overflows)
+    means = [r.mean(1, keepdim=True).float() for r in (r_ir, r_vis)]
+    # the 4 levels of the full-res rule: 2 full-res bands here, 2 levels at 1/4 res
+    fused = fused + _upsample_blocks(multiscale_fuse(*means, levels=2).to(r_ir.dtype))
+    for w, lows in ((w_ir[n], lows_ir), (w_vis[n], lows_vis)):
+        fused = torch.addcmul(fused, w, lows[-1])
+    return fused
+
+
+def _upsample_blocks(m: torch.Tensor) -> torch.Tensor:
+    """(B,1,h,w) block means -> (B,16,h,w) unshuffled bilinear x4 upsampling (``L4``)."""
+    return F.conv2d(F.pad(m, (1, 1, 1, 1), mode="replicate"), _stencil(4, m))
+
+
+def block_detail_bands_from(u: torch.Tensor, lows: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Detail bands of an unshuffled image from its ``block_low_passes``."""
+    return [previous - low for previous, low in zip([u] + lows[:-1], lows)]
 
 
 def detail_bands(x: torch.Tensor, n: int) -> list[torch.Tensor]:
@@ -524,11 +641,7 @@ def detail_bands(x: torch.Tensor, n: int) -> list[torch.Tensor]:
 
 def block_detail_bands(u: torch.Tensor, n: int) -> list[torch.Tensor]:
     """``detail_bands`` of a (B,16,h,w) unshuffled image, unshuffled."""
-    bands, previous = [], u
-    for blurred in block_low_passes(u, n):
-        bands.append(previous - blurred)
-        previous = blurred
-    return bands
+    return block_detail_bands_from(u, block_low_passes(u, n))
 
 
 def block_low_passes(u: torch.Tensor, n: int) -> list[torch.Tensor]:
@@ -547,8 +660,7 @@ def block_low_passes(u: torch.Tensor, n: int) -> list[torch.Tensor]:
     half = u.view(b, 2, 2, 2, 2, h, w).sum(4).sum(2) * 0.25  # sum().sum(): fast on a CPU
     out = [_upsample_half(half)]
     if n > 1:
-        out.append(F.conv2d(F.pad(half.sum(2).sum(1).unsqueeze(1) * 0.25, (1, 1, 1, 1),
-                                  mode="replicate"), _stencil(4, u)))
+        out.append(_upsample_blocks(half.sum(2).sum(1).unsqueeze(1) * 0.25))
     return out
 
 
@@ -644,6 +756,61 @@ def deblur_kernel(sigma: float, nsr: float = 0.01, radius: int = 4, grid: int = 
                    torch.zeros(3 * len(f) ** 2, 1, dtype=torch.float64)])
     k = torch.linalg.lstsq(a, b).solution[:, 0]
     return (k / k.sum()).view(2 * radius + 1, 2 * radius + 1)
+
+
+_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16  # cv2.pyrDown/pyrUp kernel
+
+
+def _binomial(x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """Separable 5-tap binomial filter, mirrored borders (cv2's BORDER_REFLECT_101)."""
+    k = _BINOMIAL.to(x) * gain
+    # reflect needs more than 2 pixels; tiny frames' 1/4-res block means can have fewer
+    x = F.pad(x, (2, 2, 2, 2), mode="reflect" if min(x.shape[-2:]) > 2 else "replicate")
+    return F.conv2d(F.conv2d(x, k.view(1, 1, 1, 5)), k.view(1, 1, 5, 1))
+
+
+def _pyr_down(x: torch.Tensor) -> torch.Tensor:
+    return _binomial(x)[..., ::2, ::2]
+
+
+def _pyr_up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    n, c, h, w = x.shape
+    up = x.new_zeros((n, c, 2 * h, 2 * w))
+    up[..., ::2, ::2] = x
+    return _binomial(up[..., :size[0], :size[1]], gain=2.0)
+
+
+def multiscale_fuse(ir: torch.Tensor, vis: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """``fusers.classic.MultiScaleFuser`` on (N,1,H,W) [0, 1] tensors.
+
+    Laplacian pyramids; each detail band takes the source with more local energy (a soft
+    weight), the base is a saliency-weighted average.  Not clamped.  Small images get
+    fewer levels (the base stays at least 4 pixels wide).
+    """
+    while levels > 0 and min(ir.shape[-2:]) < 4 * 2 ** levels:
+        levels -= 1
+    def pyramid(x: torch.Tensor) -> list[torch.Tensor]:
+        bands = []
+        for _ in range(levels):
+            down = _pyr_down(x)
+            bands.append(x - _pyr_up(down, x.shape[-2:]))
+            x = down
+        return bands + [x]
+
+    fused = []
+    for a, b in zip(pyramid(ir * 255), pyramid(vis * 255)):
+        if len(fused) < levels:  # detail band
+            ea, eb = _binomial(a * a), _binomial(b * b)
+            wa = ea / (ea + eb + 1e-6)
+        else:  # base: distance from the band's mean, per image
+            sa = _binomial((a - a.mean((2, 3), keepdim=True)).abs())
+            sb = _binomial((b - b.mean((2, 3), keepdim=True)).abs())
+            wa = (sa + 1.0) / (sa + sb + 2.0)
+        fused.append(wa * a + (1 - wa) * b)
+    out = fused[-1]
+    for band in reversed(fused[:-1]):
+        out = _pyr_up(out, band.shape[-2:]) + band
+    return out / 255
 
 
 def _padded(n: int) -> int:

@@ -7,8 +7,10 @@ its fields, then command-line flags (every field is a flag: ``--max-minutes 110`
 Each step draws a batch of T-frame clips (real videos and clip folders, and still pairs
 with synthetic camera motion), degrades them on the fly, runs the network frame by frame
 carrying its memory (frame 0 without memory, so both modes are trained), and optimises
-fusion (intensity, gradient, SSIM), restoration, distillation, temporal and flow losses
-against the clean frames.  Time-budgeted: the learning rate follows a cosine over
+fusion (intensity, gradient, SSIM), restoration, colour, distillation, temporal and flow
+losses against the clean frames.  ``--stage colour --init W`` trains only the colour branch
+(``ChromaRestorer``) of the weights W, the rest frozen, so their fused luminance stays
+bit for bit what it was.  Time-budgeted: the learning rate follows a cosine over
 ``max(step / max_steps, elapsed / max_minutes)``, so a run ends annealed whichever comes
 first.  Checkpoints go to ``<out_dir>/last.pt`` (``--resume`` continues from it); the final
 weights (a few hundred kB) are exported to ``--export`` (the shipped weights path).
@@ -36,7 +38,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from thermal_visible_fusion.fusers.learned import DEFAULT_WEIGHTS, save_weights
+from thermal_visible_fusion.fusers.learned import DEFAULT_WEIGHTS, load_weights, save_weights
 from thermal_visible_fusion.model import ModelConfig, StreamingFusionNet
 from thermal_visible_fusion.training import losses
 from thermal_visible_fusion.training.data import (EVAL_SCENES, ClipBatches, ClipConfig,
@@ -87,6 +89,11 @@ class TrainConfig:
     w_distill: float = 0.1
     w_temporal: float = 4.0
     w_flow: float = 0.05
+    w_colour: float = 4.0
+    # what to train: "all" (from scratch, or from ``init``), or "colour": only the colour
+    # branch of the ``init`` weights, everything else frozen
+    stage: str = "all"
+    init: str = ""                           # weights file to start from ("": random)
     # optimisation
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
@@ -110,6 +117,9 @@ class TrainConfig:
     resume: str = ""                         # checkpoint to continue; "auto": <out_dir>/last.pt
 
 
+STAGES = ("all", "colour")
+
+
 # ----------------------------------------------------------------------------- config / CLI
 
 def _model_fields() -> list:
@@ -123,7 +133,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default = f.default_factory() if callable(f.default_factory) else f.default
         if f.name == "model":
             continue
-        if f.name == "teacher":
+        if f.name == "stage":
+            parser.add_argument(flag, choices=STAGES, default=argparse.SUPPRESS,
+                                help="what to train: all, or only the colour branch of "
+                                     "the --init weights (default: all)")
+        elif f.name == "teacher":
             parser.add_argument(flag, choices=TEACHERS, default=argparse.SUPPRESS,
                                 help=f"distillation teacher (default: {default})")
         elif f.name == "resume":
@@ -180,6 +194,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ValueError(f"unknown teacher {cfg.teacher!r}; choose one of {', '.join(TEACHERS)}")
     if cfg.clip_len < 2:
         raise ValueError("clip_len must be >= 2 (the memory needs a previous frame)")
+    if cfg.stage not in STAGES:
+        raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
+    if cfg.stage == "colour" and not cfg.init:
+        raise ValueError("stage 'colour' trains the colour branch of existing weights: "
+                         "give them with --init")
     if cfg.fusion_target not in losses.FUSION_TARGETS:
         raise ValueError(f"unknown fusion_target {cfg.fusion_target!r}; choose one of "
                          f"{', '.join(losses.FUSION_TARGETS)}")
@@ -243,6 +262,9 @@ class ClipTrainer(nn.Module):
                 teacher_feats: dict[int, dict[str, dict[str, torch.Tensor]]] | None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.cfg
+        colour = self._colour_loss(batch) if self.model.chroma is not None else None
+        if cfg.stage == "colour":
+            return cfg.w_colour * colour, {"colour": colour}
         ir_c, ir_d = batch["ir"], batch["ir_degraded"]
         y_c = _luma(batch["vis"])
         y_d = _luma(batch["vis_degraded"])
@@ -276,11 +298,20 @@ class ClipTrainer(nn.Module):
                     add("distill", losses.distillation_loss(self.heads.semantic[m](out.semantic),
                                                             feats["semantic"]), 0.25 / n)
             prev = out.fused
+        if colour is not None:
+            parts["colour"] = colour
         weights = {"intensity": cfg.w_intensity, "gradient": cfg.w_gradient, "ssim": cfg.w_ssim,
                    "restore": cfg.w_restore, "distill": cfg.w_distill, "excess": cfg.w_temporal,
-                   "flicker": cfg.w_temporal, "flow": cfg.w_flow}
+                   "flicker": cfg.w_temporal, "flow": cfg.w_flow, "colour": cfg.w_colour}
         total = sum(weights[k] * v for k, v in parts.items())
         return total, parts
+
+    def _colour_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Every frame of the clips at once: the colour branch has no memory."""
+        degraded = batch["vis_degraded"].flatten(0, 1)
+        restored = self.model.restore_chroma(losses.rgb_to_y(degraded),
+                                             losses.rgb_to_crcb(degraded))
+        return losses.colour_loss(restored, batch["vis"].flatten(0, 1))
 
 
 def _luma(rgb: torch.Tensor) -> torch.Tensor:
@@ -308,6 +339,21 @@ def _device(cfg: TrainConfig, local_rank: int, world: int) -> torch.device:
 def _resolve(root: Path, path: str) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else root / p
+
+
+def _initial_model(cfg: TrainConfig) -> tuple[StreamingFusionNet, dict]:
+    """A new network, or the ``init`` weights (their config, then ``cfg.model`` on top;
+    the colour stage adds a colour branch to weights without one)."""
+    if not cfg.init:
+        return StreamingFusionNet(ModelConfig.from_dict(cfg.model)), {}
+    config, state, meta = load_weights(cfg.init)
+    overrides = {**cfg.model, **({"colour": True} if cfg.stage == "colour" else {})}
+    model = StreamingFusionNet(ModelConfig.from_dict({**config.to_dict(), **overrides}))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("chroma.") for k in missing):
+        raise ValueError(f"{cfg.init}: weights do not match the model (missing {missing}, "
+                         f"unexpected {unexpected})")
+    return model, meta
 
 
 def _lr_factor(step: int, elapsed_min: float, cfg: TrainConfig) -> float:
@@ -348,7 +394,8 @@ def validate(model: StreamingFusionNet, root: Path, scale: float, device: torch.
     (``average/``): flowD (``metrics.temporal``: fused vs previous fused warped by DIS flow
     of the clean visible frames) and, when ``image_metrics``, VIF, Qabf and SSIM of the
     fused luminance against the clean IR and visible frames.  ``psnr_ir`` / ``psnr_vis``:
-    the restored frames (memory on) against the clean ones.
+    the restored frames (memory on) against the clean ones; with a colour branch,
+    ``psnr_crcb`` / ``psnr_crcb_input``: the restored / degraded Cr, Cb against the clean.
     """
     import cv2
     from thermal_visible_fusion.metrics import temporal
@@ -375,10 +422,20 @@ def validate(model: StreamingFusionNet, root: Path, scale: float, device: torch.
                             else cv2.IMREAD_COLOR)
             if scale != 1:
                 im = cv2.resize(im, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            return im if im.ndim == 2 else cv2.cvtColor(im, cv2.COLOR_BGR2YCrCb)[..., 0]
+            return im if im.ndim == 2 else cv2.cvtColor(im, cv2.COLOR_BGR2YCrCb)
 
-        frames = [tuple(load(sub, n) for sub in ("ir", "vis", "ir_degraded", "vis_degraded"))
+        colour = [tuple(load(sub, n) for sub in ("ir", "vis", "ir_degraded", "vis_degraded"))
                   for n in names]
+        frames = [tuple(im if im.ndim == 2 else im[..., 0] for im in f) for f in colour]
+        if model.chroma is not None:  # the colour branch: restored vs degraded chroma
+            for _, vis_c, _, vis_d in colour:
+                clean = torch.from_numpy(vis_c[..., 1:]).float().div(255).permute(2, 0, 1)
+                chroma = torch.from_numpy(vis_d[..., 1:]).float().div(255).permute(2, 0, 1)
+                restored = model.restore_chroma(tensor(vis_d[..., 0]), chroma[None].to(device))
+                for key, c in (("psnr_crcb", restored[0].clamp(0, 1).cpu()),
+                               ("psnr_crcb_input", chroma)):
+                    mse = F.mse_loss(c, clean).item()
+                    totals.setdefault(key, []).append(-10 * math.log10(max(mse, 1e-10)))
         outputs: dict[str, list[np.ndarray]] = {"mem": [], "nomem": [], "average": []}
         for memory in (True, False):
             state = None
@@ -441,16 +498,21 @@ def run(cfg: TrainConfig) -> dict:
     degrade_cfg = DegradeConfig(p_clean=cfg.p_clean, p_low_light=cfg.p_low_light, p_haze=cfg.p_haze)
 
     # model, heads, teacher
-    model_cfg = ModelConfig.from_dict(cfg.model)
-    model = StreamingFusionNet(model_cfg)
-    teacher = build_teacher(cfg.teacher, cfg.teacher_weights or None) if cfg.w_distill > 0 else None
+    model, init_meta = _initial_model(cfg)
+    model_cfg = model.config
+    if cfg.stage == "colour":  # only the colour branch learns
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("chroma."))
+    teacher = (build_teacher(cfg.teacher, cfg.teacher_weights or None)
+               if cfg.w_distill > 0 and cfg.stage == "all" else None)
     heads = (DistillHeads(model_cfg, teacher.visual_channels, teacher.semantic_channels)
              if teacher is not None else None)
     trainer = ClipTrainer(model, heads, cfg).to(device)
     if teacher is not None:
         teacher = teacher.to(device)
-    decay = [p for n, p in trainer.named_parameters() if p.dim() > 1]
-    no_decay = [p for n, p in trainer.named_parameters() if p.dim() <= 1]
+    trainable = [p for p in trainer.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.dim() > 1]
+    no_decay = [p for p in trainable if p.dim() <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
 
@@ -517,7 +579,7 @@ def run(cfg: TrainConfig) -> dict:
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(trainer.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
         optimizer.step()
         step += 1
         if is_main:
@@ -549,6 +611,9 @@ def run(cfg: TrainConfig) -> dict:
         save_checkpoint(ckpt_path, step, elapsed, trainer, optimizer, cfg)
         meta = {"steps": step, "minutes": round(elapsed / 60, 2), "teacher": cfg.teacher,
                 "data": json.dumps(cfg.data), "exclude_scenes": json.dumps(cfg.exclude_scenes)}
+        if cfg.stage == "colour":  # the fusion's own training stays on record
+            meta = {**init_meta, "colour_steps": step, "colour_minutes": meta["minutes"],
+                    "colour_data": meta["data"]}
         final = save_weights(model, out_dir / "streaming_fusion.pt", meta)
         summary.update({"checkpoint": str(ckpt_path), "weights": str(final)})
         if cfg.export:

@@ -1,7 +1,8 @@
 """LearnedFuser: the streaming fusion network behind the Fuser protocol.
 
 The network fuses luminance: the thermal frame and the Y channel of the RGB frame go in,
-fused Y comes out and is recombined with the Cr/Cb of the RGB frame.  The network's
+fused Y comes out and is recombined with the Cr/Cb of the RGB frame, restored by the
+network's colour branch when the weights have one (else as they came).  The network's
 temporal memory is kept between ``fuse`` calls; ``reset()`` clears it (call it when the
 stream jumps), ``use_memory=False`` clears it before every frame.
 
@@ -103,10 +104,11 @@ def load_weights(path: str | Path) -> tuple[ModelConfig, dict, dict]:
     if fmt != WEIGHTS_FORMAT or not isinstance(config, dict) or not isinstance(state, dict):
         raise WeightsError(path, f"not a {WEIGHTS_FORMAT} weights file (format={fmt!r})")
     # Files written before detail bands / band fusion / deblur filters / output memory /
-    # global context / full-res warping existed describe a network without them.
+    # global context / full-res warping / the colour branch / detail selection existed
+    # describe a network without them.
     config = {"detail_bands": 0, "band_fusion": False, "deblur_filters": 0,
               "output_memory": False, "global_context": False, "fullres_warp": False,
-              **config}
+              "colour": False, "multiscale_fusion": False, **config}
     try:
         model_config = ModelConfig.from_dict(config)
     except (TypeError, ValueError) as exc:
@@ -235,9 +237,18 @@ class LearnedFuser:
         return (t.to(self.dtype) / 255.0)[None, None]
 
     def _to_bgr(self, fused: torch.Tensor, ycrcb: np.ndarray) -> np.ndarray:
-        y = (fused[0, 0].float() * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8).cpu().numpy()
-        out = ycrcb.copy()
-        out[..., 0] = y
+        """Fused Y + the frame's chroma (restored by the colour branch, if any) -> BGR."""
+        def to_u8(t: torch.Tensor) -> torch.Tensor:
+            return (t.float() * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
+
+        if self.model.chroma is None:
+            out = ycrcb.copy()
+        else:
+            frame = torch.from_numpy(ycrcb).to(self.device, self.dtype).div_(255.0)
+            frame = frame.permute(2, 0, 1)[None]  # (1,3,H,W): Y, Cr, Cb
+            chroma = to_u8(self.model.restore_chroma(frame[:, :1], frame[:, 1:])[0])
+            out = torch.cat([chroma[:1], chroma]).permute(1, 2, 0).contiguous().cpu().numpy()
+        out[..., 0] = to_u8(fused[0, 0]).cpu().numpy()
         return cv2.cvtColor(out, cv2.COLOR_YCrCb2BGR)
 
     @staticmethod

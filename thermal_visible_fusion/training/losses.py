@@ -15,8 +15,8 @@
   (``excess``), and must vanish where the sources do not change (``flicker``).
 * ``flow``: L1 between the memory's learned alignment flow (1/4 res) and the reference flow.
 
-A colour loss does not apply: the network predicts luminance only and the chroma is copied
-from the RGB frame, so no parameter can change the colour.
+* ``colour``: Charbonnier distance, in value and edge strength, of the restored Cr/Cb
+  (``ChromaRestorer``: the fused frame's colour) to the clean visible frame's Cr/Cb.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from thermal_visible_fusion.model import multiscale_fuse as multiscale_target
 from thermal_visible_fusion.model import warp
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 4
@@ -33,6 +34,13 @@ def rgb_to_y(rgb: torch.Tensor) -> torch.Tensor:
     """(N,3,H,W) RGB -> (N,1,H,W) BT.601 luma (what cv2's YCrCb conversion gives)."""
     r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
     return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def rgb_to_crcb(rgb: torch.Tensor) -> torch.Tensor:
+    """(N,3,H,W) RGB -> (N,2,H,W) Cr, Cb in [0, 1], as cv2's 8-bit YCrCb conversion."""
+    y = rgb_to_y(rgb)
+    mid = 128 / 255  # cv2's chroma offset for 8-bit images
+    return torch.cat([(rgb[:, 0:1] - y) * 0.713 + mid, (rgb[:, 2:3] - y) * 0.564 + mid], 1)
 
 
 def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
@@ -64,60 +72,6 @@ def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Te
     return torch.sqrt((x - y) ** 2 + eps * eps).mean()
 
 
-_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16  # cv2.pyrDown/pyrUp kernel
-
-
-def _binomial(x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-    """Separable 5-tap binomial filter, mirrored borders (cv2's BORDER_REFLECT_101)."""
-    k = _BINOMIAL.to(x) * gain
-    x = F.pad(x, (2, 2, 2, 2), mode="reflect")
-    return F.conv2d(F.conv2d(x, k.view(1, 1, 1, 5)), k.view(1, 1, 5, 1))
-
-
-def _pyr_down(x: torch.Tensor) -> torch.Tensor:
-    return _binomial(x)[..., ::2, ::2]
-
-
-def _pyr_up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    n, c, h, w = x.shape
-    up = x.new_zeros((n, c, 2 * h, 2 * w))
-    up[..., ::2, ::2] = x
-    return _binomial(up[..., :size[0], :size[1]], gain=2.0)
-
-
-def multiscale_target(ir: torch.Tensor, vis: torch.Tensor, levels: int = 4) -> torch.Tensor:
-    """``fusers.classic.MultiScaleFuser`` on (N,1,H,W) [0, 1] tensors.
-
-    Laplacian pyramids; each detail band takes the source with more local energy (a soft
-    weight), the base is a saliency-weighted average.  Not clamped.  Small images get
-    fewer levels (the base stays at least 4 pixels wide).
-    """
-    while levels > 0 and min(ir.shape[-2:]) < 4 * 2 ** levels:
-        levels -= 1
-    def pyramid(x: torch.Tensor) -> list[torch.Tensor]:
-        bands = []
-        for _ in range(levels):
-            down = _pyr_down(x)
-            bands.append(x - _pyr_up(down, x.shape[-2:]))
-            x = down
-        return bands + [x]
-
-    fused = []
-    for a, b in zip(pyramid(ir * 255), pyramid(vis * 255)):
-        if len(fused) < levels:  # detail band
-            ea, eb = _binomial(a * a), _binomial(b * b)
-            wa = ea / (ea + eb + 1e-6)
-        else:  # base: distance from the band's mean, per image
-            sa = _binomial((a - a.mean((2, 3), keepdim=True)).abs())
-            sb = _binomial((b - b.mean((2, 3), keepdim=True)).abs())
-            wa = (sa + 1.0) / (sa + sb + 2.0)
-        fused.append(wa * a + (1 - wa) * b)
-    out = fused[-1]
-    for band in reversed(fused[:-1]):
-        out = _pyr_up(out, band.shape[-2:]) + band
-    return out / 255
-
-
 FUSION_TARGETS = ("multiscale", "max")
 
 
@@ -146,6 +100,14 @@ def restoration_loss(restored_ir: torch.Tensor, restored_vis: torch.Tensor, ir: 
     (the edge term keeps deblurring from settling for a smooth average)."""
     return sum(charbonnier(r, c) + charbonnier(sobel_magnitude(r), sobel_magnitude(c))
                for r, c in ((restored_ir, ir), (restored_vis, vis)))
+
+
+def colour_loss(restored_crcb: torch.Tensor, target_rgb: torch.Tensor) -> torch.Tensor:
+    """Fidelity of the restored chroma (B,2,H,W) to the clean RGB frame's chroma."""
+    target = rgb_to_crcb(target_rgb)
+    planes = zip(restored_crcb.split(1, 1), target.split(1, 1))
+    return charbonnier(restored_crcb, target) + sum(
+        charbonnier(sobel_magnitude(r), sobel_magnitude(c)) for r, c in planes)
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
