@@ -372,8 +372,8 @@ class ChromaRestorer(nn.Module):
     is seen at low resolution; cameras send 4:2:0 chroma), on the 4x4-unshuffled grid:
     features of the visible Y, Cr and Cb, an image-wide context (the blur is the same
     everywhere), and a head that gives each chroma plane a residual plus per-pixel gains
-    of the fixed deconvolutions of the luminance path (``block_deblur_residuals``).  It reads the
-    degraded frame only, so it never changes the fused luminance.
+    of the fixed deconvolutions of the luminance path (``block_deblur_residuals``).  It
+    reads the degraded frame only, so it never changes the fused luminance.
     """
 
     def __init__(self, c: int, deblur_filters: int):
@@ -594,8 +594,9 @@ def multiscale_band_fusion(r_ir: torch.Tensor, r_vis: torch.Tensor,
     The rule (``multiscale_fuse``, the training target's fusion of clean frames), in the
     unshuffled space: each of the ``n`` full-res detail bands takes a soft choice of the
     modality with more local energy, ``s_j = E(ir_j^2) / (E(ir_j^2) + E(vis_j^2))`` with
-    ``E`` the 4x4 block mean, upsampled (a ~4-px window at full res); the low-pass, the 4x4 block means
-    upsampled, is the multi-scale fusion of the two 1/4-res block-mean images.  The
+    ``E`` the 4x4 block mean, upsampled (a ~4-px window at full res); the low-pass, the
+    4x4 block means upsampled, is the multi-scale fusion of the two 1/4-res block-mean
+    images.  The
     learned weights ``w`` (zero: the rule alone) add ``w_ir[j] * ir_j + w_vis[j] * vis_j``
     per band and ``w[n] * low`` per modality.  A per-pixel mix of bands alone, with
     weights from 1/4-res features, cannot pick the stronger edge of each pixel: it blurs

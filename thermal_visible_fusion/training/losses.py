@@ -14,7 +14,6 @@
   the fused frame's change after warping must not exceed the clean sources' change
   (``excess``), and must vanish where the sources do not change (``flicker``).
 * ``flow``: L1 between the memory's learned alignment flow (1/4 res) and the reference flow.
-
 * ``colour``: Charbonnier distance, in value and edge strength, of the restored Cr/Cb
   (``ChromaRestorer``: the fused frame's colour) to the clean visible frame's Cr/Cb.
 """
