@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from thermal_visible_fusion.fusers.learned import (LearnedFuser, WeightsError, load_model,
                                                    load_weights, save_weights)
 from thermal_visible_fusion.model import (ModelConfig, StreamingFusionNet, StreamingRunner,
-                                          block_deblur_residuals, block_low_passes,
+                                          block_deblur_residuals, block_detail_bands,
+                                          block_low_passes, log_energies,
                                           multiscale_band_fusion, multiscale_fuse,
                                           deblur_kernel, detail_bands, fuse_sequence, warp,
                                           warp_blocks)
@@ -276,6 +277,33 @@ def test_global_context_sees_the_whole_image():
     assert left[True] > 1e-2 > 10 * left[False]
 
 
+def test_band_statistics_measure_blur_whatever_the_contrast():
+    """The log band energies are a blur cue that does not depend on the scene's contrast:
+    their differences are the same for a frame at half contrast and fall when it is
+    blurred.  Zero at the start, they change nothing until training gives them weight,
+    then they bias the head of every pixel alike."""
+    (ir, vis), = frames(1, 64, 96)
+    model = StreamingFusionNet().eval()
+
+    def cues(v):
+        u = F.pixel_unshuffle(v, 4)
+        bands = block_detail_bands(u, 2)
+        return log_energies([*bands, *block_deblur_residuals(u, 3).split(16, 1)])[0]
+
+    sharp, faint, blurred = cues(vis), cues(0.5 * vis), cues(gaussian_blur(vis, 1.5))
+    assert torch.allclose(sharp - sharp[0], faint - faint[0], atol=1e-4)
+    assert float(blurred[0] - blurred[1]) < float(sharp[0] - sharp[1]) - 0.5
+    assert model.band_statistic_count() == 2 * 2 + 3
+    plain = StreamingFusionNet(ModelConfig(band_statistics=False)).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        assert torch.equal(model(ir, vis)[0].fused, plain(ir, vis)[0].fused)
+        torch.nn.init.normal_(model.statistics.weight, std=0.1)
+        changed = model(ir, vis)[0].fused - plain(ir, vis)[0].fused
+    half = changed.shape[-1] // 2
+    assert changed[..., :half].abs().mean() > 1e-3 and changed[..., half:].abs().mean() > 1e-3
+
+
 def test_streaming_runner_and_lookahead():
     model = make_model()
     seq = frames(5, 24, 32)
@@ -372,6 +400,12 @@ def test_config_travels_with_the_weights(tmp_path):
     torch.save(data, tmp_path / "grey.pt")
     loaded = load_model(tmp_path / "grey.pt")
     assert loaded.chroma is None and not loaded.config.multiscale_fusion
+    # files from before the band statistics: no such bias
+    blind = StreamingFusionNet(ModelConfig(band_statistics=False))
+    data = torch.load(save_weights(blind, tmp_path / "blind.pt"), weights_only=True)
+    del data["config"]["band_statistics"]
+    torch.save(data, tmp_path / "blind.pt")
+    assert load_model(tmp_path / "blind.pt").statistics is None
 
 
 def test_missing_and_corrupt_weights_name_the_file(tmp_path, weights):

@@ -128,6 +128,17 @@ def test_degradations_follow_the_protocol():
     assert torch.equal(ir, torch.full((4, 1, 256, 64), 0.5))  # inputs untouched
 
 
+def test_ir_tone_change_keeps_its_pivot_level():
+    ramp = torch.linspace(0, 1, 256).view(1, 1, 1, 256).expand(2, 1, 8, 256)
+    cfg = DegradeConfig(p_clean=0, p_low_light=0, p_haze=0, ir_noise=(0.0, 0.0),
+                        ir_stripe=(0.0, 0.0), ir_stripe_mean=(0.0, 0.0), ir_gain=(0.8, 0.8),
+                        ir_pivot=(1.0, 1.0))
+    ir_d, _, _ = degrade_clip(ramp, torch.rand(2, 3, 8, 256), cfg, torch.Generator())
+    # a thermal camera's gain control as measured on the M3SVD degraded clips: contrast
+    # 0.8 about white, so dark parts are lifted by ~0.2 and white stays white
+    assert torch.allclose(ir_d, torch.round((0.2 + 0.8 * ramp) * 255) / 255, atol=1e-6)
+
+
 def test_low_light_is_tellable_from_a_dim_clean_frame():
     """Low light is darker than a third of the clean level and noisy, so a dim clean frame
     does not look like it; its target keeps the scene's light level (dark, noise-free),
@@ -244,6 +255,23 @@ def test_colour_stage_trains_only_the_colour_branch(dataset, tmp_path):
     assert meta["steps"] == 7 and meta["colour_steps"] == 3  # both trainings on record
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert set(log[-1]) >= {"colour"} and "intensity" not in log[-1]
+
+
+def test_finetuning_adds_the_band_statistics_and_counts_the_whole_training(dataset, tmp_path):
+    from thermal_visible_fusion.fusers.learned import load_model, load_weights, save_weights
+    from thermal_visible_fusion.model import ModelConfig, StreamingFusionNet
+
+    small = {"channels": 16, "semantic_channels": 16, "align_channels": 16}
+    base = StreamingFusionNet(ModelConfig(colour=False, band_statistics=False, **small))
+    init = save_weights(base, tmp_path / "base.pt", {"steps": 7, "minutes": 1.5})
+    summary = train.run(small_config(dataset, tmp_path, init=str(init), max_steps=2,
+                                     batch_size=2, lr=1e-2, model={"band_statistics": True}))
+    tuned = load_model(summary["exported"])
+    assert tuned.statistics is not None
+    assert float(tuned.statistics.weight.detach().abs().sum()) > 0  # the new part learned
+    _, _, meta = load_weights(summary["exported"])
+    assert (meta["steps"], meta["finetune_steps"]) == (9, 2)
+    assert meta["minutes"] == pytest.approx(1.5 + meta["finetune_minutes"], abs=0.02)
 
 
 def test_rgb_to_crcb_is_the_ycrcb_conversion_of_the_nodes():

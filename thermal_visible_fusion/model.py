@@ -44,7 +44,11 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    per-pixel mix of them is a spatially varying non-blind deconvolution.
    With ``global_context``, every head map also gets a per-image bias from the image-wide
    means of the visual and encoder features: a clip's blur and brightness lift are the
-   same everywhere, and local features alone estimate them poorly.
+   same everywhere, and local features alone estimate them poorly.  With
+   ``band_statistics`` another per-image bias comes from the log mean energies of the
+   inputs' detail bands and deconvolution residuals (``log_energies``): their ratios
+   measure blur and noise the same way in any scene, where features learned on a few
+   videos misjudge the blur of textures they never saw.
    Restored = input + residual + gain-weighted bands and deconvolutions, then pulled
    towards the aligned previous restored frame by the gain (a learned recurrent temporal
    filter: i.i.d. noise averages out where the past agrees, moving or occluded pixels
@@ -116,6 +120,7 @@ class ModelConfig:
     global_context: bool = True  # image-wide feature means condition the head (blur level)
     fullres_warp: bool = True    # align remembered frames at full res (not block by block)
     multiscale_fusion: bool = True  # band fusion around the multi-scale rule (else the mean)
+    band_statistics: bool = True  # image-wide band energies of the inputs condition the head
     colour: bool = True          # a chroma restorer (ChromaRestorer) for the colour output
     colour_channels: int = 16    # its feature width at 1/4 resolution
 
@@ -465,6 +470,14 @@ class StreamingFusionNet(nn.Module):
             if cfg.global_context else None
         if self.context is not None:
             nn.init.zeros_(self.context.weight)
+        # band statistics: a per-image bias of every head map from the log energies of the
+        # inputs' detail bands and deconvolution residuals.  Their ratios measure blur and
+        # noise whatever the scene: features learned on a few videos judge the blur of
+        # unseen textures poorly (and then hardly deblur).  Zero at the start.
+        self.statistics = nn.Linear(self.band_statistic_count(), self.head_maps() * 16,
+                                    bias=False) if cfg.band_statistics else None
+        if self.statistics is not None:
+            nn.init.zeros_(self.statistics.weight)
         # colour output: restores the visible frame's chroma (independent of the rest)
         self.chroma = ChromaRestorer(cfg.colour_channels, max(cfg.deblur_filters, 1)) \
             if cfg.colour else None
@@ -477,6 +490,11 @@ class StreamingFusionNet(nn.Module):
         """Head outputs per pixel of a 4x4 block (each is 16 channels)."""
         return (5 + 2 * self.fusion_weights() + 2 * self.config.detail_bands
                 + self.config.deblur_filters + int(self.config.output_memory))
+
+    def band_statistic_count(self) -> int:
+        """Image-wide statistics of the band-statistics bias: one per detail band of each
+        input and one per deconvolution residual."""
+        return 2 * self.config.detail_bands + self.config.deblur_filters
 
     def restore_chroma(self, vis_y: torch.Tensor, crcb: torch.Tensor) -> torch.Tensor:
         """Restored Cr/Cb (B,2,H,W) of a degraded frame; unchanged without a colour branch."""
@@ -528,27 +546,31 @@ class StreamingFusionNet(nn.Module):
         # everything below is per pixel, in the unshuffled space (16 channels = 4x4 block)
         dp_ir = None if p_ir is None else p_ir - u_ir
         dp_vis = None if p_vis is None else p_vis - u_vis
+        nw, nb, nd = self.fusion_weights(), self.config.detail_bands, self.config.deblur_filters
+        bands_ir, bands_vis = block_detail_bands(u_ir, nb), block_detail_bands(u_vis, nb)
+        deblurred = block_deblur_residuals(u_vis, nd).split(16, 1) if nd else []
         context = None
         if self.context is not None:  # a per-image bias of the head
             means = [t.mean((2, 3), keepdim=True) for t in (visual, e_ir, e_vis)]
             context = self.context.forward_nchw(*means).flatten(1)
+        if self.statistics is not None:
+            energies = log_energies([*bands_ir, *bands_vis, *deblurred]).to(visual.dtype)
+            stats = self.statistics(energies)
+            context = stats if context is None else context + stats
         # (B,16*k,H/4,W/4)
         maps = self.head.forward_nchw(visual, e_ir, e_vis, dp_ir, dp_vis, bias=context)
-        nw, nb, nd = self.fusion_weights(), self.config.detail_bands, self.config.deblur_filters
         d_ir, d_vis, g_ir, g_vis, *rest = maps.split(16, 1)
         w_ir, w_vis = rest[:nw], rest[nw:2 * nw]
         b, *k = rest[2 * nw:]
         g_fused = k[2 * nb + nd] if self.config.output_memory else None
         r_ir, r_vis = u_ir + d_ir, u_vis + d_vis
         # per-pixel gains of full-res detail bands:
-        for gain, band in zip(k[:nb], block_detail_bands(u_ir, nb)):  # > 0 sharpens
+        for gain, band in zip(k[:nb], bands_ir):  # > 0 sharpens
             r_ir = torch.addcmul(r_ir, gain, band)
-        for gain, band in zip(k[nb:2 * nb], block_detail_bands(u_vis, nb)):  # < 0 smooths
+        for gain, band in zip(k[nb:2 * nb], bands_vis):  # < 0 smooths
             r_vis = torch.addcmul(r_vis, gain, band)
-        if self.config.deblur_filters:  # per-pixel mix of fixed deconvolutions
-            deblurred = block_deblur_residuals(u_vis, self.config.deblur_filters)
-            for gain, residual in zip(k[2 * nb:2 * nb + nd], deblurred.split(16, 1)):
-                r_vis = torch.addcmul(r_vis, gain, residual)
+        for gain, residual in zip(k[2 * nb:2 * nb + nd], deblurred):  # per-pixel mix of
+            r_vis = torch.addcmul(r_vis, gain, residual)  # fixed deconvolutions
         if state is not None:  # recurrent temporal filter: pull towards the aligned past
             r_ir = torch.addcmul(r_ir, torch.sigmoid(g_ir), p_ir - r_ir)
             r_vis = torch.addcmul(r_vis, torch.sigmoid(g_vis), p_vis - r_vis)
@@ -617,6 +639,13 @@ def multiscale_band_fusion(r_ir: torch.Tensor, r_vis: torch.Tensor,
     for w, lows in ((w_ir[n], lows_ir), (w_vis[n], lows_vis)):
         fused = torch.addcmul(fused, w, lows[-1])
     return fused
+
+
+def log_energies(maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(B, len(maps)): log of each (B,C,h,w) map's mean square (float32, so that half
+    precision neither overflows nor underflows; 1e-8 is far below 8-bit quantisation)."""
+    return torch.stack([m.float().square().mean((1, 2, 3)) for m in maps], 1
+                       ).clamp_min(1e-8).log()
 
 
 def _upsample_blocks(m: torch.Tensor) -> torch.Tensor:

@@ -343,14 +343,15 @@ def _resolve(root: Path, path: str) -> Path:
 
 def _initial_model(cfg: TrainConfig) -> tuple[StreamingFusionNet, dict]:
     """A new network, or the ``init`` weights (their config, then ``cfg.model`` on top;
-    the colour stage adds a colour branch to weights without one)."""
+    the colour stage adds a colour branch to weights without one).  Parts the init weights
+    lack start as a new network's: the colour branch, and the band statistics (zero)."""
     if not cfg.init:
         return StreamingFusionNet(ModelConfig.from_dict(cfg.model)), {}
     config, state, meta = load_weights(cfg.init)
     overrides = {**cfg.model, **({"colour": True} if cfg.stage == "colour" else {})}
     model = StreamingFusionNet(ModelConfig.from_dict({**config.to_dict(), **overrides}))
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("chroma.") for k in missing):
+    if unexpected or any(not k.startswith(("chroma.", "statistics.")) for k in missing):
         raise ValueError(f"{cfg.init}: weights do not match the model (missing {missing}, "
                          f"unexpected {unexpected})")
     return model, meta
@@ -614,6 +615,11 @@ def run(cfg: TrainConfig) -> dict:
         if cfg.stage == "colour":  # the fusion's own training stays on record
             meta = {**init_meta, "colour_steps": step, "colour_minutes": meta["minutes"],
                     "colour_data": meta["data"]}
+        elif cfg.init:  # fine-tuned: steps and minutes count the whole training
+            meta = {**init_meta, **meta, "finetune_steps": step,
+                    "finetune_minutes": meta["minutes"],
+                    "steps": int(init_meta.get("steps", 0)) + step,
+                    "minutes": round(float(init_meta.get("minutes", 0)) + elapsed / 60, 2)}
         final = save_weights(model, out_dir / "streaming_fusion.pt", meta)
         summary.update({"checkpoint": str(ckpt_path), "weights": str(final)})
         if cfg.export:

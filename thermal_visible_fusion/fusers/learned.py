@@ -104,11 +104,12 @@ def load_weights(path: str | Path) -> tuple[ModelConfig, dict, dict]:
     if fmt != WEIGHTS_FORMAT or not isinstance(config, dict) or not isinstance(state, dict):
         raise WeightsError(path, f"not a {WEIGHTS_FORMAT} weights file (format={fmt!r})")
     # Files written before detail bands / band fusion / deblur filters / output memory /
-    # global context / full-res warping / the colour branch / the multi-scale rule existed
+    # global context / full-res warping / the colour branch / the multi-scale rule / band
+    # statistics existed
     # describe a network without them.
     config = {"detail_bands": 0, "band_fusion": False, "deblur_filters": 0,
               "output_memory": False, "global_context": False, "fullres_warp": False,
-              "colour": False, "multiscale_fusion": False, **config}
+              "colour": False, "multiscale_fusion": False, "band_statistics": False, **config}
     try:
         model_config = ModelConfig.from_dict(config)
     except (TypeError, ValueError) as exc:

@@ -2,7 +2,8 @@
 
 They follow the protocol of the M3SVD degraded clips: infrared gets Gaussian noise drawn
 anew every frame plus column-stripe noise fixed for the whole clip; visible gets a
-Gaussian blur fixed for the clip.  Visible may also get low light (darkening, gamma,
+Gaussian blur fixed for the clip.  Infrared also gets a tone change fixed for the clip
+(contrast scaled about a pivot level, as a thermal camera's gain control does).  Visible may also get low light (darkening, gamma,
 sensor noise) or haze (atmospheric scattering), each fixed for the clip.  Results are
 quantised to 8 bits like real frames.  The clean clips stay the training targets (under
 low light, the clean clip at the same light level).
@@ -11,7 +12,9 @@ The ranges were checked against ``m3svd/clips/*/{ir,vis}_degraded`` (the evaluat
 inputs), which differ from the nominal protocol: their IR column stripes are not zero-mean
 (every column is brightened by ~N(31, 8..12)/255, i.e. a ~+0.12 DC offset), the per-pixel
 IR noise is sigma ~11..18/255, and the blurred visible frames are ~4..9/255 brighter
-(gain ~0.96..0.98).  The defaults cover both the nominal protocol and those measurements.
+(gain ~0.96..0.98).  Their IR tone is not the clean one plus an offset either: the mean
+error falls from ~+40/255 in the dark to ~0 at white, a contrast gain of ~0.8 about white.
+The defaults cover both the nominal protocol and those measurements.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class DegradeConfig:
     ir_noise: tuple[float, float] = (9 / 255, 20 / 255)    # per-frame Gaussian sigma
     ir_stripe: tuple[float, float] = (5 / 255, 15 / 255)   # column-stripe sigma (per clip)
     ir_stripe_mean: tuple[float, float] = (0.0, 40 / 255)  # column-stripe DC offset
+    ir_gain: tuple[float, float] = (0.7, 1.05)   # IR contrast gain (per clip) ...
+    ir_pivot: tuple[float, float] = (0.5, 1.0)   # ... about this level, which it keeps
     vis_blur: tuple[float, float] = (0.5, 3.5)             # Gaussian blur sigma, pixels
     vis_gain: tuple[float, float] = (0.94, 1.02)           # brightness change of the blurred
     vis_offset: tuple[float, float] = (-2 / 255, 10 / 255)  # visible frames
@@ -69,8 +74,11 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def degrade_ir(ir: torch.Tensor, cfg: DegradeConfig, gen: torch.Generator | None = None
                ) -> torch.Tensor:
-    """(T,1,H,W) clean IR clip -> per-frame Gaussian noise + clip-fixed column stripes."""
+    """(T,1,H,W) clean IR clip -> clip-fixed tone change, per-frame Gaussian noise and
+    clip-fixed column stripes."""
     t, _, h, w = ir.shape
+    pivot = _uniform(cfg.ir_pivot, gen)
+    ir = pivot + _uniform(cfg.ir_gain, gen) * (ir - pivot)
     sigma = _uniform(cfg.ir_noise, gen)
     stripe_sigma = _uniform(cfg.ir_stripe, gen)
     stripes = torch.randn((1, 1, 1, w), generator=gen) * stripe_sigma
