@@ -105,8 +105,7 @@ def load_weights(path: str | Path) -> tuple[ModelConfig, dict, dict]:
         raise WeightsError(path, f"not a {WEIGHTS_FORMAT} weights file (format={fmt!r})")
     # Files written before detail bands / band fusion / deblur filters / output memory /
     # global context / full-res warping / the colour branch / the multi-scale rule / band
-    # statistics existed
-    # describe a network without them.
+    # statistics existed describe a network without them.
     config = {"detail_bands": 0, "band_fusion": False, "deblur_filters": 0,
               "output_memory": False, "global_context": False, "fullres_warp": False,
               "colour": False, "multiscale_fusion": False, "band_statistics": False, **config}

@@ -3,8 +3,9 @@
 They follow the protocol of the M3SVD degraded clips: infrared gets Gaussian noise drawn
 anew every frame plus column-stripe noise fixed for the whole clip; visible gets a
 Gaussian blur fixed for the clip.  Infrared also gets a tone change fixed for the clip
-(contrast scaled about a pivot level, as a thermal camera's gain control does).  Visible may also get low light (darkening, gamma,
-sensor noise) or haze (atmospheric scattering), each fixed for the clip.  Results are
+(contrast scaled about a pivot level, as a thermal camera's gain control does).  Visible
+may also get low light (darkening, gamma, sensor noise) or haze (atmospheric
+scattering), each fixed for the clip.  Results are
 quantised to 8 bits like real frames.  The clean clips stay the training targets (under
 low light, the clean clip at the same light level).
 
