@@ -274,6 +274,39 @@ def test_finetuning_adds_the_band_statistics_and_counts_the_whole_training(datas
     assert meta["minutes"] == pytest.approx(1.5 + meta["finetune_minutes"], abs=0.02)
 
 
+def test_burn_in_gives_the_loss_older_memories(dataset):
+    """Frames before the clip run without gradient and hand their memory to the loss's
+    frames, their number drawn per step from 0..burn_in_max."""
+    from thermal_visible_fusion.model import ModelConfig, StreamingFusionNet
+
+    cfg = small_config(dataset, Path("unused"), clip_len=2, burn_in_max=3)
+    model = StreamingFusionNet(ModelConfig.from_dict(cfg.model))
+    trainer = train.ClipTrainer(model, None, cfg)
+    seqs, stills = discover(dataset / "clips")[0], discover(dataset / "stills")[1]
+    batch = ClipSampler(seqs, stills, ClipConfig(clip_len=5, crop_min=32, crop_max=32),
+                        DegradeConfig(), seed=0).batch(1)
+    calls: list[tuple[bool, bool, torch.Tensor]] = []
+    model.register_forward_hook(lambda m, args, out: calls.append(
+        (torch.is_grad_enabled(), args[2] is not None, args[0])))
+    burn_ins = set()
+    for _ in range(16):
+        calls.clear()
+        total, _ = trainer(batch, None)
+        assert torch.isfinite(total) and total.requires_grad
+        graded = [c for c in calls if c[0]]
+        assert len(graded) == cfg.clip_len  # the loss sees clip_len frames, the last ones
+        assert all(torch.equal(c[2], batch["ir_degraded"][:, 3 + i])
+                   for i, c in enumerate(graded))
+        burn = len(calls) - cfg.clip_len
+        assert graded[0][1] == (burn > 0)  # their memory is carried into the clip
+        burn_ins.add(burn)
+    assert burn_ins == {0, 1, 2, 3}
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    with pytest.raises(ValueError, match="burn_in_max"):
+        train.config_from_args(parser.parse_args(["--burn-in-max", "-1"]))
+
+
 def test_rgb_to_crcb_is_the_ycrcb_conversion_of_the_nodes():
     from thermal_visible_fusion.training.losses import rgb_to_crcb
     rgb = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)

@@ -61,7 +61,11 @@ class TrainConfig:
     data: list[str] = field(default_factory=lambda: ["m3svd/videos", "roadscene", "tno"])
     exclude_scenes: list[str] = field(default_factory=lambda: list(EVAL_SCENES))
     cache_dir: str = ""                      # decoded videos; "": ~/.cache/..., "none": RAM
-    clip_len: int = 4
+    clip_len: int = 4                        # frames per clip that the loss sees
+    # frames run before them without gradient, a number drawn per step from 0..burn_in_max:
+    # the loss then also sees memories as old as a long stream's, not only 0..clip_len-1
+    # frames old (a memory trained on short clips alone drifts later in a stream)
+    burn_in_max: int = 0
     crop_min: int = 128
     crop_max: int = 192
     scale_min: float = 0.5
@@ -194,6 +198,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ValueError(f"unknown teacher {cfg.teacher!r}; choose one of {', '.join(TEACHERS)}")
     if cfg.clip_len < 2:
         raise ValueError("clip_len must be >= 2 (the memory needs a previous frame)")
+    if cfg.burn_in_max < 0:
+        raise ValueError("burn_in_max must be >= 0")
     if cfg.stage not in STAGES:
         raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
     if cfg.stage == "colour" and not cfg.init:
@@ -257,6 +263,7 @@ class ClipTrainer(nn.Module):
     def __init__(self, model: StreamingFusionNet, heads: DistillHeads | None, cfg: TrainConfig):
         super().__init__()
         self.model, self.heads, self.cfg = model, heads, cfg
+        self._burn_in = random.Random(cfg.seed)
 
     def forward(self, batch: dict[str, torch.Tensor],
                 teacher_feats: dict[int, dict[str, dict[str, torch.Tensor]]] | None
@@ -276,19 +283,25 @@ class ClipTrainer(nn.Module):
             parts[name] = parts.get(name, 0.0) + weight * value
 
         state, prev = None, None
-        for t in range(t_len):
+        first = cfg.burn_in_max  # the batch has burn_in_max frames before the loss's clip
+        with torch.no_grad():
+            for t in range(first - self._burn_in.randint(0, cfg.burn_in_max), first):
+                out, state = self.model(ir_d[:, t], y_d[:, t], state, restored=False)
+                prev = out.fused
+        pairs = cfg.clip_len - (prev is None)  # frames with a previous one: temporal terms
+        for t in range(first, t_len):
             out, state = self.model(ir_d[:, t], y_d[:, t], state)
             for name, value in losses.fusion_losses(out.fused, ir_c[:, t], y_c[:, t],
                                                            cfg.fusion_target).items():
-                add(name, value, 1 / t_len)
+                add(name, value, 1 / cfg.clip_len)
             add("restore", losses.restoration_loss(out.restored_ir, out.restored_vis,
-                                                   ir_c[:, t], y_c[:, t]), 1 / t_len)
-            if t > 0:
+                                                   ir_c[:, t], y_c[:, t]), 1 / cfg.clip_len)
+            if prev is not None:
                 temporal = losses.temporal_loss(out.fused, prev, ir_c[:, t], ir_c[:, t - 1],
                                                 y_c[:, t], y_c[:, t - 1], flow[:, t], valid[:, t])
                 for name, value in temporal.items():
-                    add(name, value, 1 / (t_len - 1))
-                add("flow", losses.flow_loss(out.flow, flow[:, t], valid[:, t]), 1 / (t_len - 1))
+                    add(name, value, 1 / pairs)
+                add("flow", losses.flow_loss(out.flow, flow[:, t], valid[:, t]), 1 / pairs)
             if self.heads is not None and teacher_feats is not None and t in teacher_feats:
                 n = len(teacher_feats)
                 for m in ("ir", "vis"):
@@ -493,8 +506,8 @@ def run(cfg: TrainConfig) -> dict:
         stills += st
     if world > 1 and is_main:
         dist.barrier()
-    clip_cfg = ClipConfig(clip_len=cfg.clip_len, crop_min=cfg.crop_min, crop_max=cfg.crop_max,
-                          scale_min=cfg.scale_min, scale_max=cfg.scale_max, max_step=cfg.max_step,
+    clip_cfg = ClipConfig(clip_len=cfg.clip_len + cfg.burn_in_max, crop_min=cfg.crop_min,
+                          crop_max=cfg.crop_max, scale_min=cfg.scale_min, scale_max=cfg.scale_max, max_step=cfg.max_step,
                           still_fraction=cfg.still_fraction)
     degrade_cfg = DegradeConfig(p_clean=cfg.p_clean, p_low_light=cfg.p_low_light, p_haze=cfg.p_haze)
 
