@@ -507,7 +507,8 @@ def run(cfg: TrainConfig) -> dict:
     if world > 1 and is_main:
         dist.barrier()
     clip_cfg = ClipConfig(clip_len=cfg.clip_len + cfg.burn_in_max, crop_min=cfg.crop_min,
-                          crop_max=cfg.crop_max, scale_min=cfg.scale_min, scale_max=cfg.scale_max, max_step=cfg.max_step,
+                          crop_max=cfg.crop_max, scale_min=cfg.scale_min,
+                          scale_max=cfg.scale_max, max_step=cfg.max_step,
                           still_fraction=cfg.still_fraction)
     degrade_cfg = DegradeConfig(p_clean=cfg.p_clean, p_low_light=cfg.p_low_light, p_haze=cfg.p_haze)
 
