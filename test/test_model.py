@@ -224,23 +224,37 @@ def test_fusion_loss_does_not_reach_the_restoration():
     assert float(legacy.head.weight.grad[:32].abs().sum()) > 0.0
 
 
-def test_output_memory_pulls_the_fused_frame_towards_the_aligned_past():
+@pytest.mark.parametrize("lowpass", [False, True])
+def test_output_memory_pulls_the_fused_frame_towards_the_aligned_past(lowpass):
     """The fused frame's own temporal gain (the head's last map): fully open, a still scene
-    repeats the previous fused frame (zero flow here); closed, the frame is fused afresh."""
+    repeats the previous fused frame (zero flow here), or with ``output_memory_lowpass``
+    its 4x4 block means under the current frame's detail; closed, it is fused afresh."""
     seq = frames(2, 24, 32)
     fused = {}
     for bias in (20.0, -20.0):
-        model = make_model()
+        torch.manual_seed(0)
+        model = StreamingFusionNet(ModelConfig(output_memory_lowpass=lowpass)).eval()
         with torch.no_grad():
+            torch.nn.init.normal_(model.head.weight, std=0.3)
             model.head.weight[-16:] = 0.0
             model.head.bias[-16:] = bias
             model.align.out.pw.weight.zero_()  # flow 0: the past is where it was
             first, state = model(*seq[0])
             second, _ = model(*seq[1], state)
         fused[bias] = (first.fused, second.fused)
-    assert torch.allclose(fused[20.0][1], fused[20.0][0], atol=1e-5)
-    assert not torch.allclose(fused[-20.0][1], fused[-20.0][0], atol=1e-2)
     assert torch.equal(fused[20.0][0], fused[-20.0][0])  # no past on the first frame
+    assert not torch.allclose(fused[-20.0][1], fused[-20.0][0], atol=1e-2)
+    opened, closed, past = fused[20.0][1], fused[-20.0][1], fused[20.0][0]
+
+    def detail(x: torch.Tensor) -> torch.Tensor:
+        return x - F.interpolate(F.avg_pool2d(x, 4), scale_factor=4.0)
+
+    if lowpass:
+        assert torch.allclose(F.avg_pool2d(opened, 4), F.avg_pool2d(past, 4), atol=1e-5)
+        assert torch.allclose(detail(opened), detail(closed), atol=1e-5)
+        assert not torch.allclose(detail(opened), detail(past), atol=1e-2)
+    else:
+        assert torch.allclose(opened, past, atol=1e-5)
 
 
 def test_remembered_frames_move_by_exactly_the_flow():

@@ -70,7 +70,9 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    With ``output_memory`` the fused frame is then pulled towards the aligned previous
    fused frame by its own per-pixel gain, the same recurrent filter as the restoration's:
    fusion weights that change from frame to frame no longer flicker where the scene
-   stands still.
+   stands still.  With ``output_memory_lowpass`` only the 4x4 block means are pulled:
+   the full-res detail stays the current frame's, because a pull of the whole frame
+   towards the resampled past blurs edges.
    All of it is element-wise in the unshuffled 16-channel space; one ``pixel_shuffle(4)``
    brings the result to full size, and full-res edges come straight from the restored
    sources.
@@ -117,6 +119,7 @@ class ModelConfig:
     band_fusion: bool = True     # fuse the restored frames band by band (see the head)
     deblur_filters: int = 3      # fixed visible deconvolution filters (DEBLUR_SIGMAS)
     output_memory: bool = True   # the fused frame, too, is pulled towards the aligned past
+    output_memory_lowpass: bool = False  # ... only its 4x4 block means (detail stays current)
     global_context: bool = True  # image-wide feature means condition the head (blur level)
     fullres_warp: bool = True    # align remembered frames at full res (not block by block)
     multiscale_fusion: bool = True  # band fusion around the multi-scale rule (else the mean)
@@ -594,7 +597,12 @@ class StreamingFusionNet(nn.Module):
             fused = (0.5 + w_ir[0]) * r_ir + (0.5 + w_vis[0]) * r_vis + b
         if p_fused is not None:  # the same recurrent filter on the output: no flicker from
             # frame-to-frame changes of the fusion weights where the scene stands still
-            fused = torch.addcmul(fused, torch.sigmoid(g_fused), p_fused - fused)
+            pull = p_fused - fused
+            if self.config.output_memory_lowpass:  # the whole frame pulled towards a warped
+                # (resampled, never exactly aligned) past costs edge strength (16-22 % of
+                # Qabf in two from-scratch runs); block means carry the flicker
+                pull = pull.mean(1, keepdim=True)
+            fused = torch.addcmul(fused, torch.sigmoid(g_fused), pull)
 
         def full(x: torch.Tensor) -> torch.Tensor:
             return F.pixel_shuffle(x, 4)[..., :h, :w]
