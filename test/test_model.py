@@ -21,10 +21,10 @@ from thermal_visible_fusion.training.degrade import gaussian_blur
 torch.set_num_threads(1)
 
 
-def make_model(seed: int = 0) -> StreamingFusionNet:
+def make_model(seed: int = 0, config: ModelConfig | None = None) -> StreamingFusionNet:
     """Random weights, with a head strong enough that the memory visibly matters."""
     torch.manual_seed(seed)
-    model = StreamingFusionNet().eval()
+    model = StreamingFusionNet(config).eval()
     torch.nn.init.normal_(model.head.weight, std=0.3)
     torch.nn.init.normal_(model.align.out.pw.weight, std=0.05)
     return model
@@ -232,10 +232,8 @@ def test_output_memory_pulls_the_fused_frame_towards_the_aligned_past(lowpass):
     seq = frames(2, 24, 32)
     fused = {}
     for bias in (20.0, -20.0):
-        torch.manual_seed(0)
-        model = StreamingFusionNet(ModelConfig(output_memory_lowpass=lowpass)).eval()
+        model = make_model(config=ModelConfig(output_memory_lowpass=lowpass))
         with torch.no_grad():
-            torch.nn.init.normal_(model.head.weight, std=0.3)
             model.head.weight[-16:] = 0.0
             model.head.bias[-16:] = bias
             model.align.out.pw.weight.zero_()  # flow 0: the past is where it was

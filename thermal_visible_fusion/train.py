@@ -64,7 +64,7 @@ class TrainConfig:
     clip_len: int = 4                        # frames per clip that the loss sees
     # frames run before them without gradient, a number drawn per step from 0..burn_in_max:
     # the loss then also sees memories as old as a long stream's, not only 0..clip_len-1
-    # frames old (a memory trained on short clips alone drifts later in a stream)
+    # frames old (but it sees an empty memory less often: model card)
     burn_in_max: int = 0
     crop_min: int = 128
     crop_max: int = 192
