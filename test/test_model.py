@@ -14,8 +14,8 @@ from thermal_visible_fusion.model import (ModelConfig, StreamingFusionNet, Strea
                                           block_deblur_residuals, block_detail_bands,
                                           block_low_passes, log_energies,
                                           multiscale_band_fusion, multiscale_fuse,
-                                          deblur_kernel, detail_bands, fuse_sequence, warp,
-                                          warp_blocks)
+                                          deblur_kernel, detail_bands, fuse_sequence,
+                                          output_detail, warp, warp_blocks)
 from thermal_visible_fusion.training.degrade import gaussian_blur
 
 torch.set_num_threads(1)
@@ -253,6 +253,27 @@ def test_output_memory_pulls_the_fused_frame_towards_the_aligned_past(lowpass):
         assert not torch.allclose(detail(opened), detail(past), atol=1e-2)
     else:
         assert torch.allclose(opened, past, atol=1e-5)
+
+
+def test_detail_gain_sharpens_what_is_shown_not_what_is_remembered():
+    """``detail_gain`` g shows ``fused + g * (fused - L4 fused)`` on every frame, while the
+    memory keeps the unmasked frame, so the mask never compounds over a stream."""
+    seq = frames(3, 32, 48)
+    shown, states = {}, {}
+    for gain in (0.0, 0.7):
+        model = make_model(config=ModelConfig(detail_gain=gain))
+        state, outs = None, []
+        with torch.no_grad():
+            for ir, vis in seq:
+                out, state = model(ir, vis, state)
+                outs.append(out.fused)
+        shown[gain], states[gain] = outs, state
+    for plain, masked in zip(shown[0.0], shown[0.7]):
+        low = F.interpolate(F.avg_pool2d(plain, 4), scale_factor=4.0, mode="bilinear",
+                            align_corners=False)
+        assert torch.allclose(masked, plain + 0.7 * (plain - low), atol=1e-5)
+        assert torch.allclose(output_detail(plain), plain - low, atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(states[0.0], states[0.7]))
 
 
 def test_remembered_frames_move_by_exactly_the_flow():

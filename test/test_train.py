@@ -74,6 +74,7 @@ def small_config(dataset: Path, out: Path, **overrides) -> train.TrainConfig:
         cache_dir=str(out / "cache"), clip_len=2, crop_min=32, crop_max=40, batch_size=1,
         max_steps=2, threads=1, device="cpu", out_dir=str(out / "run"), log_every=1,
         ckpt_every=0, val_data="", export=str(out / "exported.pt"), warmup_steps=1,
+        calibrate_batches=2,
         model={"channels": 16, "semantic_channels": 16, "align_channels": 16})
     return replace(cfg, **overrides)
 
@@ -305,6 +306,88 @@ def test_burn_in_gives_the_loss_older_memories(dataset):
     train.add_arguments(parser)
     with pytest.raises(ValueError, match="burn_in_max"):
         train.config_from_args(parser.parse_args(["--burn-in-max", "-1"]))
+
+
+def _blocky_batches(blur: float = 0.0, noise: float = 0.0, n: int = 3, size: int = 48
+                    ) -> list[dict[str, torch.Tensor]]:
+    """3-frame clips of sharp-edged block textures; the degraded frames are the clean ones
+    blurred by ``blur`` px and with Gaussian noise of std ``noise``."""
+    from thermal_visible_fusion.training.degrade import gaussian_blur
+
+    g = torch.Generator().manual_seed(0)
+
+    def blocks(channels: int) -> torch.Tensor:  # (1,T,C,S,S)
+        x = torch.rand(3, 1, size // 4, size // 4, generator=g).repeat_interleave(4, -1)
+        return x.repeat_interleave(4, -2).expand(-1, channels, -1, -1)[None].contiguous()
+
+    def degrade(x: torch.Tensor) -> torch.Tensor:
+        if blur:
+            x = gaussian_blur(x.flatten(0, 1), blur).unflatten(0, x.shape[:2])
+        return x + noise * torch.randn(x.shape, generator=g)
+
+    return [{"ir": ir, "vis": vis, "ir_degraded": degrade(ir), "vis_degraded": degrade(vis)}
+            for ir, vis in ((blocks(1), blocks(3)) for _ in range(n))]
+
+
+def test_detail_gain_gives_the_fused_frames_the_targets_edge_strength():
+    """A network that fuses blurred inputs shows softer edges than the target fusion of
+    the clean frames: the calibrated unsharp mask brings their mean Sobel magnitude to the
+    target's; it never blurs an output that is already sharper (noisy)."""
+    from thermal_visible_fusion.model import ModelConfig, StreamingFusionNet
+    from thermal_visible_fusion.training import losses, sharpness
+
+    model = StreamingFusionNet(ModelConfig(detail_gain=0.3)).eval()
+    blurred = _blocky_batches(blur=1.5)
+    calibration = sharpness.calibrate_detail_gain(model, blurred)
+    assert model.config.detail_gain == 0.3  # measured unmasked, left as it was
+    assert calibration.edge_ratio < 0.9 and 0.2 < calibration.gain < sharpness.MAX_GAIN
+    assert calibration.frames == 9
+
+    def edge_strengths(gain: float) -> tuple[float, float]:
+        model.config.detail_gain = gain
+        shown = target = 0.0
+        with torch.no_grad():
+            for batch in blurred:
+                state = None
+                for t in range(3):
+                    vis = losses.clip_luma(batch["vis"])[:, t]
+                    out, state = model(batch["ir_degraded"][:, t],
+                                       losses.clip_luma(batch["vis_degraded"])[:, t], state)
+                    shown += float(losses.sobel_magnitude(out.fused.clamp(0, 1)).mean())
+                    reference = losses.fusion_reference(batch["ir"][:, t], vis)
+                    target += float(losses.sobel_magnitude(reference).mean())
+        return shown, target
+
+    shown, target = edge_strengths(calibration.gain)
+    assert shown == pytest.approx(target, rel=0.01)
+    assert edge_strengths(0.0)[0] < 0.9 * target
+    noisy = sharpness.calibrate_detail_gain(model, _blocky_batches(noise=0.5))
+    assert noisy.edge_ratio > 1.0 and noisy.gain == 0.0
+
+
+def test_weights_are_calibrated_after_training_and_train_unmasked(dataset, tmp_path):
+    """``--init W --max-steps 0`` re-measures an existing file's gain; training itself
+    always sees the unmasked frames."""
+    from thermal_visible_fusion.fusers.learned import load_weights, save_weights
+    from thermal_visible_fusion.model import ModelConfig, StreamingFusionNet
+
+    small = {"channels": 16, "semantic_channels": 16, "align_channels": 16}
+    init = save_weights(StreamingFusionNet(ModelConfig(detail_gain=2.5, **small)),
+                        tmp_path / "base.pt", {"steps": 7, "minutes": 1.5})
+    cfg = small_config(dataset, tmp_path, init=str(init), max_steps=0, model={})
+    assert train._initial_model(cfg)[0].config.detail_gain == 0.0
+    summary = train.run(cfg)
+    config, _, meta = load_weights(summary["exported"])
+    assert config.detail_gain == summary["detail_gain"] != 2.5
+    assert meta["steps"] == 7 and "finetune_steps" not in meta  # no training was added
+    assert 0 < meta["detail_edge_ratio"] < 1
+    uncalibrated = train.run(replace(cfg, calibrate_batches=0,
+                                     export=str(tmp_path / "plain.pt")))
+    assert load_weights(uncalibrated["exported"])[0].detail_gain == 0.0
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    with pytest.raises(ValueError, match="calibrate_batches"):
+        train.config_from_args(parser.parse_args(["--calibrate-batches", "-1"]))
 
 
 def test_rgb_to_crcb_is_the_ycrcb_conversion_of_the_nodes():

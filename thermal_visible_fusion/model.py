@@ -73,6 +73,10 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    stands still.  With ``output_memory_lowpass`` only the 4x4 block means are pulled:
    the full-res detail stays the current frame's, because a pull of the whole frame
    towards the resampled past blurs edges.
+   Last, ``detail_gain`` g shows ``fused + g * (fused - L4 fused)``, an unsharp mask
+   that is never trained: after training, ``training.sharpness`` sets g so the fused
+   frames have their training target's edge strength (an L1-trained estimate of a frame
+   it cannot fully restore is softer than the frame).  The memory keeps the unmasked frame.
    All of it is element-wise in the unshuffled 16-channel space; one ``pixel_shuffle(4)``
    brings the result to full size, and full-res edges come straight from the restored
    sources.
@@ -124,6 +128,7 @@ class ModelConfig:
     fullres_warp: bool = True    # align remembered frames at full res (not block by block)
     multiscale_fusion: bool = True  # band fusion around the multi-scale rule (else the mean)
     band_statistics: bool = True  # image-wide band energies of the inputs condition the head
+    detail_gain: float = 0.0     # output unsharp mask, set after training (training.sharpness)
     colour: bool = True          # a chroma restorer (ChromaRestorer) for the colour output
     colour_channels: int = 16    # its feature width at 1/4 resolution
 
@@ -607,7 +612,10 @@ class StreamingFusionNet(nn.Module):
         def full(x: torch.Tensor) -> torch.Tensor:
             return F.pixel_shuffle(x, 4)[..., :h, :w]
 
-        out = FusionOutput(full(fused), full(r_ir) if restored else None,
+        shown = fused  # the memory keeps the unsharpened frame: the mask never compounds
+        if self.config.detail_gain:
+            shown = torch.add(fused, block_output_detail(fused), alpha=self.config.detail_gain)
+        out = FusionOutput(full(shown), full(r_ir) if restored else None,
                            full(r_vis) if restored else None, flow, visual, sem)
         return out, MemoryState(mem, key, r_ir, r_vis, fused)
 
@@ -664,6 +672,17 @@ def _upsample_blocks(m: torch.Tensor) -> torch.Tensor:
 def block_detail_bands_from(u: torch.Tensor, lows: list[torch.Tensor]) -> list[torch.Tensor]:
     """Detail bands of an unshuffled image from its ``block_low_passes``."""
     return [previous - low for previous, low in zip([u] + lows[:-1], lows)]
+
+
+def output_detail(x: torch.Tensor) -> torch.Tensor:
+    """``x - L4 x`` of (B,1,H,W) frames, any size: what ``ModelConfig.detail_gain`` scales."""
+    h, w = x.shape[-2:]
+    return F.pixel_shuffle(block_output_detail(F.pixel_unshuffle(_pad(x), 4)), 4)[..., :h, :w]
+
+
+def block_output_detail(u: torch.Tensor) -> torch.Tensor:
+    """``output_detail`` of a (B,16,h,w) unshuffled image, unshuffled."""
+    return u - block_low_passes(u, 2)[-1]
 
 
 def detail_bands(x: torch.Tensor, n: int) -> list[torch.Tensor]:

@@ -40,7 +40,7 @@ from torch import nn
 
 from thermal_visible_fusion.fusers.learned import DEFAULT_WEIGHTS, load_weights, save_weights
 from thermal_visible_fusion.model import ModelConfig, StreamingFusionNet
-from thermal_visible_fusion.training import losses
+from thermal_visible_fusion.training import losses, sharpness
 from thermal_visible_fusion.training.data import (EVAL_SCENES, ClipBatches, ClipConfig,
                                                   ClipSampler, default_cache_dir, discover,
                                                   read_image)
@@ -118,6 +118,9 @@ class TrainConfig:
     val_scale: float = 1.0                   # resize factor of the validation frames
     val_frames: int = 20                     # frames per validation clip
     export: str = str(DEFAULT_WEIGHTS)       # final weights; "": do not export
+    # batches of training clips that measure ModelConfig.detail_gain after training
+    # (training.sharpness); 0: the weights get no unsharp mask
+    calibrate_batches: int = 32
     resume: str = ""                         # checkpoint to continue; "auto": <out_dir>/last.pt
 
 
@@ -200,6 +203,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ValueError("clip_len must be >= 2 (the memory needs a previous frame)")
     if cfg.burn_in_max < 0:
         raise ValueError("burn_in_max must be >= 0")
+    if cfg.calibrate_batches < 0:
+        raise ValueError("calibrate_batches must be >= 0")
     if cfg.stage not in STAGES:
         raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
     if cfg.stage == "colour" and not cfg.init:
@@ -273,8 +278,8 @@ class ClipTrainer(nn.Module):
         if cfg.stage == "colour":
             return cfg.w_colour * colour, {"colour": colour}
         ir_c, ir_d = batch["ir"], batch["ir_degraded"]
-        y_c = _luma(batch["vis"])
-        y_d = _luma(batch["vis_degraded"])
+        y_c = losses.clip_luma(batch["vis"])
+        y_d = losses.clip_luma(batch["vis_degraded"])
         flow, valid = batch["flow"], batch["valid"]
         t_len = ir_c.shape[1]
         parts: dict[str, torch.Tensor] = {}
@@ -327,12 +332,6 @@ class ClipTrainer(nn.Module):
         return losses.colour_loss(restored, batch["vis"].flatten(0, 1))
 
 
-def _luma(rgb: torch.Tensor) -> torch.Tensor:
-    """(B,T,3,H,W) RGB -> (B,T,1,H,W) luma."""
-    b, t = rgb.shape[:2]
-    return losses.rgb_to_y(rgb.flatten(0, 1)).unflatten(0, (b, t))
-
-
 # ----------------------------------------------------------------------------- helpers
 
 def _distributed() -> tuple[int, int, int]:
@@ -357,11 +356,13 @@ def _resolve(root: Path, path: str) -> Path:
 def _initial_model(cfg: TrainConfig) -> tuple[StreamingFusionNet, dict]:
     """A new network, or the ``init`` weights (their config, then ``cfg.model`` on top;
     the colour stage adds a colour branch to weights without one).  Parts the init weights
-    lack start as a new network's: the colour branch, and the band statistics (zero)."""
+    lack start as a new network's: the colour branch, and the band statistics (zero).
+    The loss sees the frames without the unsharp mask: its gain is measured afterwards."""
     if not cfg.init:
-        return StreamingFusionNet(ModelConfig.from_dict(cfg.model)), {}
+        return StreamingFusionNet(ModelConfig.from_dict({**cfg.model, "detail_gain": 0.0})), {}
     config, state, meta = load_weights(cfg.init)
-    overrides = {**cfg.model, **({"colour": True} if cfg.stage == "colour" else {})}
+    overrides = {**cfg.model, **({"colour": True} if cfg.stage == "colour" else
+                                 {"detail_gain": 0.0})}
     model = StreamingFusionNet(ModelConfig.from_dict({**config.to_dict(), **overrides}))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith(("chroma.", "statistics.")) for k in missing):
@@ -388,6 +389,14 @@ def _teacher_features(teacher, batch: dict[str, torch.Tensor], frames: int
         ir3 = batch["ir"][:, t].expand(-1, 3, -1, -1)
         out[t] = {"ir": teacher(ir3), "vis": teacher(batch["vis"][:, t])}
     return out
+
+
+def _calibrate(model: StreamingFusionNet, sampler: ClipSampler, cfg: TrainConfig,
+               device: torch.device) -> sharpness.Calibration:
+    """The unsharp mask's gain on fresh degraded training clips (not the held-out ones)."""
+    batches = ({k: v.to(device) for k, v in sampler.batch(cfg.batch_size).items()}
+               for _ in range(cfg.calibrate_batches))
+    return sharpness.calibrate_detail_gain(model, batches, cfg.fusion_target)
 
 
 def save_checkpoint(path: Path, step: int, elapsed: float, trainer: ClipTrainer,
@@ -629,11 +638,21 @@ def run(cfg: TrainConfig) -> dict:
         if cfg.stage == "colour":  # the fusion's own training stays on record
             meta = {**init_meta, "colour_steps": step, "colour_minutes": meta["minutes"],
                     "colour_data": meta["data"]}
+        elif cfg.init and step == 0:  # only the detail gain measured: the init's training
+            meta = dict(init_meta)
         elif cfg.init:  # fine-tuned: steps and minutes count the whole training
             meta = {**init_meta, **meta, "finetune_steps": step,
                     "finetune_minutes": meta["minutes"],
                     "steps": int(init_meta.get("steps", 0)) + step,
                     "minutes": round(float(init_meta.get("minutes", 0)) + elapsed / 60, 2)}
+        if cfg.stage == "all" and cfg.calibrate_batches:
+            calibration = _calibrate(model, make_sampler(cfg.seed + 7919), cfg, device)
+            model.config.detail_gain = calibration.gain
+            meta["detail_edge_ratio"] = round(calibration.edge_ratio, 4)
+            summary["detail_gain"] = calibration.gain
+            print(f"detail gain {calibration.gain:.3f}: the fused frames had "
+                  f"{calibration.edge_ratio:.3f} of the target's edge strength on "
+                  f"{calibration.frames} training frames", flush=True)
         final = save_weights(model, out_dir / "streaming_fusion.pt", meta)
         summary.update({"checkpoint": str(ckpt_path), "weights": str(final)})
         if cfg.export:

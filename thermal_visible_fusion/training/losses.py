@@ -79,18 +79,28 @@ def fusion_losses(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
     """Intensity, gradient and SSIM terms of a fused frame against the clean sources.
 
     ``target``: the reference fusion of the intensity term, "multiscale" or "max"."""
-    if target == "multiscale":
-        reference = multiscale_target(ir, vis)
-    elif target == "max":
-        reference = torch.maximum(ir, vis)
-    else:
-        raise ValueError(f"unknown fusion target {target!r} (multiscale, max)")
     return {
-        "intensity": F.l1_loss(fused, reference),
+        "intensity": F.l1_loss(fused, fusion_reference(ir, vis, target)),
         "gradient": F.l1_loss(sobel_magnitude(fused),
                               torch.maximum(sobel_magnitude(ir), sobel_magnitude(vis))),
         "ssim": 1 - 0.5 * (ssim(fused, ir) + ssim(fused, vis)),
     }
+
+
+def fusion_reference(ir: torch.Tensor, vis: torch.Tensor, target: str = "multiscale"
+                     ) -> torch.Tensor:
+    """The frame the intensity term pulls towards: a fusion of the clean sources."""
+    if target == "multiscale":
+        return multiscale_target(ir, vis)
+    if target == "max":
+        return torch.maximum(ir, vis)
+    raise ValueError(f"unknown fusion target {target!r} (multiscale, max)")
+
+
+def clip_luma(rgb: torch.Tensor) -> torch.Tensor:
+    """(B,T,3,H,W) RGB clips -> (B,T,1,H,W) luma."""
+    b, t = rgb.shape[:2]
+    return rgb_to_y(rgb.flatten(0, 1)).unflatten(0, (b, t))
 
 
 def restoration_loss(restored_ir: torch.Tensor, restored_vis: torch.Tensor, ir: torch.Tensor,
