@@ -388,6 +388,8 @@ def test_weights_are_calibrated_after_training_and_train_unmasked(dataset, tmp_p
     train.add_arguments(parser)
     with pytest.raises(ValueError, match="calibrate_batches"):
         train.config_from_args(parser.parse_args(["--calibrate-batches", "-1"]))
+    with pytest.raises(ValueError, match="detail_gain is measured"):
+        train.config_from_args(parser.parse_args(["--model-detail-gain", "0.5"]))
 
 
 def test_rgb_to_crcb_is_the_ycrcb_conversion_of_the_nodes():

@@ -205,6 +205,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ValueError("burn_in_max must be >= 0")
     if cfg.calibrate_batches < 0:
         raise ValueError("calibrate_batches must be >= 0")
+    if "detail_gain" in cfg.model:
+        raise ValueError("detail_gain is measured after training (--calibrate-batches), "
+                         "not set")
     if cfg.stage not in STAGES:
         raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
     if cfg.stage == "colour" and not cfg.init:
