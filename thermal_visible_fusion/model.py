@@ -681,8 +681,9 @@ def output_detail(x: torch.Tensor) -> torch.Tensor:
 
 
 def block_output_detail(u: torch.Tensor) -> torch.Tensor:
-    """``output_detail`` of a (B,16,h,w) unshuffled image, unshuffled."""
-    return u - block_low_passes(u, 2)[-1]
+    """``output_detail`` of a (B,16,h,w) unshuffled image, unshuffled (``L4`` straight
+    from the block means: the frame's hot path skips ``L2``)."""
+    return u - _upsample_blocks(u.mean(1, keepdim=True))
 
 
 def detail_bands(x: torch.Tensor, n: int) -> list[torch.Tensor]:

@@ -63,18 +63,17 @@ def calibrate_detail_gain(model: StreamingFusionNet, batches: Iterable[dict[str,
         return sum(float(losses.sobel_magnitude((f + gain * d).clamp(0, 1)).sum())
                    for f, d in zip(fused_frames, details))
 
-    low, high = 0.0, MAX_GAIN  # the energy grows with the gain: bisection
     ratio = energy(0.0) / max(target_energy, 1e-12)
     if ratio >= 1.0:
-        low = high = 0.0  # never blur: a sharper output than the target keeps gain 0
+        gain = 0.0  # never blur: a sharper output than the target keeps gain 0
     elif energy(MAX_GAIN) <= target_energy:
-        low = MAX_GAIN
-    else:
+        gain = MAX_GAIN
+    else:  # the energy grows with the gain: bisection
+        gain, high = 0.0, MAX_GAIN
         for _ in range(20):
-            mid = 0.5 * (low + high)
+            mid = 0.5 * (gain + high)
             if energy(mid) < target_energy:
-                low = mid
+                gain = mid
             else:
                 high = mid
-    return Calibration(round(low, 4), ratio, sum(f.shape[0] for f in fused_frames))
-
+    return Calibration(round(gain, 4), ratio, sum(f.shape[0] for f in fused_frames))
