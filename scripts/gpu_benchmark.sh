@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # GPU benchmark: engine throughput and latency per fuser on a CUDA machine.
 #   bash scripts/gpu_benchmark.sh            (from the repository root)
+# Runs test/test_cuda.py first (CUDA graphs vs eager, half precision vs CPU) where
+# pytest is installed. Also checks that the learned fuser's half-precision output on the GPU matches the
+# CPU float32 path over 30 frames of one stream (grey levels, PSNR).
 # Installs the CUDA build of torch into .venv-gpu (or uses TVF_PYTHON if it
 # already has CUDA torch), then prints and writes output/benchmark_gpu.json.
 set -euo pipefail
@@ -19,5 +22,11 @@ import torch
 print("torch", torch.__version__, "cuda", torch.version.cuda,
       "device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
 PY
+tests=passed
+if "$python" -c 'import pytest' 2>/dev/null; then  # the CUDA path's own tests first
+  PYTHONPATH=. "$python" -m pytest -q -p no:cacheprovider test/test_cuda.py || tests=FAILED
+fi
 PYTHONPATH=. "$python" -m thermal_visible_fusion benchmark-core --device cuda \
-  --sizes 1280x720,640x480,320x240 --frames 200 --json output/benchmark_gpu.json
+  --sizes 1280x720,640x480,320x240 --frames 200 --compare-cpu 30 \
+  --json output/benchmark_gpu.json
+if [ "$tests" != passed ]; then echo "test/test_cuda.py FAILED (above)"; exit 1; fi

@@ -821,7 +821,10 @@ _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16  # cv2.pyrDown/pyrUp ke
 
 def _binomial(x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     """Separable 5-tap binomial filter, mirrored borders (cv2's BORDER_REFLECT_101)."""
-    k = _BINOMIAL.to(x) * gain
+    key = ("binomial", x.dtype, x.device)  # cached: no host copy per call (CUDA graphs)
+    if key not in _STENCILS:
+        _STENCILS[key] = _BINOMIAL.to(x)
+    k = _STENCILS[key] * gain
     # reflect needs more than 2 pixels; tiny frames' 1/4-res block means can have fewer
     x = F.pad(x, (2, 2, 2, 2), mode="reflect" if min(x.shape[-2:]) > 2 else "replicate")
     return F.conv2d(F.conv2d(x, k.view(1, 1, 1, 5)), k.view(1, 1, 5, 1))

@@ -178,20 +178,83 @@ class FrozenStep:
         return fused, MemoryState(*new)
 
 
+class CudaGraphStep:
+    """The model's inference step replayed as CUDA graphs, one per input size and dtype
+    and per memory presence (first frame without it).
+
+    An 80k-parameter network runs a few hundred small kernels a frame: on a GPU their
+    launches, not the arithmetic, bound the frame rate, and a graph launches them all at
+    once.  Inputs are copied into the graph's static buffers and the outputs cloned out,
+    so callers (the look-ahead keeps several) hold ordinary tensors.  Falls back to eager,
+    with a warning, if capture fails.
+    """
+
+    MAX_GRAPHS = 8  # each holds its own memory pool: keep the cache bounded
+
+    def __init__(self, model: StreamingFusionNet):
+        self.model = model
+        self.graphs: OrderedDict[tuple, tuple | None] = OrderedDict()
+
+    def _capture(self, inputs: tuple[torch.Tensor, ...]) -> tuple:
+        static = tuple(t.clone() for t in inputs)
+
+        def run() -> tuple[torch.Tensor, ...]:
+            state = MemoryState(*static[2:]) if len(static) > 2 else None
+            out, new = self.model(static[0], static[1], state, restored=False)
+            return (out.fused,) + tuple(new)
+
+        side = torch.cuda.Stream(device=static[0].device)
+        side.wait_stream(torch.cuda.current_stream(static[0].device))
+        with torch.cuda.stream(side):  # warm-up off the capture: kernel choices, allocator
+            for _ in range(3):
+                run()
+        torch.cuda.current_stream(static[0].device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = run()
+        return graph, static, outputs
+
+    def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None
+                 ) -> tuple[torch.Tensor, MemoryState]:
+        inputs = (ir, vis) + (tuple(state) if state is not None else ())
+        key = (tuple(ir.shape), ir.dtype, ir.device, state is None)
+        if key not in self.graphs:
+            try:
+                self.graphs[key] = self._capture(inputs)
+            except Exception as exc:  # an op that cannot be captured: stay eager
+                warnings.warn(f"capturing the fusion network as a CUDA graph failed ({exc}); "
+                              "running eager")
+                self.graphs[key] = None
+            while len(self.graphs) > self.MAX_GRAPHS:
+                self.graphs.popitem(last=False)
+        self.graphs.move_to_end(key)
+        entry = self.graphs[key]
+        if entry is None:
+            out, new = self.model(ir, vis, state, restored=False)
+            return out.fused, new
+        graph, static, outputs = entry
+        for buffer, value in zip(static, inputs):
+            buffer.copy_(value)
+        graph.replay()
+        fused, *new = (t.clone() for t in outputs)
+        return fused, MemoryState(*new)
+
+
 class LearnedFuser:
     """Streaming learned fusion with temporal memory.
 
     ``lookahead=k`` delays the output by k frames and uses them (see ``StreamingRunner``);
     ``flush()`` returns the frames still held back.  ``threads`` sets torch's CPU threads.
     ``jit`` (default: on CPU) runs a TorchScript-frozen trace of the network, made per
-    frame size on first use (``warmup`` does it ahead of time).
+    frame size on first use (``warmup`` does it ahead of time); ``cuda_graphs`` (default:
+    on CUDA) replays it as CUDA graphs (``CudaGraphStep``), captured the same way.
     """
 
     name = "learned"
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
                  use_memory: bool = True, lookahead: int = 0, threads: int | None = None,
-                 jit: bool | None = None):
+                 jit: bool | None = None, cuda_graphs: bool | None = None):
         if lookahead and not use_memory:
             raise ValueError("lookahead needs the memory (use_memory=True)")
         if threads:
@@ -202,7 +265,12 @@ class LearnedFuser:
         model = load_model(self.weights, "cpu")
         self.model = model.to(self.device, self.dtype).to(memory_format=torch.channels_last)
         self.jit = self.device.type == "cpu" if jit is None else jit
-        self._step = FrozenStep(self.model) if self.jit else None
+        if cuda_graphs is None:
+            cuda_graphs = self.device.type == "cuda"
+        if cuda_graphs and self.device.type != "cuda":
+            raise ValueError(f"cuda_graphs needs a CUDA device, got {self.device}")
+        self._step = FrozenStep(self.model) if self.jit else \
+            CudaGraphStep(self.model) if cuda_graphs else None
         self._lookahead = lookahead  # as asked; the runner drops it while memory is off
         self.runner = StreamingRunner(self.model, use_memory=use_memory, lookahead=lookahead,
                                       step=self._step)

@@ -4,7 +4,10 @@
     after warm-up; the learned fuser with memory on, as the node runs it), and
     the learned network's parameter count;
   * the node's per-frame temporal diagnostics (``TemporalMonitor``) in ms at 640x480;
-  * all image metrics (``metrics.image.compute_all``) of one 640x480 frame in s.
+  * all image metrics (``metrics.image.compute_all``) of one 640x480 frame in s;
+  * with ``--compare-cpu N``: how far the learned fuser's output on ``--device`` is from
+    the CPU float32 path's over N frames of one stream (memory on), in grey levels: on a
+    GPU this checks that half precision fuses the same frames.
 Inputs are synthetic scene frames, so no data is needed.  On a CUDA machine use
 ``--device cuda`` (half precision, channels-last): this is the GPU benchmark.
 Medians on a shared machine are noisy: compare figures from one run.
@@ -12,6 +15,7 @@ Medians on a shared machine are noisy: compare figures from one run.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -19,6 +23,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def add_arguments(parser) -> None:
@@ -29,6 +40,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weights", default="")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--json", default="output/benchmark_core.json")
+    parser.add_argument("--compare-cpu", type=_count, default=0, metavar="N",
+                        help="frames of the learned fuser on --device vs the CPU (0: off)")
 
 
 def _median_ms(function, repeats: int) -> float:
@@ -38,6 +51,24 @@ def _median_ms(function, repeats: int) -> float:
         function()
         times.append(time.perf_counter() - start)
     return float(np.median(times)) * 1000
+
+
+def cpu_agreement(weights: str, device: str, frames: list) -> dict:
+    """The learned fuser's BGR output on ``device`` against the CPU path's, frame by frame
+    of one stream (memory on): mean and max absolute difference in grey levels, PSNR."""
+    from thermal_visible_fusion.fusers.learned import LearnedFuser
+
+    fusers = [LearnedFuser(weights or None, device=d) for d in (device, "cpu")]
+    squared, mean_abs, max_abs = 0.0, 0.0, 0
+    for thermal, rgb in frames:
+        a, b = (f.fuse(thermal, rgb).astype(np.int16) for f in fusers)
+        diff = np.abs(a - b)
+        squared += float((diff.astype(np.float64) ** 2).mean()) / len(frames)
+        mean_abs += float(diff.mean()) / len(frames)
+        max_abs = max(max_abs, int(diff.max()))
+    psnr = None if squared == 0 else round(float(10 * np.log10(255.0 ** 2 / squared)), 2)
+    return {"device": str(fusers[0].device), "frames": len(frames),  # psnr None: identical
+            "mean_abs": round(mean_abs, 4), "max_abs": max_abs, "psnr_db": psnr}
 
 
 def main(args) -> int:
@@ -97,6 +128,13 @@ def main(args) -> int:
     compute_all(rgb, thermal, rgb)
     result["image_metrics_s_640x480"] = round(_median_ms(lambda: compute_all(rgb, thermal, rgb), 7)
                                               / 1000, 4)
+    if args.compare_cpu:
+        stream = [scene.frame(i) for i in range(args.compare_cpu)]
+        result["learned_vs_cpu_640x480"] = agreement = cpu_agreement(args.weights, args.device,
+                                                                     stream)
+        print(f"learned on {agreement['device']} vs CPU float32, {agreement['frames']} frames: "
+              f"mean |diff| {agreement['mean_abs']} grey levels, max {agreement['max_abs']}, "
+              f"PSNR {agreement['psnr_db'] or 'inf'} dB", flush=True)
     print(json.dumps(result, indent=2))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

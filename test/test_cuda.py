@@ -1,0 +1,49 @@
+"""The CUDA path (half precision, channels-last, CUDA graphs).  These run on a CUDA
+machine (``scripts/gpu_benchmark.sh`` runs them first) and skip elsewhere."""
+
+import numpy as np
+import pytest
+import torch
+
+from thermal_visible_fusion.fusers.learned import LearnedFuser
+from thermal_visible_fusion.synthetic import SyntheticScene
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def _stream(frames: int, width: int = 160, height: int = 120) -> list:
+    scene = SyntheticScene(width, height)
+    return [scene.frame(i) for i in range(frames)]
+
+
+def _fuse_all(fuser: LearnedFuser, frames: list) -> list[np.ndarray]:
+    return [fuser.fuse(thermal, rgb) for thermal, rgb in frames] + fuser.flush()
+
+
+@needs_cuda
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_cuda_graphs_fuse_the_frames_eager_execution_fuses(lookahead):
+    # two sizes in one stream: each gets its own graphs, the memory restarts between them
+    frames = _stream(6) + _stream(4, 96, 64)
+    graphs = LearnedFuser(device="cuda", lookahead=lookahead)
+    eager = LearnedFuser(device="cuda", lookahead=lookahead, cuda_graphs=False)
+    with_graphs, without = _fuse_all(graphs, frames), _fuse_all(eager, frames)
+    captured = graphs.runner.step.graphs
+    assert len(captured) == 4 and all(entry is not None for entry in captured.values())
+    assert [f.shape for f in with_graphs] == [f.shape for f in without]
+    for a, b in zip(with_graphs, without):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+@needs_cuda
+def test_half_precision_on_the_gpu_fuses_what_the_cpu_fuses():
+    frames = _stream(10, 320, 240)
+    gpu, cpu = LearnedFuser(device="cuda"), LearnedFuser(device="cpu")
+    diffs = [np.abs(gpu.fuse(t, r).astype(int) - cpu.fuse(t, r).astype(int)) for t, r in frames]
+    assert np.mean([d.mean() for d in diffs]) < 1.0  # grey levels
+    assert max(d.max() for d in diffs) <= 32
+
+
+def test_cuda_graphs_need_a_cuda_device():
+    with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device"):
+        LearnedFuser(device="cpu", cuda_graphs=True)
