@@ -25,6 +25,8 @@ PY
 tests=passed
 if "$python" -c 'import pytest' 2>/dev/null; then  # the CUDA path's own tests first
   PYTHONPATH=. "$python" -m pytest -q -p no:cacheprovider test/test_cuda.py || tests=FAILED
+else
+  echo "pytest is not installed: test/test_cuda.py did not run"
 fi
 PYTHONPATH=. "$python" -m thermal_visible_fusion benchmark-core --device cuda \
   --sizes 1280x720,640x480,320x240 --frames 200 --compare-cpu 30 \

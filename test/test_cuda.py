@@ -47,3 +47,37 @@ def test_half_precision_on_the_gpu_fuses_what_the_cpu_fuses():
 def test_cuda_graphs_need_a_cuda_device():
     with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device"):
         LearnedFuser(device="cpu", cuda_graphs=True)
+
+
+@needs_cuda
+def test_a_failed_capture_warns_and_fuses_eager(monkeypatch):
+    frames = _stream(4)
+    eager = _fuse_all(LearnedFuser(device="cuda", cuda_graphs=False), frames)
+
+    class Uncapturable:
+        def __init__(self):
+            raise RuntimeError("capture not supported here")
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Uncapturable)
+    fuser = LearnedFuser(device="cuda")
+    with pytest.warns(UserWarning, match="CUDA graph failed"):
+        fused = _fuse_all(fuser, frames)
+    assert list(fuser.runner.step.graphs.values()) == [None, None]
+    for a, b in zip(fused, eager):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+@needs_cuda
+def test_the_graph_cache_is_bounded():
+    fuser = LearnedFuser(device="cuda")
+    fuser.runner.step.MAX_GRAPHS = 2
+    for width in (64, 96, 128):
+        _fuse_all(fuser, _stream(2, width, 48))
+    assert len(fuser.runner.step.graphs) == 2  # the newest size's two graphs
+
+
+@needs_cuda
+def test_cuda_graphs_and_the_torchscript_trace_exclude_each_other():
+    assert LearnedFuser(device="cuda", jit=True).runner.step.__class__.__name__ == "FrozenStep"
+    with pytest.raises(ValueError, match="jit off"):
+        LearnedFuser(device="cuda", jit=True, cuda_graphs=True)

@@ -203,41 +203,49 @@ class CudaGraphStep:
             out, new = self.model(static[0], static[1], state, restored=False)
             return (out.fused,) + tuple(new)
 
-        side = torch.cuda.Stream(device=static[0].device)
-        side.wait_stream(torch.cuda.current_stream(static[0].device))
+        side = torch.cuda.Stream()  # on the current device: the caller selects the input's
+        side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up off the capture: kernel choices, allocator
             for _ in range(3):
                 run()
-        torch.cuda.current_stream(static[0].device).wait_stream(side)
+        torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread-local: CUDA calls of other threads in the process do not break the capture
+        with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
             outputs = run()
         return graph, static, outputs
+
+    def _capture_or_eager(self, inputs: tuple[torch.Tensor, ...]) -> tuple | None:
+        try:
+            return self._capture(inputs)
+        except torch.cuda.OutOfMemoryError:
+            raise  # transient: this frame fails, the next one tries again
+        except RuntimeError as exc:  # an op that cannot be captured: this size stays eager
+            warnings.warn(f"capturing the fusion network as a CUDA graph failed ({exc}); "
+                          "running eager")
+            return None
 
     def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None
                  ) -> tuple[torch.Tensor, MemoryState]:
         inputs = (ir, vis) + (tuple(state) if state is not None else ())
         key = (tuple(ir.shape), ir.dtype, ir.device, state is None)
-        if key not in self.graphs:
-            try:
-                self.graphs[key] = self._capture(inputs)
-            except Exception as exc:  # an op that cannot be captured: stay eager
-                warnings.warn(f"capturing the fusion network as a CUDA graph failed ({exc}); "
-                              "running eager")
-                self.graphs[key] = None
-            while len(self.graphs) > self.MAX_GRAPHS:
-                self.graphs.popitem(last=False)
-        self.graphs.move_to_end(key)
-        entry = self.graphs[key]
-        if entry is None:
-            out, new = self.model(ir, vis, state, restored=False)
-            return out.fused, new
-        graph, static, outputs = entry
-        for buffer, value in zip(static, inputs):
-            buffer.copy_(value)
-        graph.replay()
-        fused, *new = (t.clone() for t in outputs)
-        return fused, MemoryState(*new)
+        with torch.cuda.device(ir.device):  # capture and replay on the input's GPU (cuda:N)
+            if key not in self.graphs:
+                self.graphs[key] = self._capture_or_eager(inputs)
+                while len(self.graphs) > self.MAX_GRAPHS:
+                    self.graphs.popitem(last=False)
+            self.graphs.move_to_end(key)
+            entry = self.graphs[key]
+            if entry is None or any(b.shape != v.shape for b, v in zip(entry[1], inputs)):
+                # no graph, or a memory of another size: eager, which says what is wrong
+                out, new = self.model(ir, vis, state, restored=False)
+                return out.fused, new
+            graph, static, outputs = entry
+            for buffer, value in zip(static, inputs):
+                buffer.copy_(value)
+            graph.replay()
+            fused, *new = (t.clone() for t in outputs)
+            return fused, MemoryState(*new)
 
 
 class LearnedFuser:
@@ -247,7 +255,8 @@ class LearnedFuser:
     ``flush()`` returns the frames still held back.  ``threads`` sets torch's CPU threads.
     ``jit`` (default: on CPU) runs a TorchScript-frozen trace of the network, made per
     frame size on first use (``warmup`` does it ahead of time); ``cuda_graphs`` (default:
-    on CUDA) replays it as CUDA graphs (``CudaGraphStep``), captured the same way.
+    on CUDA without jit) replays it as CUDA graphs (``CudaGraphStep``), captured the same
+    way.
     """
 
     name = "learned"
@@ -266,9 +275,10 @@ class LearnedFuser:
         self.model = model.to(self.device, self.dtype).to(memory_format=torch.channels_last)
         self.jit = self.device.type == "cpu" if jit is None else jit
         if cuda_graphs is None:
-            cuda_graphs = self.device.type == "cuda"
-        if cuda_graphs and self.device.type != "cuda":
-            raise ValueError(f"cuda_graphs needs a CUDA device, got {self.device}")
+            cuda_graphs = self.device.type == "cuda" and not self.jit
+        if cuda_graphs and (self.device.type != "cuda" or self.jit):
+            raise ValueError(f"cuda_graphs needs a CUDA device and jit off, got {self.device}"
+                             f"{' with jit' if self.jit else ''}")
         self._step = FrozenStep(self.model) if self.jit else \
             CudaGraphStep(self.model) if cuda_graphs else None
         self._lookahead = lookahead  # as asked; the runner drops it while memory is off
