@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # GPU benchmark: engine throughput and latency per fuser on a CUDA machine.
 #   bash scripts/gpu_benchmark.sh            (from the repository root)
-# Runs test/test_cuda.py first (CUDA graphs vs eager, half precision vs CPU) where
-# pytest is installed. Also checks that the learned fuser's half-precision output on the GPU matches the
-# CPU float32 path over 30 frames of one stream (grey levels, PSNR).
+# Runs test/test_cuda.py first where pytest is installed (CUDA graphs vs eager, half
+# precision vs CPU); the benchmark also compares the learned fuser's GPU output with the
+# CPU float32 path's over 30 frames of one stream (--compare-cpu: grey levels, PSNR).
 # Installs the CUDA build of torch into .venv-gpu (or uses TVF_PYTHON if it
 # already has CUDA torch), then prints and writes output/benchmark_gpu.json.
 set -euo pipefail

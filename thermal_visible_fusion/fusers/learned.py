@@ -17,6 +17,7 @@ import json
 import warnings
 from collections import OrderedDict, deque
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -127,6 +128,26 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Streamin
     return model.to(device).eval()
 
 
+def _step_inputs(ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None) -> tuple:
+    return (ir, vis) + (tuple(state) if state is not None else ())
+
+
+def _step_key(ir: torch.Tensor, state: MemoryState | None) -> tuple:
+    """A compiled step per input size, dtype and device, and per memory presence."""
+    return tuple(ir.shape), ir.dtype, ir.device, state is None
+
+
+def _cached(cache: OrderedDict, key: tuple, make: Callable, limit: int):
+    """``cache[key]``, made by ``make()`` on first use; least recently used out past
+    ``limit`` (sizes come from messages: the cache must stay bounded)."""
+    if key not in cache:
+        cache[key] = make()
+        while len(cache) > limit:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return cache[key]
+
+
 class FrozenStep:
     """The model's inference step, traced and frozen with TorchScript per input size.
 
@@ -134,7 +155,7 @@ class FrozenStep:
     faster than eager on a CPU.  Falls back to eager, with a warning, if tracing fails.
     """
 
-    MAX_GRAPHS = 8  # sizes come from messages: keep the cache bounded (least recent out)
+    MAX_GRAPHS = 8
 
     def __init__(self, model: StreamingFusionNet):
         self.model = model
@@ -150,23 +171,20 @@ class FrozenStep:
                                   restored=False)
             return (out.fused,) + tuple(new)
 
+    def _trace(self, inputs: tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule | None:
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                wrapped = self._Wrapped(self.model, len(inputs) > 2).eval()
+                return torch.jit.freeze(torch.jit.trace(wrapped, inputs, check_trace=False))
+        except Exception as exc:  # unsupported torch build, exotic op: stay eager
+            warnings.warn(f"tracing the fusion network failed ({exc}); running eager")
+            return None
+
     def _graph(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None):
-        key = (tuple(ir.shape), ir.dtype, ir.device, state is None)
-        if key not in self.graphs:
-            inputs = (ir, vis) + (tuple(state) if state is not None else ())
-            try:
-                with warnings.catch_warnings(), torch.no_grad():
-                    warnings.simplefilter("ignore")
-                    wrapped = self._Wrapped(self.model, state is not None).eval()
-                    self.graphs[key] = torch.jit.freeze(
-                        torch.jit.trace(wrapped, inputs, check_trace=False))
-            except Exception as exc:  # unsupported torch build, exotic op: stay eager
-                warnings.warn(f"tracing the fusion network failed ({exc}); running eager")
-                self.graphs[key] = None
-            while len(self.graphs) > self.MAX_GRAPHS:
-                self.graphs.popitem(last=False)
-        self.graphs.move_to_end(key)
-        return self.graphs[key]
+        inputs = _step_inputs(ir, vis, state)
+        return _cached(self.graphs, _step_key(ir, state), lambda: self._trace(inputs),
+                       self.MAX_GRAPHS)
 
     def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None
                  ) -> tuple[torch.Tensor, MemoryState]:
@@ -174,7 +192,7 @@ class FrozenStep:
         if graph is None:
             out, new = self.model(ir, vis, state, restored=False)
             return out.fused, new
-        fused, *new = graph(ir, vis, *(state if state is not None else ()))
+        fused, *new = graph(*_step_inputs(ir, vis, state))
         return fused, MemoryState(*new)
 
 
@@ -189,7 +207,7 @@ class CudaGraphStep:
     with a warning, if capture fails.
     """
 
-    MAX_GRAPHS = 8  # each holds its own memory pool: keep the cache bounded
+    MAX_GRAPHS = 8  # each holds its own memory pool
 
     def __init__(self, model: StreamingFusionNet):
         self.model = model
@@ -227,15 +245,10 @@ class CudaGraphStep:
 
     def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None
                  ) -> tuple[torch.Tensor, MemoryState]:
-        inputs = (ir, vis) + (tuple(state) if state is not None else ())
-        key = (tuple(ir.shape), ir.dtype, ir.device, state is None)
+        inputs = _step_inputs(ir, vis, state)
         with torch.cuda.device(ir.device):  # capture and replay on the input's GPU (cuda:N)
-            if key not in self.graphs:
-                self.graphs[key] = self._capture_or_eager(inputs)
-                while len(self.graphs) > self.MAX_GRAPHS:
-                    self.graphs.popitem(last=False)
-            self.graphs.move_to_end(key)
-            entry = self.graphs[key]
+            entry = _cached(self.graphs, _step_key(ir, state),
+                            lambda: self._capture_or_eager(inputs), self.MAX_GRAPHS)
             if entry is None or any(b.shape != v.shape for b, v in zip(entry[1], inputs)):
                 # no graph, or a memory of another size: eager, which says what is wrong
                 out, new = self.model(ir, vis, state, restored=False)
