@@ -255,6 +255,28 @@ def test_output_memory_pulls_the_fused_frame_towards_the_aligned_past(lowpass):
         assert torch.allclose(opened, past, atol=1e-5)
 
 
+def test_output_pull_scales_the_output_filters_gain():
+    """``output_pull`` s scales the fused frame's temporal gain: with the gate fully open
+    and zero flow, s = 0.25 gives a quarter of the way from the fresh fusion (s = 0) to the
+    past (s = 1); out-of-range values are rejected where the config is made."""
+    seq = frames(2, 24, 32)
+    second = {}
+    for pull in (0.0, 0.25, 1.0):
+        model = make_model(config=ModelConfig(output_pull=pull))
+        with torch.no_grad():
+            model.head.weight[-16:] = 0.0
+            model.head.bias[-16:] = 20.0
+            model.align.out.pw.weight.zero_()
+            _, state = model(*seq[0])
+            second[pull] = model(*seq[1], state)[0].fused
+    fresh, past = second[0.0], second[1.0]
+    assert not torch.allclose(fresh, past, atol=1e-2)
+    assert torch.allclose(second[0.25], fresh + 0.25 * (past - fresh), atol=1e-5)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="output_pull"):
+            ModelConfig(output_pull=bad)
+
+
 def test_detail_gain_sharpens_what_is_shown_not_what_is_remembered():
     """``detail_gain`` g shows ``fused + g * (fused - L4 fused)`` on every frame, while the
     memory keeps the unmasked frame, so the mask never compounds over a stream."""

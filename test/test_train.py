@@ -365,6 +365,53 @@ def test_detail_gain_gives_the_fused_frames_the_targets_edge_strength():
     assert noisy.edge_ratio > 1.0 and noisy.gain == 0.0
 
 
+def _still_noisy_batches(n: int = 2, frames: int = 8, size: int = 32
+                         ) -> list[dict[str, torch.Tensor]]:
+    """Clips of a still scene (zero flow, every pixel valid) whose inputs get fresh noise
+    every frame: a fusion without memory flickers, the output filter steadies it."""
+    g = torch.Generator().manual_seed(3)
+    batches = []
+    for _ in range(n):
+        ir = torch.rand(1, 1, 1, size, size, generator=g).expand(-1, frames, -1, -1, -1)
+        vis = torch.rand(1, 1, 3, size, size, generator=g).expand(-1, frames, -1, -1, -1)
+        batches.append({
+            "ir": ir, "vis": vis,
+            "ir_degraded": ir + 0.1 * torch.randn(ir.shape, generator=g),
+            "vis_degraded": vis + 0.1 * torch.randn(vis.shape, generator=g),
+            "flow": torch.zeros(1, frames, 2, size, size),
+            "valid": torch.ones(1, frames, 1, size, size)})
+    return batches
+
+
+def test_output_pull_is_the_weakest_that_steadies_the_output_enough():
+    """The calibration scales the output filter's gain down to the weakest grid value whose
+    fused frames change, flow-warped, by at most ``1 - reduction`` of no memory's; a target
+    the full pull cannot reach keeps the full pull.  The model is left as it was."""
+    from thermal_visible_fusion.model import ModelConfig, StreamingFusionNet
+    from thermal_visible_fusion.training import steadiness
+
+    torch.manual_seed(0)
+    model = StreamingFusionNet(ModelConfig(detail_gain=0.4, output_pull=0.5)).eval()
+    with torch.no_grad():
+        model.head.bias[32:64] = -20.0  # the restoration's temporal filter closed
+        model.head.bias[-16:] = 1.0  # the output filter's gate about 0.73 open
+    batches = _still_noisy_batches()
+    loose = steadiness.calibrate_output_pull(model, batches, reduction=0.3)
+    assert (model.config.detail_gain, model.config.output_pull) == (0.4, 0.5)
+    assert loose.full_ratio < loose.ratio <= 0.7
+    assert 0.0 < loose.pull < 1.0 and loose.frames == 16
+    # one grid step weaker would not have been steady enough
+    model.config.output_pull = loose.pull - 1 / steadiness.GRID_STEPS
+    model.config.detail_gain = 0.0
+    weaker = steadiness._change(model, batches, True) / steadiness._change(model, batches, False)
+    assert weaker > 0.7
+    model.config.detail_gain, model.config.output_pull = 0.4, 0.5
+    tight = steadiness.calibrate_output_pull(model, batches, reduction=0.95)
+    assert tight.pull == 1.0 and tight.ratio == tight.full_ratio > 0.05
+    with pytest.raises(ValueError, match="reduction"):
+        steadiness.calibrate_output_pull(model, batches, reduction=0.0)
+
+
 def test_weights_are_calibrated_after_training_and_train_unmasked(dataset, tmp_path):
     """``--init W --max-steps 0`` re-measures an existing file's gain; training itself
     always sees the unmasked frames."""
@@ -379,6 +426,7 @@ def test_weights_are_calibrated_after_training_and_train_unmasked(dataset, tmp_p
     summary = train.run(cfg)
     config, _, meta = load_weights(summary["exported"])
     assert config.detail_gain == summary["detail_gain"] != 2.5
+    assert config.output_pull == summary["output_pull"] and 0 < meta["output_pull_ratio"]
     assert meta["steps"] == 7 and "finetune_steps" not in meta  # no training was added
     assert 0 < meta["detail_edge_ratio"] < 1
     uncalibrated = train.run(replace(cfg, calibrate_batches=0,
@@ -390,6 +438,10 @@ def test_weights_are_calibrated_after_training_and_train_unmasked(dataset, tmp_p
         train.config_from_args(parser.parse_args(["--calibrate-batches", "-1"]))
     with pytest.raises(ValueError, match="detail_gain is measured"):
         train.config_from_args(parser.parse_args(["--model-detail-gain", "0.5"]))
+    with pytest.raises(ValueError, match="output_pull is measured"):
+        train.config_from_args(parser.parse_args(["--model-output-pull", "0.5"]))
+    with pytest.raises(ValueError, match="steadiness_reduction"):
+        train.config_from_args(parser.parse_args(["--steadiness-reduction", "1.0"]))
 
 
 def test_rgb_to_crcb_is_the_ycrcb_conversion_of_the_nodes():

@@ -72,7 +72,10 @@ Per frame, with every feature map at 1/4 resolution unless said otherwise:
    fusion weights that change from frame to frame no longer flicker where the scene
    stands still.  With ``output_memory_lowpass`` only the 4x4 block means are pulled:
    the full-res detail stays the current frame's, because a pull of the whole frame
-   towards the resampled past blurs edges.
+   towards the resampled past blurs edges.  ``output_pull`` scales that gain: after
+   training, ``training.steadiness`` sets the weakest pull that still steadies the output
+   by a set share on training clips (a stronger pull costs edge strength on scenes the
+   network never saw).
    Last, ``detail_gain`` g shows ``fused + g * (fused - L4 fused)``, an unsharp mask
    that is never trained: after training, ``training.sharpness`` sets g so the fused
    frames have their training target's edge strength (an L1-trained estimate of a frame
@@ -129,8 +132,14 @@ class ModelConfig:
     multiscale_fusion: bool = True  # band fusion around the multi-scale rule (else the mean)
     band_statistics: bool = True  # image-wide band energies of the inputs condition the head
     detail_gain: float = 0.0     # output unsharp mask, set after training (training.sharpness)
+    output_pull: float = 1.0     # scale of the output filter's gain, set after training
+                                 # (training.steadiness; 1: as trained)
     colour: bool = True          # a chroma restorer (ChromaRestorer) for the colour output
     colour_channels: int = 16    # its feature width at 1/4 resolution
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.output_pull <= 1.0:  # also rejects NaN
+            raise ValueError(f"output_pull must be in [0, 1], got {self.output_pull}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -607,7 +616,10 @@ class StreamingFusionNet(nn.Module):
                 # (resampled, never exactly aligned) past costs edge strength (16-22 % of
                 # Qabf in two from-scratch runs); block means carry the flicker
                 pull = pull.mean(1, keepdim=True)
-            fused = torch.addcmul(fused, torch.sigmoid(g_fused), pull)
+            pull_gain = torch.sigmoid(g_fused)
+            if self.config.output_pull != 1.0:
+                pull_gain = pull_gain * self.config.output_pull
+            fused = torch.addcmul(fused, pull_gain, pull)
 
         def full(x: torch.Tensor) -> torch.Tensor:
             return F.pixel_shuffle(x, 4)[..., :h, :w]

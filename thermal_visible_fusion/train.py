@@ -29,7 +29,7 @@ import random
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ from torch import nn
 
 from thermal_visible_fusion.fusers.learned import DEFAULT_WEIGHTS, load_weights, save_weights
 from thermal_visible_fusion.model import ModelConfig, StreamingFusionNet
-from thermal_visible_fusion.training import losses, sharpness
+from thermal_visible_fusion.training import losses, sharpness, steadiness
 from thermal_visible_fusion.training.data import (EVAL_SCENES, ClipBatches, ClipConfig,
                                                   ClipSampler, default_cache_dir, discover,
                                                   read_image)
@@ -75,7 +75,7 @@ class TrainConfig:
     batch_size: int = 4
     num_workers: int = 0
     # degradations (M3SVD protocol + low light and haze)
-    p_clean: float = 0.05
+    p_clean: float = 0.3                     # clean clips: the network must not restore them
     p_low_light: float = 0.15
     p_haze: float = 0.15
     # model: ModelConfig fields to override
@@ -121,6 +121,11 @@ class TrainConfig:
     # batches of training clips that measure ModelConfig.detail_gain after training
     # (training.sharpness); 0: the weights get no unsharp mask
     calibrate_batches: int = 32
+    # share by which the output filter must steady the fused frames of those clips against
+    # no memory; ModelConfig.output_pull is set to the weakest pull that does
+    # (training.steadiness); 0: the trained strength
+    steadiness_reduction: float = 0.25
+    steadiness_clip_len: int = 12             # frames per clip there (the memory settles)
     resume: str = ""                         # checkpoint to continue; "auto": <out_dir>/last.pt
 
 
@@ -205,9 +210,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ValueError("burn_in_max must be >= 0")
     if cfg.calibrate_batches < 0:
         raise ValueError("calibrate_batches must be >= 0")
-    if "detail_gain" in cfg.model:
-        raise ValueError("detail_gain is measured after training (--calibrate-batches), "
-                         "not set")
+    for measured in ("detail_gain", "output_pull"):
+        if measured in cfg.model:
+            raise ValueError(f"{measured} is measured after training (--calibrate-batches), "
+                             "not set")
+    if not 0.0 <= cfg.steadiness_reduction < 1.0:
+        raise ValueError("steadiness_reduction must be in [0, 1)")
+    if cfg.steadiness_clip_len < 2:
+        raise ValueError("steadiness_clip_len must be >= 2")
     if cfg.stage not in STAGES:
         raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
     if cfg.stage == "colour" and not cfg.init:
@@ -356,16 +366,19 @@ def _resolve(root: Path, path: str) -> Path:
     return p if p.is_absolute() else root / p
 
 
+UNCALIBRATED = {"detail_gain": 0.0, "output_pull": 1.0}  # what the loss sees
+
+
 def _initial_model(cfg: TrainConfig) -> tuple[StreamingFusionNet, dict]:
     """A new network, or the ``init`` weights (their config, then ``cfg.model`` on top;
     the colour stage adds a colour branch to weights without one).  Parts the init weights
     lack start as a new network's: the colour branch, and the band statistics (zero).
-    The loss sees the frames without the unsharp mask: its gain is measured afterwards."""
+    The loss sees the frames without the unsharp mask and with the output filter's full
+    gain: both are measured afterwards."""
     if not cfg.init:
-        return StreamingFusionNet(ModelConfig.from_dict({**cfg.model, "detail_gain": 0.0})), {}
+        return StreamingFusionNet(ModelConfig.from_dict({**cfg.model, **UNCALIBRATED})), {}
     config, state, meta = load_weights(cfg.init)
-    overrides = {**cfg.model, **({"colour": True} if cfg.stage == "colour" else
-                                 {"detail_gain": 0.0})}
+    overrides = {**cfg.model, **({"colour": True} if cfg.stage == "colour" else UNCALIBRATED)}
     model = StreamingFusionNet(ModelConfig.from_dict({**config.to_dict(), **overrides}))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith(("chroma.", "statistics.")) for k in missing):
@@ -648,6 +661,20 @@ def run(cfg: TrainConfig) -> dict:
                     "finetune_minutes": meta["minutes"],
                     "steps": int(init_meta.get("steps", 0)) + step,
                     "minutes": round(float(init_meta.get("minutes", 0)) + elapsed / 60, 2)}
+        if (cfg.stage == "all" and cfg.calibrate_batches and cfg.steadiness_reduction
+                and model.config.output_memory):
+            steady_sampler = ClipSampler(
+                sequences, stills, replace(clip_cfg, clip_len=cfg.steadiness_clip_len),
+                degrade_cfg, cfg.seed + 2 * 7919)
+            batches = ({k: v.to(device) for k, v in steady_sampler.batch(cfg.batch_size).items()}
+                       for _ in range(cfg.calibrate_batches))
+            steady = steadiness.calibrate_output_pull(model, batches, cfg.steadiness_reduction)
+            model.config.output_pull = steady.pull
+            meta["output_pull_ratio"] = round(steady.ratio, 4)
+            summary["output_pull"] = steady.pull
+            print(f"output pull {steady.pull:.2f}: the fused frames' warped change is "
+                  f"{steady.ratio:.3f} of no memory's ({steady.full_ratio:.3f} at full pull) "
+                  f"on {steady.frames} training frames", flush=True)
         if cfg.stage == "all" and cfg.calibrate_batches:
             calibration = _calibrate(model, make_sampler(cfg.seed + 7919), cfg, device)
             model.config.detail_gain = calibration.gain
