@@ -391,15 +391,17 @@ def test_output_pull_is_the_weakest_that_steadies_the_output_enough():
     from thermal_visible_fusion.training import steadiness
 
     torch.manual_seed(0)
-    model = StreamingFusionNet(ModelConfig(detail_gain=0.4, output_pull=0.5)).eval()
+    model = StreamingFusionNet(ModelConfig(detail_gain=0.4, output_pull=0.5)).train()
     with torch.no_grad():
         model.head.bias[32:64] = -20.0  # the restoration's temporal filter closed
         model.head.bias[-16:] = 1.0  # the output filter's gate about 0.73 open
     batches = _still_noisy_batches()
     loose = steadiness.calibrate_output_pull(model, batches, reduction=0.3)
     assert (model.config.detail_gain, model.config.output_pull) == (0.4, 0.5)
-    assert loose.full_ratio < loose.ratio <= 0.7
+    assert model.training  # measured in eval mode, mode restored
+    assert loose.full_ratio < loose.ratio <= 0.7 and loose.reached
     assert 0.0 < loose.pull < 1.0 and loose.frames == 16
+    model.eval()
     # one grid step weaker would not have been steady enough
     model.config.output_pull = loose.pull - 1 / steadiness.GRID_STEPS
     model.config.detail_gain = 0.0
@@ -407,7 +409,7 @@ def test_output_pull_is_the_weakest_that_steadies_the_output_enough():
     assert weaker > 0.7
     model.config.detail_gain, model.config.output_pull = 0.4, 0.5
     tight = steadiness.calibrate_output_pull(model, batches, reduction=0.95)
-    assert tight.pull == 1.0 and tight.ratio == tight.full_ratio > 0.05
+    assert tight.pull == 1.0 and tight.ratio == tight.full_ratio > 0.05 and not tight.reached
     with pytest.raises(ValueError, match="reduction"):
         steadiness.calibrate_output_pull(model, batches, reduction=0.0)
 
@@ -419,19 +421,24 @@ def test_weights_are_calibrated_after_training_and_train_unmasked(dataset, tmp_p
     from thermal_visible_fusion.model import ModelConfig, StreamingFusionNet
 
     small = {"channels": 16, "semantic_channels": 16, "align_channels": 16}
-    init = save_weights(StreamingFusionNet(ModelConfig(detail_gain=2.5, **small)),
-                        tmp_path / "base.pt", {"steps": 7, "minutes": 1.5})
+    calibrated = ModelConfig(detail_gain=2.5, output_pull=0.33, **small)  # 0.33: off the grid
+    init = save_weights(StreamingFusionNet(calibrated), tmp_path / "base.pt",
+                        {"steps": 7, "minutes": 1.5, "output_pull_ratio": 0.5})
     cfg = small_config(dataset, tmp_path, init=str(init), max_steps=0, model={})
-    assert train._initial_model(cfg)[0].config.detail_gain == 0.0
+    initial = train._initial_model(cfg)[0].config
+    assert (initial.detail_gain, initial.output_pull) == (0.0, 1.0)  # the loss's view
     summary = train.run(cfg)
     config, _, meta = load_weights(summary["exported"])
     assert config.detail_gain == summary["detail_gain"] != 2.5
-    assert config.output_pull == summary["output_pull"] and 0 < meta["output_pull_ratio"]
+    assert config.output_pull == summary["output_pull"] != 0.33
+    assert meta["output_pull_ratio"] != 0.5  # measured again, not the init's
     assert meta["steps"] == 7 and "finetune_steps" not in meta  # no training was added
     assert 0 < meta["detail_edge_ratio"] < 1
     uncalibrated = train.run(replace(cfg, calibrate_batches=0,
                                      export=str(tmp_path / "plain.pt")))
-    assert load_weights(uncalibrated["exported"])[0].detail_gain == 0.0
+    plain, _, plain_meta = load_weights(uncalibrated["exported"])
+    assert (plain.detail_gain, plain.output_pull) == (0.0, 1.0)
+    assert "output_pull" not in uncalibrated and "output_pull_ratio" not in plain_meta
     parser = argparse.ArgumentParser()
     train.add_arguments(parser)
     with pytest.raises(ValueError, match="calibrate_batches"):

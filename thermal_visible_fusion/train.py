@@ -212,8 +212,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ValueError("calibrate_batches must be >= 0")
     for measured in ("detail_gain", "output_pull"):
         if measured in cfg.model:
-            raise ValueError(f"{measured} is measured after training (--calibrate-batches), "
-                             "not set")
+            raise ValueError(f"{measured} is measured after training (--calibrate-batches, "
+                             "--steadiness-reduction), not set")
     if not 0.0 <= cfg.steadiness_reduction < 1.0:
         raise ValueError("steadiness_reduction must be in [0, 1)")
     if cfg.steadiness_clip_len < 2:
@@ -654,20 +654,22 @@ def run(cfg: TrainConfig) -> dict:
         if cfg.stage == "colour":  # the fusion's own training stays on record
             meta = {**init_meta, "colour_steps": step, "colour_minutes": meta["minutes"],
                     "colour_data": meta["data"]}
-        elif cfg.init and step == 0:  # only the detail gain measured: the init's training
+        elif cfg.init and step == 0:  # only the measurements below: the init's training
             meta = dict(init_meta)
         elif cfg.init:  # fine-tuned: steps and minutes count the whole training
             meta = {**init_meta, **meta, "finetune_steps": step,
                     "finetune_minutes": meta["minutes"],
                     "steps": int(init_meta.get("steps", 0)) + step,
                     "minutes": round(float(init_meta.get("minutes", 0)) + elapsed / 60, 2)}
+        if cfg.stage == "all":  # the init's measurements no longer describe these weights
+            for key in ("detail_edge_ratio", "output_pull_ratio"):
+                meta.pop(key, None)
         if (cfg.stage == "all" and cfg.calibrate_batches and cfg.steadiness_reduction
                 and model.config.output_memory):
             steady_sampler = ClipSampler(
                 sequences, stills, replace(clip_cfg, clip_len=cfg.steadiness_clip_len),
                 degrade_cfg, cfg.seed + 2 * 7919)
-            batches = ({k: v.to(device) for k, v in steady_sampler.batch(cfg.batch_size).items()}
-                       for _ in range(cfg.calibrate_batches))
+            batches = (steady_sampler.batch(cfg.batch_size) for _ in range(cfg.calibrate_batches))
             steady = steadiness.calibrate_output_pull(model, batches, cfg.steadiness_reduction)
             model.config.output_pull = steady.pull
             meta["output_pull_ratio"] = round(steady.ratio, 4)
@@ -675,6 +677,9 @@ def run(cfg: TrainConfig) -> dict:
             print(f"output pull {steady.pull:.2f}: the fused frames' warped change is "
                   f"{steady.ratio:.3f} of no memory's ({steady.full_ratio:.3f} at full pull) "
                   f"on {steady.frames} training frames", flush=True)
+            if not steady.reached:
+                print(f"warning: even the full pull steadies the fused frames by less than "
+                      f"{cfg.steadiness_reduction:.0%}; it is kept", flush=True)
         if cfg.stage == "all" and cfg.calibrate_batches:
             calibration = _calibrate(model, make_sampler(cfg.seed + 7919), cfg, device)
             model.config.detail_gain = calibration.gain

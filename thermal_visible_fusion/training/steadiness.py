@@ -22,6 +22,7 @@ from thermal_visible_fusion.model import StreamingFusionNet
 from thermal_visible_fusion.training import losses
 
 GRID_STEPS = 20  # output_pull is chosen from 0, 1/20, ..., 1
+KEYS = ("ir_degraded", "vis_degraded", "flow", "valid")  # what the measurement reads
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Steadiness:
     ratio: float           # its flow-warped change / the change without memory
     full_ratio: float      # the same ratio at the trained strength (pull 1)
     frames: int
+    reached: bool          # whether the pull steadies the frames by the asked share
 
 
 def warped_change(fused: list[torch.Tensor], flow: torch.Tensor, valid: torch.Tensor
@@ -49,7 +51,9 @@ def warped_change(fused: list[torch.Tensor], flow: torch.Tensor, valid: torch.Te
 def _change(model: StreamingFusionNet, batches: list[dict[str, torch.Tensor]], memory: bool
             ) -> float:
     total, count = 0.0, 0.0
+    device = next(model.parameters()).device
     for batch in batches:
+        batch = {k: batch[k].to(device) for k in KEYS}
         ir_d, vis_d = batch["ir_degraded"], losses.clip_luma(batch["vis_degraded"])
         state, frames = None, []
         for t in range(ir_d.shape[1]):
@@ -64,12 +68,14 @@ def _change(model: StreamingFusionNet, batches: list[dict[str, torch.Tensor]], m
 def calibrate_output_pull(model: StreamingFusionNet, batches: Iterable[dict[str, torch.Tensor]],
                           reduction: float) -> Steadiness:
     """Run ``model`` on training batches (``training.data`` layout, clips long enough for
-    the memory to settle) and measure the pull.  The frames are measured without the
-    unsharp mask (the memory keeps the unmasked frame); the model's ``detail_gain`` and
-    ``output_pull`` are left as they were: the caller stores the result."""
+    the memory to settle; kept where they are and moved to the model's device one at a
+    time) and measure the pull.  The frames are measured without the unsharp mask (the
+    memory keeps the unmasked frame); the model's ``detail_gain``, ``output_pull`` and
+    train/eval mode are left as they were: the caller stores the result.  A target the
+    full pull misses keeps the full pull (``reached`` False)."""
     if not 0.0 < reduction < 1.0:
         raise ValueError(f"reduction must be in (0, 1), got {reduction}")
-    batches = list(batches)
+    batches = [{k: b[k] for k in KEYS} for b in batches]
     if not batches:
         raise ValueError("calibration needs at least one batch")
     config = model.config
@@ -83,18 +89,18 @@ def calibrate_output_pull(model: StreamingFusionNet, batches: Iterable[dict[str,
             config.output_pull = pull
             return _change(model, batches, memory=True) / baseline
 
+        target = 1.0 - reduction
         full_ratio = ratio(1.0)
         pull, found = 1.0, full_ratio
-        for step in range(GRID_STEPS):  # the weakest pull that is steady enough
-            candidate = step / GRID_STEPS
-            found = ratio(candidate)
-            if found <= 1.0 - reduction:
-                pull = candidate
-                break
-        else:
-            found = full_ratio
+        if full_ratio <= target:
+            for step in range(GRID_STEPS):  # the weakest pull that is steady enough
+                candidate = step / GRID_STEPS
+                candidate_ratio = ratio(candidate)
+                if candidate_ratio <= target:
+                    pull, found = candidate, candidate_ratio
+                    break
     finally:
         config.detail_gain, config.output_pull = saved
         model.train(was_training)
     frames = sum(b["ir_degraded"].shape[0] * b["ir_degraded"].shape[1] for b in batches)
-    return Steadiness(pull, found, full_ratio, frames)
+    return Steadiness(pull, found, full_ratio, frames, found <= target)
