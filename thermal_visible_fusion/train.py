@@ -664,11 +664,14 @@ def run(cfg: TrainConfig) -> dict:
         if cfg.stage == "all":  # the init's measurements no longer describe these weights
             for key in ("detail_edge_ratio", "output_pull_ratio"):
                 meta.pop(key, None)
+        # both measurements use the degradation protocol's own clean share, whatever the
+        # training's: a run's measured numbers must not depend on its training mix
+        protocol = replace(degrade_cfg, p_clean=DegradeConfig.p_clean)
         if (cfg.stage == "all" and cfg.calibrate_batches and cfg.steadiness_reduction
                 and model.config.output_memory):
             steady_sampler = ClipSampler(
                 sequences, stills, replace(clip_cfg, clip_len=cfg.steadiness_clip_len),
-                degrade_cfg, cfg.seed + 2 * 7919)
+                protocol, cfg.seed + 2 * 7919)
             batches = (steady_sampler.batch(cfg.batch_size) for _ in range(cfg.calibrate_batches))
             steady = steadiness.calibrate_output_pull(model, batches, cfg.steadiness_reduction)
             model.config.output_pull = steady.pull
@@ -681,7 +684,8 @@ def run(cfg: TrainConfig) -> dict:
                 print(f"warning: even the full pull steadies the fused frames by less than "
                       f"{cfg.steadiness_reduction:.0%}; it is kept", flush=True)
         if cfg.stage == "all" and cfg.calibrate_batches:
-            calibration = _calibrate(model, make_sampler(cfg.seed + 7919), cfg, device)
+            sampler = ClipSampler(sequences, stills, clip_cfg, protocol, cfg.seed + 7919)
+            calibration = _calibrate(model, sampler, cfg, device)
             model.config.detail_gain = calibration.gain
             meta["detail_edge_ratio"] = round(calibration.edge_ratio, 4)
             summary["detail_gain"] = calibration.gain

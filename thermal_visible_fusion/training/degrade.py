@@ -37,7 +37,7 @@ class DegradeConfig:
     vis_blur: tuple[float, float] = (0.5, 3.5)             # Gaussian blur sigma, pixels
     vis_gain: tuple[float, float] = (0.94, 1.02)           # brightness change of the blurred
     vis_offset: tuple[float, float] = (-2 / 255, 10 / 255)  # visible frames
-    p_clean: float = 0.3         # clip left clean (the network must not restore it)
+    p_clean: float = 0.05        # clip left clean (training raises it: TrainConfig.p_clean)
     p_low_light: float = 0.15
     # Low light stays tellable from a dim but clean frame (darker, and always noisy), and
     # its target is the dark clean frame (see degrade_vis): weights trained to brighten it
