@@ -31,6 +31,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -407,12 +408,38 @@ def _teacher_features(teacher, batch: dict[str, torch.Tensor], frames: int
     return out
 
 
-def _calibrate(model: StreamingFusionNet, sampler: ClipSampler, cfg: TrainConfig,
-               device: torch.device) -> sharpness.Calibration:
-    """The unsharp mask's gain on fresh degraded training clips (not the held-out ones)."""
-    batches = ({k: v.to(device) for k, v in sampler.batch(cfg.batch_size).items()}
-               for _ in range(cfg.calibrate_batches))
-    return sharpness.calibrate_detail_gain(model, batches, cfg.fusion_target)
+def _measure_after_training(model: StreamingFusionNet, clips: Callable[[int, int], ClipSampler],
+                            cfg: TrainConfig, device: torch.device) -> tuple[dict, dict]:
+    """The output filter's pull, then the unsharp mask's gain, on fresh degraded training
+    clips (never the held-out ones; ``clips(clip_len, seed)`` draws them); both are set on
+    ``model.config``.  Returns the weights' meta and the run summary entries."""
+    meta, summary = {}, {}
+
+    def batches(clip_len: int, seed: int):
+        sampler = clips(clip_len, seed)
+        return (sampler.batch(cfg.batch_size) for _ in range(cfg.calibrate_batches))
+
+    if cfg.steadiness_reduction and model.config.output_memory:
+        steady = steadiness.calibrate_output_pull(  # moves the batches itself, one at a time
+            model, batches(cfg.steadiness_clip_len, cfg.seed + 2 * 7919),
+            cfg.steadiness_reduction)
+        model.config.output_pull = summary["output_pull"] = steady.pull
+        meta["output_pull_ratio"] = round(steady.ratio, 4)
+        print(f"output pull {steady.pull:.2f}: the fused frames' warped change is "
+              f"{steady.ratio:.3f} of no memory's ({steady.full_ratio:.3f} at full pull) "
+              f"on {steady.frames} training frames", flush=True)
+        if not steady.reached:
+            print(f"warning: even the full pull steadies the fused frames by less than "
+                  f"{cfg.steadiness_reduction:.0%}; it is kept", flush=True)
+    on_device = ({k: v.to(device) for k, v in b.items()}
+                 for b in batches(cfg.clip_len + cfg.burn_in_max, cfg.seed + 7919))
+    calibration = sharpness.calibrate_detail_gain(model, on_device, cfg.fusion_target)
+    model.config.detail_gain = summary["detail_gain"] = calibration.gain
+    meta["detail_edge_ratio"] = round(calibration.edge_ratio, 4)
+    print(f"detail gain {calibration.gain:.3f}: the fused frames had "
+          f"{calibration.edge_ratio:.3f} of the target's edge strength on "
+          f"{calibration.frames} training frames", flush=True)
+    return meta, summary
 
 
 def save_checkpoint(path: Path, step: int, elapsed: float, trainer: ClipTrainer,
@@ -664,34 +691,16 @@ def run(cfg: TrainConfig) -> dict:
         if cfg.stage == "all":  # the init's measurements no longer describe these weights
             for key in ("detail_edge_ratio", "output_pull_ratio"):
                 meta.pop(key, None)
-        # both measurements use the degradation protocol's own clean share, whatever the
-        # training's: a run's measured numbers must not depend on its training mix
-        protocol = replace(degrade_cfg, p_clean=DegradeConfig.p_clean)
-        if (cfg.stage == "all" and cfg.calibrate_batches and cfg.steadiness_reduction
-                and model.config.output_memory):
-            steady_sampler = ClipSampler(
-                sequences, stills, replace(clip_cfg, clip_len=cfg.steadiness_clip_len),
-                protocol, cfg.seed + 2 * 7919)
-            batches = (steady_sampler.batch(cfg.batch_size) for _ in range(cfg.calibrate_batches))
-            steady = steadiness.calibrate_output_pull(model, batches, cfg.steadiness_reduction)
-            model.config.output_pull = steady.pull
-            meta["output_pull_ratio"] = round(steady.ratio, 4)
-            summary["output_pull"] = steady.pull
-            print(f"output pull {steady.pull:.2f}: the fused frames' warped change is "
-                  f"{steady.ratio:.3f} of no memory's ({steady.full_ratio:.3f} at full pull) "
-                  f"on {steady.frames} training frames", flush=True)
-            if not steady.reached:
-                print(f"warning: even the full pull steadies the fused frames by less than "
-                      f"{cfg.steadiness_reduction:.0%}; it is kept", flush=True)
         if cfg.stage == "all" and cfg.calibrate_batches:
-            sampler = ClipSampler(sequences, stills, clip_cfg, protocol, cfg.seed + 7919)
-            calibration = _calibrate(model, sampler, cfg, device)
-            model.config.detail_gain = calibration.gain
-            meta["detail_edge_ratio"] = round(calibration.edge_ratio, 4)
-            summary["detail_gain"] = calibration.gain
-            print(f"detail gain {calibration.gain:.3f}: the fused frames had "
-                  f"{calibration.edge_ratio:.3f} of the target's edge strength on "
-                  f"{calibration.frames} training frames", flush=True)
+            # the degradation protocol's own clean share, whatever the training's: a run's
+            # measured numbers must not depend on its training mix
+            protocol = replace(degrade_cfg, p_clean=DegradeConfig.p_clean)
+            measured_meta, measured = _measure_after_training(
+                model, lambda clip_len, seed: ClipSampler(
+                    sequences, stills, replace(clip_cfg, clip_len=clip_len), protocol, seed),
+                cfg, device)
+            meta.update(measured_meta)
+            summary.update(measured)
         final = save_weights(model, out_dir / "streaming_fusion.pt", meta)
         summary.update({"checkpoint": str(ckpt_path), "weights": str(final)})
         if cfg.export:
