@@ -171,7 +171,8 @@ def test_bad_input_is_dropped_with_error_diagnostic_and_fusion_continues(node):
               if s.name.endswith("thermal input") and s.level == b"\x02"]
     assert errors, "no ERROR diagnostic for the bad thermal frames"
     _, values = latest_input_status(client, "thermal")
-    assert int(values["errors"]) >= 6  # most of the 7 bad frames arrive best-effort
+    # most of the 6 bad frames arrive best-effort (the duplicate is counted as such)
+    assert int(values["errors"]) >= 5
     log = process.log()
     for reason in ("unsupported", "empty", "max_pixels", "NaN", "duplicate", "out-of-order"):
         assert reason in log, f"no log line about {reason}"

@@ -18,8 +18,37 @@ import cv2
 import numpy as np
 
 from thermal_visible_fusion.fusers import Fuser, create_fuser
+from thermal_visible_fusion.params import normalized_homography
 from thermal_visible_fusion.metrics.temporal import TemporalMonitor, TemporalSample
 from thermal_visible_fusion.thermal_normalizer import ThermalNormalizer
+
+# Degenerate geometry is refused before any work: a 1x4000 frame is within max_pixels
+# but its diagnostics would be upscaled to 160x640000 (GBs), and OpenCV's remap and
+# DIS flow fail or crash on such shapes.
+MIN_SIDE = 16      # px, each side of each input image
+MAX_ASPECT = 8.0   # longer side / shorter side, each input image
+# DIS flow (the temporal diagnostics) crashes on frames under 32 px high: wide frames
+# get a wider diagnostics grid instead.
+MIN_DIAGNOSTICS_HEIGHT = 32
+
+
+class GeometryError(ValueError):
+    """An input image too small or too elongated to fuse; the frame is dropped."""
+
+
+def geometry_problem(height: int, width: int) -> str | None:
+    """Why an image of this size is not fused, or None."""
+    if min(height, width) < MIN_SIDE:
+        return f"image {width}x{height} is below the minimum side of {MIN_SIDE} px"
+    if max(height, width) > MAX_ASPECT * min(height, width):
+        return (f"image {width}x{height} has an aspect ratio of "
+                f"{max(height, width) / min(height, width):.0f}:1, more than {MAX_ASPECT:g}:1")
+    return None
+
+
+def diagnostics_width(height: int, width: int, requested: int) -> int:
+    """The diagnostics grid's width: as asked, or wider so it is at least 32 px high."""
+    return max(requested, -(-MIN_DIAGNOSTICS_HEIGHT * width // height))
 
 
 @dataclass
@@ -111,10 +140,15 @@ class FusionEngine:
         return time.perf_counter() - start
 
     def process(self, thermal: np.ndarray, rgb: np.ndarray, stamp_ns: int) -> FusionResult:
-        """Fuse one pair. ``thermal`` (H, W) uint8/uint16/float32; ``rgb`` (H, W, 3) BGR uint8."""
+        """Fuse one pair. ``thermal`` (H, W) uint8/uint16/float32; ``rgb`` (H, W, 3) BGR uint8.
+        Raises ``GeometryError`` (nothing changed) for a degenerate image size."""
+        for name, shape in (("thermal", thermal.shape), ("rgb", rgb.shape)):
+            if problem := geometry_problem(*shape[:2]):
+                raise GeometryError(f"{name} {problem}")
         reason = self._reset_reason(thermal.shape, rgb.shape, stamp_ns)
         if reason:
             self._clear()
+        self._fit_monitor(*rgb.shape[:2])
         start = time.perf_counter()
         thermal8 = self._register(self.normalizer.normalize(thermal), rgb.shape[:2])
         if not self.config.use_memory:
@@ -145,6 +179,11 @@ class FusionEngine:
         self._pending_reset, self._last_shapes = "", (thermal_shape, rgb_shape)
         return reason
 
+    def _fit_monitor(self, height: int, width: int) -> None:
+        width = diagnostics_width(height, width, self.config.diagnostics_width)
+        if width != self.monitor.width:  # a new grid: the monitor starts over
+            self.monitor = TemporalMonitor(width)
+
     def _clear(self) -> None:
         self.fuser.reset()
         self.normalizer.reset()
@@ -162,4 +201,6 @@ class FusionEngine:
 
 
 def _matrix(values: list[float]) -> np.ndarray | None:
-    return np.asarray(values, np.float64).reshape(3, 3) if len(values) == 9 else None
+    if len(values) != 9:
+        return None
+    return np.asarray(normalized_homography(values), np.float64).reshape(3, 3)

@@ -186,8 +186,14 @@ def encode_image(array: np.ndarray) -> tuple[str, int, bytes]:
 def _check_encoding(encoding: str, supported: tuple[str, ...], what: str) -> None:
     if encoding not in supported:
         raise ImageFormatError(
-            f"unsupported {what} encoding {encoding!r}; supported: {', '.join(supported)}"
+            f"unsupported {what} encoding {_short(encoding)}; supported: {', '.join(supported)}"
         )
+
+
+def _short(text: Any, limit: int = 32) -> str:
+    """``repr`` of a field taken from a message, cut so logs stay one short line."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(str(text))} chars)"
 
 
 def _as_int(value: Any, name: str) -> int:

@@ -179,6 +179,13 @@ class StampPairer(Generic[T]):
             self._resolve(out, final=False)
         return out
 
+    def count_duplicate(self, stream: str) -> None:
+        """Count a message dropped before pairing because its stamp repeats the stream's
+        newest one (the caller checked stamp order itself), keeping the invariant."""
+        stats = self._stream(stream).stats
+        stats.received += 1
+        stats.duplicates += 1
+
     def flush(self) -> list[Pair[T]]:
         """Decide every pending message as if neither stream will send again.
 

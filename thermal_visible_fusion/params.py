@@ -54,11 +54,23 @@ def _homography(value: Any) -> str | None:
     values = list(value) if isinstance(value, (list, tuple)) else None
     if values is None or len(values) not in (0, 9):
         return "must be empty (plain resize) or 9 numbers (row-major 3x3 matrix)"
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-        return "must contain finite numbers only"
-    if values and abs(_det3(values)) < 1e-12:
-        return "is singular (determinant 0)"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+               for v in values):
+        return "must contain finite numbers only (not booleans)"
+    if values and not any(values):
+        return "is singular (all zeros)"
+    # A homography is defined up to scale (1e-5 x identity is the identity): judge the
+    # matrix scaled to its largest entry, which the engine also uses.
+    if values and abs(_det3(normalized_homography(values))) < 1e-9:
+        return "is singular (determinant 0 once scaled to its largest entry)"
     return None
+
+
+def normalized_homography(values: list[float]) -> list[float]:
+    """The same homography scaled so its largest entry is 1 in magnitude (exact for any
+    finite scale, so neither 1e-300 nor 1e300 over- or underflows later)."""
+    largest = max(abs(v) for v in values)
+    return [v / largest for v in values]
 
 
 def _det3(m: list[float]) -> float:
@@ -67,7 +79,8 @@ def _det3(m: list[float]) -> float:
 
 
 def _device(value: Any) -> str | None:
-    return _string(value) or validate_device(value)
+    problem = _string(value) or validate_device(value)
+    return problem.removeprefix("device ") if problem else None  # validate() names it
 
 
 PARAMS: tuple[ParamSpec, ...] = (

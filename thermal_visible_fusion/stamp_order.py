@@ -17,7 +17,12 @@ from typing import Iterable
 
 
 class StampOrderError(ValueError):
-    """A duplicate or out-of-order stamp: the frame is dropped."""
+    """A duplicate or out-of-order stamp: the frame is dropped.  ``duplicate`` tells
+    the two apart (a repeated stamp is a resent frame, not a broken one)."""
+
+    def __init__(self, message: str, duplicate: bool = False):
+        super().__init__(message)
+        self.duplicate = duplicate
 
 
 class Verdict(Enum):
@@ -60,7 +65,7 @@ class StampOrder:
         if last is not None and stamp_ns <= last:
             kind = "duplicate" if stamp_ns == last else "out-of-order"
             raise StampOrderError(f"{kind} stamp {stamp_ns / 1e9:.6f} s "
-                                  f"(previous {last / 1e9:.6f} s)")
+                                  f"(previous {last / 1e9:.6f} s)", duplicate=stamp_ns == last)
         self._last[stream] = stamp_ns
         return Verdict.ACCEPT
 

@@ -36,12 +36,18 @@ class StampLossEstimator:
     The nominal period is the median of recent stamp steps; a step of n periods
     (n >= 1.5) means about n - 1 frames never arrived.  Needs no knowledge of
     the camera's configured rate, so it works for any camera.
+
+    A step longer than ``max_step_ns`` is a jump of the stamps (a clock set years
+    ahead, a paused recording), not frames dropped in transport: it is counted in
+    ``jumps`` and adds nothing to ``lost``, so one bad stamp cannot add billions.
     """
 
-    def __init__(self, history: int = 30):
+    def __init__(self, history: int = 30, max_step_ns: int | None = None):
         self._steps: deque[int] = deque(maxlen=history)
         self._last: int | None = None
+        self.max_step_ns = max_step_ns
         self.lost = 0
+        self.jumps = 0
 
     def reset(self) -> None:
         self._steps.clear()
@@ -53,6 +59,9 @@ class StampLossEstimator:
         if last is None or stamp_ns <= last:
             return 0
         step = stamp_ns - last
+        if self.max_step_ns is not None and step > self.max_step_ns:
+            self.jumps += 1
+            return 0
         lost = 0
         if len(self._steps) >= 5:
             period = float(np.median(self._steps))

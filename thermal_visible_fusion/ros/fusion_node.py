@@ -11,11 +11,16 @@ Topics (relative, so a namespace or remapping applies):
        ~/temporal_consistency                    diagnostic_msgs/DiagnosticArray, one per frame
        /diagnostics                              diagnostic_msgs/DiagnosticArray, 1 Hz
 Service: ~/reset (std_srvs/Trigger) clears the temporal memory.
+
+The service and parameter callbacks never wait for a fuse: they leave the request with
+the worker, which applies it before its next frame, so they answer at once under any load.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,11 +32,13 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from thermal_visible_fusion import params as param_table
-from thermal_visible_fusion.engine import EngineConfig, FusionEngine
+from thermal_visible_fusion import params_file
+from thermal_visible_fusion.engine import EngineConfig, FusionEngine, geometry_problem
 from thermal_visible_fusion.frame_diagnostics import format_value, frame_values, status_message
 from thermal_visible_fusion.image_codec import ImageFormatError
 from thermal_visible_fusion.pairing import RGB, THERMAL, Pair, StampPairer
@@ -41,6 +48,11 @@ from thermal_visible_fusion.ros.messages import (image_message, qos_by_name, rgb
 from thermal_visible_fusion.stream_stats import LatencyWindow, RateWindow, StampLossEstimator
 
 LOG_THROTTLE_S = 5.0
+STALL_SUMMARY_S = 60.0  # a stalled input is logged on entering the state, then this often
+LOG_TEXT_MAX = 300  # characters of an input error kept in a log line or diagnostic
+# Calls to ~/reset that may wait at once: every one of a burst gets its answer (the
+# default depth of 10 drops the rest of a burst, unanswered).
+SERVICE_DEPTH = 1000
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
 
@@ -61,6 +73,8 @@ class InputState:
     last_receipt: float | None = None
     restarts: int = 0
     stale: int = 0  # frames of a loop that another input had already restarted
+    duplicates: int = 0  # frames repeating the previous stamp (resent, not broken)
+    stalled_since: float | None = None  # monotonic time the stall was first reported
     rate: RateWindow = field(default_factory=RateWindow)
     loss: StampLossEstimator = field(default_factory=StampLossEstimator)
 
@@ -103,7 +117,10 @@ class FusionNode(Node):
         if self.params["device"] != "auto":  # fail now, not at the first frame
             from thermal_visible_fusion.device import resolve_device
             resolve_device(self.params["device"])
-        self._engine_lock = threading.Lock()
+        self._engine_lock = threading.Lock()  # the worker's; callbacks never take it
+        self._requests_lock = threading.Lock()  # held for a swap only
+        self._reset_request = ""
+        self._config_request: dict = {}
         self.engine = FusionEngine(EngineConfig.from_params(self.params))
         if self.engine.fuser_warning:
             self._throttled_log("fuser", "warning", self.engine.fuser_warning)
@@ -118,6 +135,8 @@ class FusionNode(Node):
             THERMAL: InputState(THERMAL, self.resolve_topic_name("thermal/image_raw")),
             RGB: InputState(RGB, self.resolve_topic_name("rgb/image_raw")),
         }
+        for state in self.inputs.values():  # a longer step is a stamp jump, not loss
+            state.loss.max_step_ns = round(p["max_stamp_gap"] * 1e9)
         self.create_subscription(Image, "thermal/image_raw",
                                  lambda m: self._on_image(THERMAL, m), qos_by_name(p["thermal_qos"]))
         self.create_subscription(Image, "rgb/image_raw",
@@ -126,7 +145,9 @@ class FusionNode(Node):
         self.fused_pub = self.create_publisher(Image, "~/fused", out_qos)
         self.temporal_pub = self.create_publisher(DiagnosticArray, "~/temporal_consistency", out_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/reset", self._on_reset, qos_profile=QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=SERVICE_DEPTH,
+            reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE))
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.mailbox = LatestPair()
@@ -169,9 +190,11 @@ class FusionNode(Node):
             self.pairer.slop_ns = round(updates["sync_slop"] * 1e9)
         if "max_stamp_gap" in updates:
             self.stamp_order.set_max_gap(round(updates["max_stamp_gap"] * 1e9))
+            for state in self.inputs.values():
+                state.loss.max_step_ns = round(updates["max_stamp_gap"] * 1e9)
         engine_fields = EngineConfig.__dataclass_fields__
-        with self._engine_lock:
-            self.engine.update_config(**{k: v for k, v in updates.items() if k in engine_fields})
+        with self._requests_lock:  # the worker applies it before its next frame
+            self._config_request.update({k: v for k, v in updates.items() if k in engine_fields})
         return SetParametersResult(successful=True)
 
     # -- input ----------------------------------------------------------------------
@@ -185,10 +208,21 @@ class FusionNode(Node):
         try:
             decode = thermal_array if stream == THERMAL else rgb_array
             array = decode(msg, self.params["max_pixels"])
+            if problem := geometry_problem(*array.shape[:2]):  # before any work on it
+                raise ImageFormatError(problem)
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise ImageFormatError(f"{np.count_nonzero(~np.isfinite(array))} NaN/inf pixels")
             verdict = self.stamp_order.check(stream, stamp, now)
-        except (ImageFormatError, StampOrderError) as error:
+        except StampOrderError as error:
+            if error.duplicate:  # a resent frame: counted with the pairing's duplicates
+                state.duplicates += 1
+                self.pairer.count_duplicate(stream)
+                self._throttled_log(f"duplicate-{stream}", "warning",
+                                    f"dropped {stream} frame on {state.topic}: {error}")
+            else:
+                self._input_error(state, str(error))
+            return
+        except ImageFormatError as error:
             self._input_error(state, str(error))
             return
         if verdict is Verdict.STALE:
@@ -213,10 +247,13 @@ class FusionNode(Node):
                                 "restarting pairing and temporal memory")
 
     def _input_error(self, state: InputState, text: str) -> None:
+        if len(text) > LOG_TEXT_MAX:
+            text = text[:LOG_TEXT_MAX] + "..."
         state.errors += 1
         state.errors_since_report += 1
         state.last_error = text
-        self._throttled_log(f"input-{state.name}-{text.split(' ')[0]}", "error",
+        kind = re.sub(r"[\d.]+", "", text)[:48]  # one throttle per kind of fault, not per size
+        self._throttled_log(f"input-{state.name}-{kind}", "error",
                             f"dropped {state.name} frame on {state.topic}: {text}")
 
     def _throttled_log(self, key: str, level: str, text: str) -> None:
@@ -235,8 +272,8 @@ class FusionNode(Node):
             self._last_log.clear()
 
     def _on_reset(self, request, response):
-        with self._engine_lock:
-            self.engine.reset("reset service called")
+        with self._requests_lock:  # never the engine lock: that waits for a whole fuse
+            self._reset_request = "reset service called"
         response.success = True
         response.message = "temporal memory will reset before the next frame"
         return response
@@ -256,7 +293,14 @@ class FusionNode(Node):
     def _fuse(self, pair: Pair) -> None:
         thermal, _, thermal_receipt = pair.thermal
         rgb, header, rgb_receipt = pair.rgb
+        with self._requests_lock:
+            reset, self._reset_request = self._reset_request, ""
+            config, self._config_request = self._config_request, {}
         with self._engine_lock:
+            if config:
+                self.engine.update_config(**config)
+            if reset:
+                self.engine.reset(reset)
             result = self.engine.process(thermal, rgb, pair.rgb_stamp_ns)
         if not self._running:
             return
@@ -293,17 +337,37 @@ class FusionNode(Node):
             level = WARN
             message = ("no messages yet" if state.last_receipt is None
                        else f"stalled: no message for {silent_for:.1f} s")
-            self._throttled_log(f"stall-{state.name}", "warning",
-                                f"{state.name} input {state.topic}: {message}")
+            self._log_stall(state, message, now)
+        elif state.stalled_since is not None:
+            self.get_logger().info(f"{state.name} input {state.topic}: messages again after "
+                                   f"{now - state.stalled_since:.1f} s")
+            state.stalled_since = None
         if state.errors_since_report:
             level, message = ERROR, f"{state.errors_since_report} bad frame(s): {state.last_error}"
             state.errors_since_report = 0
         values = {"topic": state.topic, "rate_hz": state.rate.rate(now), "received": state.received,
                   "errors": state.errors, "last_error": state.last_error,
-                  "lost_estimate": state.loss.lost, "source_restarts": state.restarts,
-                  "stale_after_restart": state.stale,
+                  "lost_estimate": state.loss.lost, "stamp_jumps": state.loss.jumps,
+                  "source_restarts": state.restarts, "stale_after_restart": state.stale,
                   **{f"pairing_{k}": v for k, v in counts.items()}}
         return _status(level, f"{self.get_name()}: {state.name} input", message, values)
+
+    def _log_stall(self, state: InputState, message: str, now: float) -> None:
+        """Once on entering the stall, then a summary every STALL_SUMMARY_S."""
+        if state.stalled_since is None:
+            state.stalled_since = now
+            self._log_warning(f"{state.name} input {state.topic}: {message}")
+            self._last_log[f"stall-{state.name}"] = now
+        elif now - self._last_log.get(f"stall-{state.name}", now) >= STALL_SUMMARY_S:
+            self._last_log[f"stall-{state.name}"] = now
+            self._log_warning(f"{state.name} input {state.topic}: still {message}")
+
+    def _log_warning(self, text: str) -> None:
+        logger = self.get_logger()
+        if hasattr(logger, "warning"):  # Humble only has warn()
+            logger.warning(text)
+        else:
+            logger.warn(text)
 
     def _fusion_status(self, now: float) -> DiagnosticStatus:
         level, message = OK, "ok"
@@ -338,6 +402,16 @@ def _status(level, name: str, message: str, values: dict, hardware_id: str = "")
 
 
 def main(args=None) -> int:
+    # rclpy would end a bad params file in a traceback (YAML) or start on defaults
+    # (missing): read each first, so it is one line and exit status 2.
+    files = params_file.params_files(sys.argv if args is None else args)
+    loaded = []
+    for path in files:
+        try:
+            loaded.append((path, params_file.load(path)))
+        except params_file.ParamsFileError as error:
+            print(f"fusion_node: cannot start: {error}", file=sys.stderr)
+            return 2
     rclpy.init(args=args)
     node = None
     try:
@@ -346,6 +420,10 @@ def main(args=None) -> int:
         except (ParameterError, ValueError) as error:  # bad parameters, unusable device
             rclpy.logging.get_logger("fusion_node").fatal(f"cannot start: {error}")
             return 2
+        for path, data in loaded:  # names rclpy silently ignored
+            for problem in params_file.problems(path, data, node.get_fully_qualified_name(),
+                                                param_table.SPECS):
+                node._log_warning(problem)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

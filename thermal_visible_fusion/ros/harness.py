@@ -211,3 +211,45 @@ def paced(count: int, rate_hz: float):
         if delay > 0:
             time.sleep(delay)
         yield index
+
+
+def reset_storm(client: PairClient, calls: int = 100, timeout: float = 30.0,
+                service: str = "/fusion_node/reset") -> list[float | None]:
+    """Send ``calls`` ~/reset requests at once; each one's answer time in ms (None: none).
+
+    The client's queue is as deep as the burst, so a lost answer is the server's fault.
+    """
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from std_srvs.srv import Trigger
+
+    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(calls, 10),
+                     reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    reset = client.node.create_client(Trigger, service, qos_profile=qos)
+    try:
+        if not reset.wait_for_service(timeout_sec=10.0):
+            return [None] * calls
+        answered: list[float | None] = [None] * calls
+
+        def done(index: int, sent: float):
+            return lambda future: answered.__setitem__(index, (time.monotonic() - sent) * 1000)
+
+        for index in range(calls):
+            sent = time.monotonic()
+            reset.call_async(Trigger.Request()).add_done_callback(done(index, sent))
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and None in answered:
+            time.sleep(0.02)
+        return answered
+    finally:
+        client.node.destroy_client(reset)
+
+
+def process_rss_mb(pid: int) -> float | None:
+    """Resident memory of a process (Linux /proc), MB; None where unavailable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
