@@ -391,3 +391,121 @@ def test_reset_storm_with_the_learned_fuser_under_load(session, learned_weights,
         stop.set()
         client.close()
         assert process.stop() == 0, process.log()
+
+
+# ------------------------------------------------------------ parameter faults at start-up
+
+def run_node(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """The node's own entry point, for start-up faults that end it."""
+    env = dds_environment(DOMAIN_BASE + 12)
+    return subprocess.run([sys.executable, "-m", "thermal_visible_fusion.ros.fusion_node",
+                           "--ros-args", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_missing_or_broken_params_file_is_one_line_and_exit_2(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("/**:\n  ros__parameters:\n    sync_slop: [0.1\n")
+    for path, reason in ((tmp_path / "missing.yaml", "not found"), (broken, "not valid YAML")):
+        result = run_node(["--params-file", str(path)])
+        assert result.returncode == 2, result.stderr
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        assert len(lines) == 1 and reason in lines[0] and str(path) in lines[0], lines
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["[true,false,false,false,true,false,false,false,true]",
+                                   "[0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0]"])
+def test_bad_homography_stops_the_node_with_the_reason(value):
+    result = run_node(["-p", "fuser:=average", "-p", f"homography:={value}"])
+    assert result.returncode == 2
+    assert "homography" in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+def test_unknown_names_and_foreign_sections_warn_and_stalls_log_once(tmp_path):
+    """Misspelt and nested names, and a file keyed to another node, were silently
+    ignored; a silent input logged "stalled" every 5 s forever."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("/**:\n  ros__parameters:\n    fuser: average\n    sync_slp: 0.01\n"
+                    "    max_stamp_gapp: 2.0\n    nested:\n      value: 1\n")
+    foreign = tmp_path / "foreign.yaml"
+    foreign.write_text("camera_driver:\n  ros__parameters:\n    sync_slop: 0.02\n")
+    env = dds_environment(DOMAIN_BASE + 13)
+    log = tmp_path / "node.log"
+    process = NodeProcess(env, {"stall_timeout": 0.5}, params_file=mine, log_path=log,
+                          extra_args=["--params-file", str(foreign)])
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end and "fusing with" not in process.log():
+            time.sleep(0.2)
+        time.sleep(12.0)  # silent inputs: the old node logged stalls at 5 and 10 s again
+        assert process.alive(), process.log()
+    finally:
+        assert process.stop() == 0
+    lines = process.log().splitlines()
+    unknown = [line for line in lines if "unknown parameter" in line]
+    assert len(unknown) == 1 and "WARN" in unknown[0]
+    for name in ("sync_slp", "max_stamp_gapp", "nested.value"):
+        assert name in unknown[0]
+    foreign_lines = [line for line in lines if "no section for node /fusion_node" in line]
+    assert len(foreign_lines) == 1 and str(foreign) in foreign_lines[0]
+    assert "fuser=average" in process.log()  # the known names still apply
+    for stream in ("thermal", "rgb"):
+        stalls = [line for line in lines if f"{stream} input" in line and "no messages" in line]
+        assert len(stalls) == 1, stalls
+
+
+# ------------------------------------------------------------------- weight-file faults
+
+def _weight_faults(root: Path, good: Path) -> dict[str, Path]:
+    import pickle
+
+    import torch
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo PAYLOAD-RAN",))
+
+    data = torch.load(good, weights_only=True)
+    files = {"missing": root / "missing.pt", "empty": root / "empty.pt",
+             "random": root / "random.pt", "pickle": root / "pickle.pt"}
+    files["empty"].write_bytes(b"")
+    files["random"].write_bytes(np.random.default_rng(0).bytes(4096))
+    with open(files["pickle"], "wb") as handle:
+        pickle.dump(Payload(), handle)
+    for name, change in (("channels=-1", -1), ('channels="24"', "24"), ("channels=0", 0),
+                         ("channels=10**6", 10**6)):
+        files[name] = root / f"config{len(files)}.pt"
+        torch.save({**data, "config": {**data["config"], "channels": change}}, files[name])
+    return files
+
+
+def test_weight_file_faults_fall_back_with_one_line_naming_the_file(learned_weights, tmp_path,
+                                                                    capfd):
+    from thermal_visible_fusion.fusers import create_fuser
+    for fault, path in _weight_faults(tmp_path, learned_weights).items():
+        fuser, warning = create_fuser("learned", weights=str(path), device="cpu")
+        assert fuser.name == "multiscale", fault
+        assert str(path) in warning and "falling back to multiscale" in warning, fault
+        assert "weights_only" not in warning and "\n" not in warning, (fault, warning)
+        assert len(warning) < 600, fault
+    assert "PAYLOAD-RAN" not in capfd.readouterr().out
+
+
+def test_node_with_a_bad_weight_config_falls_back_with_a_warn(learned_weights, tmp_path):
+    """channels="24" in a valid header: a traceback and exit 1 before ModelConfig checked it."""
+    path = _weight_faults(tmp_path, learned_weights)['channels="24"']
+    env = dds_environment(DOMAIN_BASE + 14)
+    process = NodeProcess(env, {"fuser": "learned", "weights": str(path)},
+                          log_path=tmp_path / "node.log")
+    try:
+        end = time.monotonic() + 90
+        while time.monotonic() < end and "fusing with" not in process.log() and process.alive():
+            time.sleep(0.2)
+        assert process.alive(), process.log()
+    finally:
+        assert process.stop() == 0, process.log()
+    log = process.log()
+    assert "fuser=multiscale" in log and "Traceback" not in log
+    [warn] = [line for line in log.splitlines() if "falling back" in line]
+    assert "WARN" in warn and str(path) in warn and "channels" in warn

@@ -6,6 +6,7 @@ fuser otherwise, so the node always fuses, with or without trained weights.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from thermal_visible_fusion.fusers.base import Fuser
@@ -50,8 +51,22 @@ def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
     try:
         fuser = LearnedFuser(path, device=device, use_memory=use_memory, lookahead=lookahead)
     except WeightsError as error:
-        return MultiScaleFuser(), f"{error}; falling back to {FALLBACK_FUSER}"
+        return MultiScaleFuser(), f"{_brief(str(error))}; falling back to {FALLBACK_FUSER}"
+    except (RuntimeError, MemoryError) as error:  # a valid config too big to build, ...
+        return MultiScaleFuser(), (f"cannot build the learned fuser from {path}: "
+                                   f"{_brief(str(error))}; falling back to {FALLBACK_FUSER}")
     return fuser, None
+
+
+def _brief(text: str, limit: int = 400) -> str:
+    """One line without torch's advice to load with weights_only=False: a file that
+    fails the safe loader must not be loaded unsafely on a log line's word."""
+    parts = re.split(r"(?<=\.)\s+|\n+", text)
+    keep = [p.strip() for p in parts if p.strip() and not re.search(
+        r"weights_only|file an issue|Check the documentation|Do it only if", p)]
+    brief = " ".join(keep)
+    brief += ")" * (brief.count("(") - brief.count(")"))  # the advice held the closing one
+    return brief if len(brief) <= limit else brief[:limit] + "..."
 
 
 __all__ = ["Fuser", "AverageFuser", "MaxFuser", "MultiScaleFuser", "create_fuser",
