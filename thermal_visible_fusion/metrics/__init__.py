@@ -8,12 +8,15 @@
 * :mod:`.features` -- deep-feature temporal consistency (feaCD-style),
   ``FeatureConsistency`` / ``feature_consistency``; needs torch, imported lazily.
 * :mod:`.temporal` -- optical-flow temporal consistency (flowD).
+* :mod:`.artefacts` -- artefacts of one fused frame: ``block_grid_energy`` (1.0 = no
+  block grid).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .artefacts import block_grid_energy, block_grid_profile
 from .image import (
     HIGHER_IS_BETTER,
     METRICS,
@@ -43,7 +46,7 @@ __all__ = [
     "METRICS", "HIGHER_IS_BETTER", "compute_all", "to_gray",
     "en", "sd", "sf", "ag", "mi", "scd", "vif", "qabf", "ssim", "psnr", "cc", "nabf",
     "entropy", "mutual_information", "ssim_pair", "vifp", "correlation",
-    "VIFB_METRICS", "compute_vifb",
+    "VIFB_METRICS", "compute_vifb", "block_grid_energy", "block_grid_profile",
     "FeatureConsistency", "FeatureExtractor", "feature_consistency",
 ]
 

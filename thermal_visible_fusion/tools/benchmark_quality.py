@@ -1,8 +1,18 @@
-"""``tvf benchmark-quality``: every fuser over M3SVD-layout clips, one metric table.
+"""``tvf benchmark-quality``: every fuser over clips, long videos or VIFB stills.
 
-CLIPS_DIR holds one folder per scene with ``ir/`` and ``vis/`` (clean frames) and,
-for ``--degraded``, ``ir_degraded/`` and ``vis_degraded/``.  Each fuser runs
-through ``FusionEngine`` (as in the node) over each scene in order; image
+The layout of DATA picks the mode:
+
+* **clips** (a folder of scene folders with ``ir/`` and ``vis/``, clean frames, and
+  for ``--degraded`` ``ir_degraded/`` and ``vis_degraded/``, as M3SVD's clips): below.
+* **videos** (``<scene>_infrared.mp4`` + ``<scene>_visible.mp4`` pairs, and/or
+  ``--pair IR VIS``): each video clean and degraded by a seeded protocol, every
+  fuser over the whole video with its memory; first-30-frame and steady-state
+  tables, per-frame plots and pass/fail floors (:mod:`.quality_videos`).
+* **VIFB** (``ir/``, ``vi/``, ``metrics.json``): each fuser ranked among VIFB's
+  published methods on its 21 stills (:mod:`.quality_vifb`).
+
+Clips mode: each fuser runs through ``FusionEngine`` (as in the node) over each
+scene in order; image
 metrics (``metrics.image``) compare the fused frame with the *clean* frames,
 so with ``--degraded`` a fuser that restores its input scores higher.  flowD
 uses the optical flow of the clean visible frames (the best motion estimate
@@ -28,20 +38,43 @@ IMAGE_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "PS
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("clips", help="folder of scene folders (ir/, vis/[, *_degraded/])")
+    parser.add_argument("clips", nargs="?", metavar="DATA",
+                        help="clips folder (scene folders with ir/, vis/[, *_degraded/]), videos "
+                             "folder (<scene>_infrared.mp4 + <scene>_visible.mp4) or VIFB folder "
+                             "(ir/, vi/, metrics.json)")
     parser.add_argument("--degraded", action="store_true",
-                        help="fuse ir_degraded/vis_degraded, score against clean ir/vis")
+                        help="clips: fuse ir_degraded/vis_degraded, score against clean ir/vis")
     parser.add_argument("--fusers", default=None,
                         help="comma-separated rows, e.g. learned,learned-no-memory,multiscale "
                              "(default: all available)")
     parser.add_argument("--weights", default="", help="weights of the learned fuser")
-    parser.add_argument("--features", action="store_true", help="also compute feaCD (slower)")
+    parser.add_argument("--features", action="store_true", help="clips: also compute feaCD (slower)")
     parser.add_argument("--bounds", action="store_true",
-                        help="with --degraded: add multiscale rows given clean IR, clean "
+                        help="clips, with --degraded: add multiscale rows given clean IR, clean "
                              "visible or both (what perfect restoration of each is worth)")
-    parser.add_argument("--scenes", default=None, help="comma-separated scene names (default: all)")
+    parser.add_argument("--scenes", default=None,
+                        help="comma-separated scene, video or VIFB image names (default: all)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default=None, help="write results here")
+    videos = parser.add_argument_group("videos")
+    videos.add_argument("--pair", nargs=2, action="append", default=[], metavar=("IR", "VIS"),
+                        help="a video pair or two frame folders (repeatable; with or without DATA)")
+    videos.add_argument("--conditions", default="clean,degraded",
+                        help="clean, degraded or both (default)")
+    videos.add_argument("--metrics", default=None,
+                        help="comma-separated: image metrics (metrics.image), flowD, grid "
+                             "(default VIF,Qabf,SSIM,flowD,grid)")
+    videos.add_argument("--every", type=int, default=3,
+                        help="score every Nth frame after the first window (default 3)")
+    videos.add_argument("--max-frames", type=int, default=0, help="stop each video after N frames")
+    videos.add_argument("--first", type=int, default=30, help="frames in the first window (30)")
+    videos.add_argument("--steady-from", type=int, default=100,
+                        help="first frame of the steady-state window (100)")
+    videos.add_argument("--seed", type=int, default=0, help="degradation seed (default 0)")
+    videos.add_argument("--haze", action="store_true", help="degraded: add haze to visible")
+    videos.add_argument("--low-light", action="store_true", help="degraded: add low light to visible")
+    parser.add_argument("--out", default=None,
+                        help="videos, VIFB: write quality.md, quality.json (and plots) here")
 
 
 def scene_folders(clips: Path, names: str | None) -> list[Path]:
@@ -63,16 +96,19 @@ def rows(args) -> list[tuple[str, dict]]:
     rows also carry ``clean``: (clean IR?, clean visible?) input choice."""
     from thermal_visible_fusion.fusers import create_fuser
 
-    learned, warning = create_fuser("learned", weights=args.weights or None, device="cpu")
-    available = [] if warning else [("learned", {"fuser": "learned", "use_memory": True}),
-                                    ("learned-no-memory", {"fuser": "learned", "use_memory": False})]
-    if warning:
-        print(f"note: learned fuser unavailable ({warning})", file=sys.stderr)
+    wanted = args.fusers.split(",") if args.fusers else None
+    available = []
+    if wanted is None or {"learned", "learned-no-memory"} & set(wanted):
+        learned, warning = create_fuser("learned", weights=args.weights or None, device="cpu")
+        if warning:
+            print(f"note: learned fuser unavailable ({warning})", file=sys.stderr)
+        else:
+            available = [("learned", {"fuser": "learned", "use_memory": True}),
+                         ("learned-no-memory", {"fuser": "learned", "use_memory": False})]
     available += [(name, {"fuser": name}) for name in CLASSIC]
-    if args.fusers:
-        wanted = args.fusers.split(",")
+    if wanted:
         available = [row for row in available if row[0] in wanted]
-    if args.bounds:
+    if getattr(args, "bounds", False):
         available += [(label, {"fuser": "multiscale", "clean": clean}) for label, clean in BOUNDS]
     return available
 
@@ -112,7 +148,46 @@ def evaluate_scene(scene: Path, overrides: dict, args) -> dict[str, list[float]]
     return values
 
 
+def layout(data: Path | None) -> str:
+    """``clips``, ``videos`` or ``vifb`` from what the folder holds."""
+    from thermal_visible_fusion.tools.quality_videos import find_videos
+    from thermal_visible_fusion.tools.quality_vifb import is_vifb_folder
+
+    if data is None:
+        return "videos"  # --pair only
+    if not data.is_dir():
+        raise SystemExit(f"not a folder: {data}")
+    if is_vifb_folder(data):
+        return "vifb"
+    if any((p / "ir").is_dir() and (p / "vis").is_dir() for p in data.iterdir()):
+        return "clips"
+    if find_videos(data):
+        return "videos"
+    raise SystemExit(f"{data}: no scene folders (ir/, vis/), <scene>_infrared/_visible pairs "
+                     "or VIFB layout (ir/, vi/, metrics.json)")
+
+
 def main(args) -> int:
+    if args.clips is None and not args.pair:
+        raise SystemExit("give DATA (clips, videos or VIFB folder) or --pair IR VIS")
+    data = Path(args.clips) if args.clips else None
+    mode = layout(data)
+    if args.pair and mode != "videos":
+        raise SystemExit(f"--pair runs video mode, but {data} is a {mode} folder")
+    if mode == "videos":
+        from thermal_visible_fusion.tools import quality_videos
+
+        videos = quality_videos.find_videos(data) if data else []
+        return quality_videos.main_videos(videos + quality_videos.explicit_pairs(args.pair),
+                                          rows(args), args)
+    if mode == "vifb":
+        from thermal_visible_fusion.tools.quality_vifb import main_vifb
+
+        return main_vifb(data, rows(args), args)
+    return main_clips(args)
+
+
+def main_clips(args) -> int:
     if args.bounds and not args.degraded:
         raise SystemExit("--bounds compares against degraded inputs: add --degraded")
     clips = Path(args.clips)
