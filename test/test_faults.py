@@ -509,3 +509,166 @@ def test_node_with_a_bad_weight_config_falls_back_with_a_warn(learned_weights, t
     assert "fuser=multiscale" in log and "Traceback" not in log
     [warn] = [line for line in log.splitlines() if "falling back" in line]
     assert "WARN" in warn and str(path) in warn and "channels" in warn
+
+
+# ------------------------------------------------------------------------- tool faults
+
+def tvf(*args: str) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it (python -m thermal_visible_fusion)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "thermal_visible_fusion", *map(str, args)],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary siblings a tool left behind."""
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """Two frame folders (12 frames) and an mp4 pair (60 frames), small."""
+    import cv2
+    root = tmp_path_factory.mktemp("clip")
+    rng = np.random.default_rng(3)
+    for name in ("ir", "vis", "ir_short", "vis_short"):
+        (root / name).mkdir()
+    for index in range(12):
+        thermal = rng.integers(0, 255, (48, 64), np.uint8)
+        rgb = rng.integers(0, 255, (48, 64, 3), np.uint8)
+        cv2.imwrite(str(root / "ir" / f"{index:03d}.png"), thermal)
+        cv2.imwrite(str(root / "vis" / f"{index:03d}.png"), rgb)
+        if index < 5:
+            cv2.imwrite(str(root / "ir_short" / f"{index:03d}.png"), thermal)
+            cv2.imwrite(str(root / "vis_short" / f"{index:03d}.png"), rgb)
+    for name in ("ir.mp4", "vis.mp4"):
+        writer = cv2.VideoWriter(str(root / name), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))
+        for _ in range(60):
+            writer.write(rng.integers(0, 255, (48, 64, 3), np.uint8))
+        writer.release()
+    return root
+
+
+def corrupted_mp4(source: Path, target: Path, start: float) -> Path:
+    """``source`` with its frame data zeroed from ``start`` (0..1) on: it still opens."""
+    data = bytearray(source.read_bytes())
+    first = data.find(b"mdat") + 8
+    end = data.find(b"moov") if data.find(b"moov") > first else len(data)
+    cut = first + int((end - first) * start)
+    data[cut:end] = bytes(end - cut)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_fuse_refuses_an_existing_output_and_force_replaces_it_whole(clip, tmp_path):
+    out = tmp_path / "out"
+    assert tvf("fuse", "--ir", clip / "ir", "--rgb", clip / "vis", "--out", out,
+               "--fuser", "average").returncode == 0
+    assert len(list(out.iterdir())) == 12
+    shorter = ("fuse", "--ir", clip / "ir_short", "--rgb", clip / "vis_short", "--out", out,
+               "--fuser", "average")
+    refused = tvf(*shorter)
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    assert len(list(out.iterdir())) == 12  # untouched
+    assert tvf(*shorter, "--force").returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:04d}.png" for i in range(5)]
+    assert leftovers(tmp_path) == []
+
+
+def test_fuse_unreadable_frame_is_one_line_exit_2_and_no_output(clip, tmp_path):
+    import shutil
+    ir = tmp_path / "ir"
+    shutil.copytree(clip / "ir", ir)
+    (ir / "005.png").write_text("not an image")
+    out = tmp_path / "out"
+    result = tvf("fuse", "--ir", ir, "--rgb", clip / "vis", "--out", out, "--fuser", "average")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = [l for l in result.stderr.splitlines() if "error" in l]
+    assert "005.png" in line
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("start, frame", [(0.0, "frame 0 of 60"), (0.5, "of 60")])
+def test_fuse_incomplete_decoding_is_an_error_naming_the_frame(clip, tmp_path, start, frame):
+    """An mp4 that opens but decodes nothing said "wrote 0 frames", exit 0; one corrupted
+    half-way wrote 49 of 151 frames, exit 0."""
+    broken = corrupted_mp4(clip / "ir.mp4", tmp_path / "ir.mp4", start)
+    out = tmp_path / "out"
+    result = tvf("fuse", "--ir", broken, "--rgb", clip / "vis.mp4", "--out", out,
+                 "--fuser", "average")
+    assert result.returncode == 2, result.stderr
+    assert "decoding stopped at frame" in result.stderr and frame in result.stderr
+    assert str(broken) in result.stderr
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def bag(clip, tmp_path_factory) -> Path:
+    bag = tmp_path_factory.mktemp("bags") / "bag"
+    assert tvf("make-bag", "--ir", clip / "ir", "--rgb", clip / "vis", "--out", bag).returncode == 0
+    return bag
+
+
+def test_make_bag_bad_input_leaves_no_partial_bag_and_force_replaces(clip, bag, tmp_path):
+    import shutil
+    ir = tmp_path / "ir"
+    shutil.copytree(clip / "ir", ir)
+    (ir / "007.png").write_bytes(b"\x89PNG truncated")
+    out = tmp_path / "bag"
+    result = tvf("make-bag", "--ir", ir, "--rgb", clip / "vis", "--out", out)
+    assert result.returncode == 2 and "007.png" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists() and leftovers(tmp_path) == []
+    (ir / "007.png").unlink()  # the rerun is not refused by a leftover
+    shutil.copy(clip / "ir" / "007.png", ir / "007.png")
+    assert tvf("make-bag", "--ir", ir, "--rgb", clip / "vis", "--out", out).returncode == 0
+    assert tvf("make-bag", "--ir", ir, "--rgb", clip / "vis", "--out", out).returncode == 2
+    assert tvf("make-bag", "--ir", clip / "ir_short", "--rgb", clip / "vis_short", "--out", out,
+               "--force").returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["bag.mcap", "metadata.yaml"]
+    assert "message_count: 10" in (out / "metadata.yaml").read_text()
+
+
+def test_evaluate_never_deletes_its_own_input(bag, tmp_path):
+    import shutil
+    folder = tmp_path / "work"
+    shutil.copytree(bag, folder / "bag")
+    result = tvf("evaluate", folder / "bag", "--out", folder, "--force", "--fuser", "average")
+    assert result.returncode == 2 and "lies inside the output" in result.stderr
+    assert (folder / "bag" / "metadata.yaml").is_file()
+    assert tvf("evaluate", folder / "bag", "--out", tmp_path / "eval", "--fuser", "average",
+               "--metrics-every", "0").returncode == 0
+    (tmp_path / "eval" / "stale.txt").write_text("from an earlier run")
+    refused = tvf("evaluate", folder / "bag", "--out", tmp_path / "eval", "--fuser", "average")
+    assert refused.returncode == 2 and (tmp_path / "eval" / "stale.txt").exists()
+    assert tvf("evaluate", folder / "bag", "--out", tmp_path / "eval", "--fuser", "average",
+               "--metrics-every", "0", "--force").returncode == 0
+    assert not (tmp_path / "eval" / "stale.txt").exists()  # replaced whole
+    assert (tmp_path / "eval" / "fused_bag" / "metadata.yaml").is_file()
+    assert leftovers(tmp_path) == []
+
+
+def test_evaluate_truncated_bag_is_one_line_exit_2_and_no_output(bag, tmp_path):
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(bag, broken)
+    storage = next(broken.glob("*.mcap"))
+    storage.write_bytes(storage.read_bytes()[: storage.stat().st_size // 2])
+    out = tmp_path / "eval"
+    result = tvf("evaluate", broken, "--out", out, "--fuser", "average")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"cannot read bag {broken}" in result.stderr
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_evaluate_refuses_bad_weights_like_fuse(bag, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not weights")
+    for extra in (("--weights", bad), ("--fuser", "learned", "--weights", bad)):
+        result = tvf("evaluate", bag, "--out", tmp_path / "eval", *extra)
+        assert result.returncode == 2 and str(bad) in result.stderr, result.stderr
+        assert "falling back" not in result.stderr
+        assert not (tmp_path / "eval").exists()
+    # --fuser says otherwise: the weights are not used
+    assert tvf("evaluate", bag, "--out", tmp_path / "eval", "--fuser", "multiscale",
+               "--weights", bad, "--metrics-every", "0").returncode == 0

@@ -186,7 +186,8 @@ class PairSource:
 
     ``len()`` is the number of pairs: the shorter of the two streams (extra frames
     of the longer one are ignored).  For videos it comes from the container's frame
-    count; should a stream end early, iteration simply stops there.  Each ``iter()``
+    count; should a stream end early, iteration stops there and ``incomplete`` says
+    which stream stopped at which frame (None after a complete pass).  Each ``iter()``
     starts again from the first pair.  ``fps`` is the thermal video's frame rate
     (the RGB one's if only RGB is a video), or ``None`` for two folders.
     """
@@ -201,6 +202,7 @@ class PairSource:
             self._ir.close()
             raise
         self.fps: float | None = self._ir.fps if self._ir.fps is not None else self._rgb.fps
+        self.incomplete: str | None = None
 
     def __len__(self) -> int:
         return min(len(self._ir), len(self._rgb))
@@ -214,10 +216,18 @@ class PairSource:
     def __iter__(self) -> Iterator[FramePair]:
         n = len(self)
         width = max(4, len(str(max(n - 1, 0))))
-        for index, (thermal, rgb) in enumerate(zip(self._ir.frames(), self._rgb.frames())):
-            if index >= n:
-                break
-            yield FramePair(index, self._name(index, width), thermal, rgb)
+        self.incomplete = None
+        streams = (("thermal", self._ir, self._ir.frames()), ("RGB", self._rgb, self._rgb.frames()))
+        for index in range(n):
+            frames = []
+            for role, reader, frames_of in streams:
+                frame = next(frames_of, None)
+                if frame is None:  # the container promised more: say where it stopped
+                    self.incomplete = (f"{role} input {reader.path}: decoding stopped at frame "
+                                       f"{index} of {n}")
+                    return
+                frames.append(frame)
+            yield FramePair(index, self._name(index, width), *frames)
 
     def close(self) -> None:
         self._ir.close()

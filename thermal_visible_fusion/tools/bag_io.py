@@ -297,9 +297,34 @@ def open_reader(path: str | Path):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"bag not found: {path}")
-    reader = Reader(path)
-    reader.open()
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as error:  # truncated or corrupt storage, bad metadata.yaml
+        raise BagReadError(path, error) from error
     return reader
+
+
+class BagReadError(ValueError):
+    """A bag that cannot be read (truncated, corrupt); one line naming it."""
+
+    def __init__(self, path: str | Path, error: BaseException):
+        reason = str(error).splitlines()[0].rstrip(".") if str(error) else type(error).__name__
+        super().__init__(f"cannot read bag {path}: {reason}")
+
+
+def read_messages(reader, path: str | Path, **kwargs) -> Iterator[tuple]:
+    """``reader.messages(**kwargs)``, with a failure of the bag (a chunk cut short)
+    raised as ``BagReadError`` and the caller's own errors left as they are."""
+    messages = reader.messages(**kwargs)
+    while True:
+        try:
+            item = next(messages)
+        except StopIteration:
+            return
+        except Exception as error:
+            raise BagReadError(path, error) from error
+        yield item
 
 
 def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
@@ -390,7 +415,7 @@ def read_images(path: str | Path, topics: Iterable[str] | None = None,
                        and (wanted is None or c.topic in wanted)]
         if not connections:
             return
-        for connection, log_time, raw in reader.messages(connections=connections):
+        for connection, log_time, raw in read_messages(reader, path, connections=connections):
             msg = store.deserialize_cdr(raw, connection.msgtype)
             yield BagImage(connection.topic, log_time, stamp_ns_of(msg), msg.header.frame_id,
                            msg.encoding, decode_image_message(msg, roles.get(connection.topic)))

@@ -32,6 +32,13 @@ with K frames of look-ahead: each fused frame is still written and scored
 under its own pair's stamps, frame_id, log time and inputs, and the last K
 frames come out when the bag ends.
 
+Outputs never destroy or mix data: ``DIR`` is written beside and renamed into place
+when complete; an existing non-empty ``DIR`` needs ``--force``, which replaces it whole
+and refuses a ``DIR`` that holds the bag (or another input).  A bag that cannot be
+read (truncated, corrupt) is an error, exit status 2, with nothing written.  Weights
+asked for on the command line (``--weights`` or ``--fuser learned``) must load, as
+in ``tvf fuse``; the node's fallback to the multi-scale fuser is for the live node.
+
 Example::
 
     tvf evaluate scene_bag --out eval/scene --fuser multiscale --metrics-every 5
@@ -43,7 +50,6 @@ import argparse
 import csv
 import json
 import math
-import shutil
 import sys
 import time
 from collections import Counter, deque
@@ -68,7 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from thermal_visible_fusion.fusers import FUSER_NAMES
 
     parser.add_argument("bag", help="rosbag2 folder (mcap or sqlite3)")
-    parser.add_argument("--out", required=True, help="output folder (created)")
+    parser.add_argument("--out", required=True,
+                        help="output folder (created; an existing non-empty one needs --force)")
     parser.add_argument("--thermal-topic", default=None,
                         help="thermal Image topic (default: guessed from the names)")
     parser.add_argument("--rgb-topic", default=None,
@@ -95,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
                         help="storage of the output bag (default mcap)")
     parser.add_argument("--force", action="store_true",
-                        help="replace an existing OUT/fused_bag")
+                        help="replace an existing non-empty OUT whole (never one holding the bag)")
 
 
 # ------------------------------------------------------------------ parameters
@@ -227,11 +234,12 @@ class Evaluation:
             self.image_metric_names = tuple(getattr(image_metrics, "METRICS", ()))
 
     def run(self, bag: Path, out_bag: Path) -> None:
+        from thermal_visible_fusion.engine import geometry_problem
         from thermal_visible_fusion.image_codec import ImageFormatError
         from thermal_visible_fusion.tools.bag_io import (IMAGE, DIAGNOSTIC_ARRAY, BagWriter,
                                                          decode_image_message, guess_pair_topics,
-                                                         open_reader, progress, stamp_ns_of,
-                                                         typestore)
+                                                         open_reader, progress, read_messages,
+                                                         stamp_ns_of, typestore)
 
         store = typestore()
         max_pixels = int(self.params["max_pixels"])
@@ -252,7 +260,7 @@ class Evaluation:
                     self.writer.copy_topic(connection)
                 self.writer.add_topic(FUSED_TOPIC, IMAGE)
                 self.writer.add_topic(TEMPORAL_TOPIC, DIAGNOSTIC_ARRAY)
-                messages = reader.messages()
+                messages = read_messages(reader, bag)
                 for connection, log_time, raw in progress(messages, total=reader.message_count,
                                                           desc="evaluate", unit="message"):
                     self.writer.write_raw(connection.topic, connection.msgtype, log_time, raw)
@@ -268,6 +276,8 @@ class Evaluation:
                                     f"image {msg.width}x{msg.height} ({pixels} pixels) "
                                     f"exceeds max_pixels={max_pixels}")
                             image = decode_image_message(msg, stream)
+                            if problem := geometry_problem(*image.shape[:2]):  # as the node
+                                raise ImageFormatError(problem)
                             if image.dtype.kind == "f" and not np.isfinite(image).all():
                                 raise ImageFormatError("NaN/inf pixels")
                         except ImageFormatError as error:
@@ -487,34 +497,44 @@ def save_samples(path: Path, samples: list[tuple[int, np.ndarray]]) -> bool:
 
 
 def evaluate(args) -> dict:
+    from thermal_visible_fusion.fusers import CLASSIC_FUSERS, FALLBACK_FUSER
+    from thermal_visible_fusion.tools.output_dir import check_output, staged_output
+
     bag = Path(args.bag)
     out = Path(args.out)
-    out_bag = out / "fused_bag"
     if not bag.exists():
         raise FileNotFoundError(f"bag not found: {bag}")
-    if out_bag.exists():
-        if not args.force:
-            raise FileExistsError(f"{out_bag} exists already; use --force to replace it")
-        shutil.rmtree(out_bag)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = [p for p in (bag, args.params, args.weights) if p]
+    check_output(out, args.force, inputs)  # before any work
     params = node_parameters(args)
     run = Evaluation(args, params)
+    warning = run.engine.fuser_warning
+    if warning and (args.fuser == "learned" or (args.weights and args.fuser not in CLASSIC_FUSERS)):
+        # asked for by name: no silent fallback (that is for the live node only)
+        raise ValueError(warning.removesuffix(f"; falling back to {FALLBACK_FUSER}"))
+    with staged_output(out, args.force, inputs) as folder:
+        return _evaluate_into(run, params, bag, out, folder)
+
+
+def _evaluate_into(run: Evaluation, params: dict, bag: Path, out: Path, folder: Path) -> dict:
+    """Run the evaluation writing into ``folder``, which becomes ``out`` when done."""
     start = time.perf_counter()
-    run.run(bag, out_bag)
+    run.run(bag, folder / "fused_bag")
     elapsed = time.perf_counter() - start
+    args = run.args
     frame_metrics = list(FRAME_METRICS) + list(run.image_metric_names or sorted(
         {k for r in run.rows for k in r} - set(FRAME_METRICS) - set(TEMPORAL_KEYS)
         - {"frame", "time_s", "thermal_stamp_ns", "rgb_stamp_ns"}))
     pairing = run.pairer.stats()
     plots = []
-    if run.rows and plot_metrics(out / "metrics_over_time.png", run.rows):
+    if run.rows and plot_metrics(folder / "metrics_over_time.png", run.rows):
         plots.append("metrics_over_time.png")
-    if save_samples(out / "samples.png", run.samples):
+    if save_samples(folder / "samples.png", run.samples):
         plots.append("samples.png")
     config = asdict(run.engine.config)
     config.update(sync_slop=params["sync_slop"], queue_size=params["queue_size"])
     report = {
-        "bag": str(bag), "output_bag": str(out_bag),
+        "bag": str(bag), "output_bag": str(out / "fused_bag"),
         "thermal_topic": run.thermal_topic, "rgb_topic": run.rgb_topic,
         "fuser": run.engine.fuser.name, "device": run.engine.device,
         "fuser_warning": run.engine.fuser_warning,
@@ -530,15 +550,15 @@ def evaluate(args) -> dict:
         "metrics": summarise(run.rows, frame_metrics),
         "config": config, "plots": plots,
     }
-    write_report(out, report, run.rows, frame_metrics)
+    write_report(folder, report, run.rows, frame_metrics)
     return report
 
 
 def main(args) -> int:
     try:
         report = evaluate(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"[evaluate] error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # bad bag, parameters, weights or output
+        print(f"[evaluate] error: {error}; nothing written to {args.out}", file=sys.stderr)
         return 2
     fused = report["metrics"]["temporal_error_fused"]
     print(f"[evaluate] {report['frames']} fused frames with {report['fuser']} on "

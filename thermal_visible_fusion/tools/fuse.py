@@ -2,7 +2,11 @@
 
 Runs the same ``FusionEngine`` as the live node, frame by frame in order, so
 what you see here is what the node publishes for the same input.  Writes
-``OUT/NNNN.png`` for every input pair, named by the pair's index.
+``OUT/NNNN.png`` for every input pair, named by the pair's index.  ``OUT`` is written
+beside and renamed into place when every frame is done; an existing non-empty ``OUT`` is
+refused unless ``--force`` (which replaces it whole).  An unreadable frame, or a video
+that decodes fewer frames than it holds, is an error (exit status 2) naming the frame,
+and leaves no output.
 
 Weights asked for explicitly (``--fuser learned`` or ``--weights FILE``) must
 load: unlike the live node, which falls back to the multi-scale fuser so it
@@ -25,6 +29,7 @@ import cv2
 
 from thermal_visible_fusion.fusers import CLASSIC_FUSERS, FALLBACK_FUSER, FUSER_NAMES
 from thermal_visible_fusion.lookahead import DelayedEngine, lookahead_problem
+from thermal_visible_fusion.tools.output_dir import check_output, staged_output
 
 
 def add_arguments(parser) -> None:
@@ -39,6 +44,8 @@ def add_arguments(parser) -> None:
                         help="frames of look-ahead for the learned fuser with memory "
                              "(adds latency)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing non-empty OUT whole")
 
 
 def _fail(message: str) -> int:
@@ -68,29 +75,38 @@ def main(args) -> int:
                      f"learned weights and uses {engine.fuser.name}; pass --weights FILE")
     out = Path(args.out)
     try:
+        check_output(out, args.force, (args.ir, args.rgb))
         source = open_pair(args.ir, args.rgb)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
         return _fail(str(error))
-    out.mkdir(parents=True, exist_ok=True)
     runner = DelayedEngine(engine, args.lookahead)
     count = written = 0
 
-    def write(done) -> None:
+    def write(folder: Path, done) -> None:
         nonlocal written
         for index, result in done:
-            if not cv2.imwrite(str(out / f"{index:04d}.png"), result.fused):
+            if not cv2.imwrite(str(folder / f"{index:04d}.png"), result.fused):
                 raise OSError(f"cannot write {out / f'{index:04d}.png'}")
             written += 1
 
-    with source:
-        period_ns = round(1e9 / (source.fps or 30.0))
-        print(f"fusing {len(source)} frames with {engine.describe()}"
-              + (f", look-ahead {args.lookahead}" if args.lookahead else ""), file=sys.stderr)
-        start = time.perf_counter()
-        for pair in source:
-            write(runner.push(pair.thermal, pair.rgb, pair.index * period_ns, pair.index))
-            count += 1
-        write(runner.flush())
+    try:
+        with source, staged_output(out, args.force, (args.ir, args.rgb)) as folder:
+            if len(source) == 0:
+                raise ValueError(f"no frame pairs decoded from {args.ir} and {args.rgb}")
+            period_ns = round(1e9 / (source.fps or 30.0))
+            print(f"fusing {len(source)} frames with {engine.describe()}"
+                  + (f", look-ahead {args.lookahead}" if args.lookahead else ""),
+                  file=sys.stderr)
+            start = time.perf_counter()
+            for pair in source:
+                write(folder, runner.push(pair.thermal, pair.rgb, pair.index * period_ns,
+                                          pair.index))
+                count += 1
+            if source.incomplete:  # a video stopped decoding early: not a finished output
+                raise ValueError(source.incomplete)
+            write(folder, runner.flush())
+    except (ValueError, OSError) as error:
+        return _fail(f"{error}; nothing written to {out}")
     seconds = time.perf_counter() - start
     assert written == count, f"wrote {written} frames for {count} pairs"
     print(f"wrote {count} frames to {out} ({count / max(seconds, 1e-9):.1f} fps)", file=sys.stderr)

@@ -46,7 +46,9 @@ DEFAULT_START_SEC = 1_700_000_000.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ir", required=True, help="thermal video or folder of frames")
     parser.add_argument("--rgb", required=True, help="RGB video or folder of frames")
-    parser.add_argument("--out", required=True, help="bag folder to create (must not exist)")
+    parser.add_argument("--out", required=True,
+                        help="bag folder to create (an existing non-empty one needs --force)")
+    parser.add_argument("--force", action="store_true", help="replace an existing OUT whole")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
                         help="rosbag2 storage (default mcap)")
     parser.add_argument("--fps", type=float, default=None,
@@ -114,12 +116,16 @@ def stamp_plan(count: int, fps: float, offset_ms: float, jitter_ms: float, seed:
 def make_bag(args) -> dict:
     from thermal_visible_fusion.sources import open_pair
     from thermal_visible_fusion.tools.bag_io import BagWriter, progress
+    from thermal_visible_fusion.tools.output_dir import check_output, staged_output
 
     cameras = calibrations(args)
     out = Path(args.out)
-    if out.exists():
-        raise FileExistsError(f"{out} exists already; choose a new --out")
-    with open_pair(args.ir, args.rgb) as source:
+    inputs = [p for p in (args.ir, args.rgb, args.calibration, args.thermal_calibration,
+                          args.rgb_calibration) if p]
+    check_output(out, args.force, inputs)
+    # written beside and renamed when complete: a bad input leaves no partial bag
+    with open_pair(args.ir, args.rgb) as source, \
+            staged_output(out, args.force, inputs, create=False) as partial:
         fps = args.fps or source.fps or 30.0
         if fps <= 0:
             raise ValueError("--fps must be > 0")
@@ -136,7 +142,7 @@ def make_bag(args) -> dict:
                    ("rgb", args.rgb_topic, RGB_FRAME_ID, rgb_stamps))
         written = 0
         sizes = {}
-        with BagWriter(out, storage=args.storage, reorder=True) as writer:
+        with BagWriter(partial, storage=args.storage, reorder=True) as writer:
             for pair in progress(source, total=count, desc="make-bag"):
                 i = pair.index
                 if i >= count:
@@ -151,6 +157,8 @@ def make_bag(args) -> dict:
                 written += 1
                 # No later frame can be stamped before its nominal time minus the slack.
                 writer.release_before(start_ns + round((i + 1) * 1e9 / fps) - slack_ns)
+            if source.incomplete:  # a video stopped decoding early: not a finished bag
+                raise ValueError(source.incomplete)
         counts = dict(writer.counts)  # after close: every held message is written
     for role, camera in cameras.items():
         if role in sizes and sizes[role] != (camera.width, camera.height):
@@ -163,8 +171,8 @@ def make_bag(args) -> dict:
 def main(args) -> int:
     try:
         summary = make_bag(args)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as error:
-        print(f"[make-bag] error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # bad input, unreadable frame, existing output
+        print(f"[make-bag] error: {error}; no bag written", file=sys.stderr)
         return 2
     topics = ", ".join(f"{t} ({n})" for t, n in summary["topics"].items())
     print(f"[make-bag] wrote {summary['bag']} ({summary['storage']}): {summary['frames']} pairs "
