@@ -730,3 +730,21 @@ def test_size_churn_keeps_memory_flat_with_the_learned_fuser_traced(learned_weig
     """The issue's 734 -> 1,546 -> 2,482 -> 3,335 MB: 16 sizes through the traced fuser."""
     rss = churn_rss("learned", learned_weights, jit=True)
     assert rss[-1] - rss[0] < 40, rss
+
+
+# ------------------------------------------------------------------------------ soak
+
+def test_soak_reports_rss_counts_latency_and_errors_as_json(tmp_path):
+    import json
+    out = tmp_path / "soak.json"
+    result = tvf("soak", "--frames", "90", "--rate", "30", "--width", "160", "--height", "120",
+                 "--fuser", "multiscale", "--json", out, "--domain-id", DOMAIN_BASE + 15)
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads(out.read_text())
+    assert report["published"] == 90 and report["fused"] >= 80
+    assert report["node_alive"] and report["node_exit_code"] == 0
+    assert report["node"]["fuse_errors"] == 0
+    assert report["node"]["input_errors"] == {"thermal": 0, "rgb": 0}
+    assert all(report["rss_mb"][k] > 0 for k in ("start", "after_warmup", "end", "max"))
+    latency = report["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]

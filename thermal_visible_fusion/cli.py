@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "write an mp4 pair or two frame folders into a rosbag2 bag"),
     "evaluate": ("thermal_visible_fusion.tools.evaluate",
                  "fuse a bag offline like the node; fused bag, metrics report and plots"),
+    "soak": ("thermal_visible_fusion.ros.soak",
+             "run the node for N frames; RSS, counts, latency and errors as JSON"),
     "replay": ("thermal_visible_fusion.ros.replay",
                "publish a bag's images over ROS 2 in real time (no ros2 bag play needed)"),
 }

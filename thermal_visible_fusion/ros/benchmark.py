@@ -9,6 +9,9 @@ pre-encoded synthetic pairs and times the fused images coming back.
      fuses the newest pair and skips the rest, and the best fused images per
      second over those runs is its peak rate.  (Offering far faster than that
      only measures how much CPU the publisher takes from the node on 2 cores.)
+  3. ~/reset under load: while pairs arrive at the latency run's rate, a burst of
+     ``--reset-calls`` calls sent at once, then ten single calls; how many were answered
+     and the answer times (p50, max).
 Figures are printed and written as JSON.  This is not a test: the machine is
 shared and noisy, so read medians and compare runs made on one machine.
 """
@@ -29,8 +32,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
     parser.add_argument("--fuser", default=None, help="fuser parameter of the node")
     parser.add_argument("--device", default=None, help="device parameter of the node")
+    parser.add_argument("--weights", default=None, help="weights parameter of the node")
     parser.add_argument("--peak-rates", default="30,45,60,90,120",
                         help="input rates (Hz) tried for peak throughput")
+    parser.add_argument("--reset-calls", type=int, default=100,
+                        help="~/reset calls sent at once under load (0: skip)")
     parser.add_argument("--json", default="output/benchmark.json", help="where to write results")
 
 
@@ -45,7 +51,8 @@ def main(args) -> int:
 
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    params = {k: v for k, v in (("fuser", args.fuser), ("device", args.device)) if v}
+    params = {k: v for k, v in (("fuser", args.fuser), ("device", args.device),
+                                ("weights", args.weights)) if v}
     node = NodeProcess(env, params, log_path=out.with_suffix(".node.log"))
     rclpy.init()
     client = PairClient(keep_images=False)
@@ -57,6 +64,7 @@ def main(args) -> int:
         rates = [float(r) for r in args.peak_rates.split(",")]
         peaks = [_run(client, pairs, rate, args.seconds / 2) for rate in rates]
         peak = max(peaks, key=lambda run: run["fused"] / run["seconds"])
+        resets = _reset_under_load(client, pairs, args.rate, args.reset_calls)
         status = client.received.last_status()
     finally:
         client.close()
@@ -81,6 +89,7 @@ def main(args) -> int:
             "fused_fps": round(peak["fused"] / peak["seconds"], 2),
             "latency_ms_p50": rounded_percentile(peak["latencies"], 50),
         },
+        "reset_under_load": resets,
         "node_reported": {k: status.get(k) for k in ("latency_p50_ms", "latency_p95_ms",
                                                      "skipped_backpressure", "fuse_errors")},
     }
@@ -99,14 +108,42 @@ def _messages(width: int, height: int, count: int = 30):
     return [(image_message(t), image_message(r)) for t, r in (scene.frame(i) for i in range(count))]
 
 
-def _run(client, pairs, rate: float, seconds: float) -> dict:
+def _reset_under_load(client, pairs, rate: float, calls: int) -> dict | None:
+    """A burst of ~/reset calls and ten single ones while pairs arrive at ``rate``."""
+    import threading
+
+    from thermal_visible_fusion.ros.harness import reset_storm, rounded_percentile
+
+    if calls <= 0:
+        return None
+    stop = threading.Event()
+    load = threading.Thread(target=lambda: _run(client, pairs, rate, 60.0, stop), daemon=True)
+    load.start()
+    try:
+        time.sleep(1.0)
+        burst = reset_storm(client, calls=calls, timeout=30.0)
+        single = [reset_storm(client, calls=1, timeout=10.0)[0] for _ in range(10)]
+    finally:
+        stop.set()
+        load.join(timeout=10.0)
+    answered = [t for t in burst if t is not None]
+    answered_single = [t for t in single if t is not None]
+    return {"burst_calls": calls, "burst_answered": len(answered),
+            "burst_ms_p50": rounded_percentile(answered, 50),
+            "burst_ms_max": rounded_percentile(answered, 100),
+            "single_calls": len(single), "single_answered": len(answered_single),
+            "single_ms_p50": rounded_percentile(answered_single, 50),
+            "single_ms_max": rounded_percentile(answered_single, 100)}
+
+
+def _run(client, pairs, rate: float, seconds: float, stop=None) -> dict:
     """Publish for ``seconds`` at ``rate``; match fused images back by stamp."""
     client.received.fused.clear()
     client.received.fused_receipt.clear()
     sent: dict[int, float] = {}
     start = time.monotonic()
     index = 0
-    while time.monotonic() - start < seconds:
+    while time.monotonic() - start < seconds and not (stop and stop.is_set()):
         due = start + index / rate
         if (delay := due - time.monotonic()) > 0:
             time.sleep(delay)
