@@ -748,3 +748,12 @@ def test_soak_reports_rss_counts_latency_and_errors_as_json(tmp_path):
     assert all(report["rss_mb"][k] > 0 for k in ("start", "after_warmup", "end", "max"))
     latency = report["latency_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+
+
+def test_evaluate_bad_params_file_is_one_line_exit_2(bag, tmp_path):
+    broken = tmp_path / "p.yaml"
+    broken.write_text("/**:\n  ros__parameters: {sync_slop: [\n")
+    for path in (broken, tmp_path / "missing.yaml"):
+        result = tvf("evaluate", bag, "--out", tmp_path / "eval", "--params", path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert str(path) in result.stderr and not (tmp_path / "eval").exists()

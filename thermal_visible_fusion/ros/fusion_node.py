@@ -73,7 +73,6 @@ class InputState:
     last_receipt: float | None = None
     restarts: int = 0
     stale: int = 0  # frames of a loop that another input had already restarted
-    duplicates: int = 0  # frames repeating the previous stamp (resent, not broken)
     stalled_since: float | None = None  # monotonic time the stall was first reported
     rate: RateWindow = field(default_factory=RateWindow)
     loss: StampLossEstimator = field(default_factory=StampLossEstimator)
@@ -215,7 +214,6 @@ class FusionNode(Node):
             verdict = self.stamp_order.check(stream, stamp, now)
         except StampOrderError as error:
             if error.duplicate:  # a resent frame: counted with the pairing's duplicates
-                state.duplicates += 1
                 self.pairer.count_duplicate(stream)
                 self._throttled_log(f"duplicate-{stream}", "warning",
                                     f"dropped {stream} frame on {state.topic}: {error}")

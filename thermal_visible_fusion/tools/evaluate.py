@@ -110,9 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def node_parameters(args) -> dict:
     """The node's parameter values: defaults < params file < command-line flags."""
-    import yaml
-
     from thermal_visible_fusion import params as param_table
+    from thermal_visible_fusion import params_file
     from thermal_visible_fusion.resources import config_file
 
     values = {spec.name: spec.default for spec in param_table.PARAMS}
@@ -123,7 +122,7 @@ def node_parameters(args) -> dict:
         except FileNotFoundError:
             path = None
     if path is not None:
-        found = _ros_parameters(yaml.safe_load(path.read_text()) or {})
+        found = _ros_parameters(params_file.load(path))  # ParamsFileError: one line
         values.update({k: v for k, v in found.items() if k in values})  # as the node: known only
     overrides = {"fuser": args.fuser, "weights": args.weights, "device": args.device,
                  "queue_size": args.queue_size,
