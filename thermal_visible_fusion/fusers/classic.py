@@ -66,12 +66,15 @@ class MultiScaleFuser:
 
     def fuse(self, thermal: np.ndarray, rgb: np.ndarray) -> np.ndarray:
         luma, ycrcb = split_luma(rgb)
+        return merge_luma(self.fuse_luma(thermal, luma), ycrcb)
+
+    def fuse_luma(self, thermal: np.ndarray, luma: np.ndarray) -> np.ndarray:
+        """Two uint8 gray frames -> fused uint8 gray frame."""
         ir_pyr = _laplacian_pyramid(thermal.astype(np.float32), self.levels)
         vis_pyr = _laplacian_pyramid(luma.astype(np.float32), self.levels)
         fused = [_fuse_detail(a, b) for a, b in zip(ir_pyr[:-1], vis_pyr[:-1])]
         fused.append(_fuse_base(ir_pyr[-1], vis_pyr[-1]))
-        out = _collapse(fused)
-        return merge_luma(np.clip(out + 0.5, 0, 255).astype(np.uint8), ycrcb)
+        return np.clip(_collapse(fused) + 0.5, 0, 255).astype(np.uint8)
 
     def reset(self) -> None:
         pass

@@ -1,10 +1,11 @@
 """LearnedFuser: the streaming fusion network behind the Fuser protocol.
 
-The network fuses luminance: the thermal frame and the Y channel of the RGB frame go in,
-fused Y comes out and is recombined with the Cr/Cb of the RGB frame, restored by the
-network's colour branch when the weights have one (else as they came).  The network's
-temporal memory is kept between ``fuse`` calls; ``reset()`` clears it (call it when the
-stream jumps), ``use_memory=False`` clears it before every frame.
+The network restores luminance: the thermal frame and the Y channel of the RGB frame go
+in, the restored pair comes out and is fused by the multi-scale rule
+(``fusers.classic.MultiScaleFuser``, the same rule the network trains with, in OpenCV)
+with the Cr/Cb of the RGB frame.  The network's temporal memory is kept between ``fuse``
+calls; ``reset()`` clears it (call it when the stream jumps), ``use_memory=False`` clears
+it before every frame.
 
 Weights files carry their own ``ModelConfig``: a ``.pt`` file is a plain dict loaded with
 ``torch.load(weights_only=True)``; a ``.safetensors`` file (used when the ``safetensors``
@@ -25,13 +26,14 @@ import torch
 from torch import nn
 
 from thermal_visible_fusion.device import inference_dtype, resolve_device
+from thermal_visible_fusion.fusers.classic import MultiScaleFuser, merge_luma
 from thermal_visible_fusion.model import (MemoryState, ModelConfig, StreamingFusionNet,
                                           StreamingRunner)
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "streaming_fusion.pt"
 WEIGHTS_FORMAT = "tvf-streaming-fusion"
-WEIGHTS_VERSION = 1
+WEIGHTS_VERSION = 2  # 1: the network before restore-then-fuse, refused
 
 
 class WeightsError(RuntimeError):
@@ -41,6 +43,15 @@ class WeightsError(RuntimeError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"cannot load fusion weights {self.path}: {reason}")
+
+
+def _reason(exc: Exception) -> str:
+    """Why torch.load refused a file, without its advice to load it unsafely."""
+    text = str(exc)
+    if "Weights only load failed" in text or "weights_only" in text:
+        return "it holds objects other than tensors and plain data, which the safe loader refuses"
+    lines = text.strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
 
 
 def default_weights_path() -> Path:
@@ -90,26 +101,25 @@ def load_weights(path: str | Path) -> tuple[ModelConfig, dict, dict]:
                 header = f.metadata() or {}
                 state = {k: f.get_tensor(k) for k in f.keys()}
             config, meta = json.loads(header["config"]), json.loads(header.get("meta", "{}"))
-            fmt = header.get("format")
+            fmt, version = header.get("format"), header.get("version")
         except Exception as exc:  # corrupt file, missing metadata
             raise WeightsError(path, f"not a readable safetensors weights file ({exc})") from exc
     else:
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated, not a torch file, unsafe pickle
-            raise WeightsError(path, f"not a readable torch weights file ({exc})") from exc
+            raise WeightsError(path, f"not a readable torch weights file ({_reason(exc)})"
+                               ) from exc
         if not isinstance(data, dict):
             raise WeightsError(path, "expected a dict with 'config' and 'state_dict'")
-        fmt, config = data.get("format"), data.get("config")
+        fmt, config, version = data.get("format"), data.get("config"), data.get("version")
         state, meta = data.get("state_dict"), data.get("meta", {})
     if fmt != WEIGHTS_FORMAT or not isinstance(config, dict) or not isinstance(state, dict):
         raise WeightsError(path, f"not a {WEIGHTS_FORMAT} weights file (format={fmt!r})")
-    # Files written before detail bands / band fusion / deblur filters / output memory /
-    # global context / full-res warping / the colour branch / the multi-scale rule / band
-    # statistics existed describe a network without them.
-    config = {"detail_bands": 0, "band_fusion": False, "deblur_filters": 0,
-              "output_memory": False, "global_context": False, "fullres_warp": False,
-              "colour": False, "multiscale_fusion": False, "band_statistics": False, **config}
+    if str(version) != str(WEIGHTS_VERSION):
+        raise WeightsError(path, f"written for another version of the network (version "
+                                 f"{version!r}, this release reads {WEIGHTS_VERSION}); use the "
+                                 "weights shipped with this release or retrain (tvf train)")
     try:
         model_config = ModelConfig.from_dict(config)
     except (TypeError, ValueError) as exc:
@@ -126,6 +136,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Streamin
     except RuntimeError as exc:
         raise WeightsError(path, f"weights do not match the model ({exc})") from exc
     return model.to(device).eval()
+
+
+def _restore(model: StreamingFusionNet, ir: torch.Tensor, vis: torch.Tensor,
+             state: MemoryState | None) -> tuple[torch.Tensor, MemoryState]:
+    """One eager step: (restored IR and visible as (B,2,H,W), new memory)."""
+    out, new = model(ir, vis, state, fuse=False)
+    return torch.cat([out.restored_ir, out.restored_vis], 1), new
 
 
 def _step_inputs(ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None) -> tuple:
@@ -151,15 +168,19 @@ def _cached(cache: OrderedDict, key: tuple, make: Callable, limit: int):
 class FrozenStep:
     """The model's inference step, traced and frozen with TorchScript per input size.
 
-    Two graphs per size (first frame without memory, later frames with it); about 20 %
-    faster than eager on a CPU.  Falls back to eager, with a warning, if tracing fails.
+    Two graphs per size (first frame without memory, later frames with it); faster than
+    eager on a CPU.  Falls back to eager, with a warning, if tracing fails.  Each trace
+    keeps a few MB that freeing the graph never returns, so a stream whose size keeps
+    changing would grow without bound: after ``MAX_TRACES`` traces, new sizes run eager.
     """
 
     MAX_GRAPHS = 8
+    MAX_TRACES = 16
 
     def __init__(self, model: StreamingFusionNet):
         self.model = model
         self.graphs: OrderedDict[tuple, torch.jit.ScriptModule | None] = OrderedDict()
+        self.traces = 0
 
     class _Wrapped(nn.Module):
         def __init__(self, model: StreamingFusionNet, with_state: bool):
@@ -167,11 +188,17 @@ class FrozenStep:
             self.model, self.with_state = model, with_state
 
         def forward(self, ir, vis, *state):
-            out, new = self.model(ir, vis, MemoryState(*state) if self.with_state else None,
-                                  restored=False)
-            return (out.fused,) + tuple(new)
+            restored, new = _restore(self.model, ir, vis,
+                                     MemoryState(*state) if self.with_state else None)
+            return (restored,) + tuple(new)
 
     def _trace(self, inputs: tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule | None:
+        if self.traces >= self.MAX_TRACES:
+            if self.traces == self.MAX_TRACES:
+                warnings.warn(f"{self.MAX_TRACES} frame sizes traced; further sizes run eager")
+                self.traces += 1
+            return None
+        self.traces += 1
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
@@ -190,10 +217,9 @@ class FrozenStep:
                  ) -> tuple[torch.Tensor, MemoryState]:
         graph = self._graph(ir, vis, state)
         if graph is None:
-            out, new = self.model(ir, vis, state, restored=False)
-            return out.fused, new
-        fused, *new = graph(*_step_inputs(ir, vis, state))
-        return fused, MemoryState(*new)
+            return _restore(self.model, ir, vis, state)
+        restored, *new = graph(*_step_inputs(ir, vis, state))
+        return restored, MemoryState(*new)
 
 
 class CudaGraphStep:
@@ -218,8 +244,8 @@ class CudaGraphStep:
 
         def run() -> tuple[torch.Tensor, ...]:
             state = MemoryState(*static[2:]) if len(static) > 2 else None
-            out, new = self.model(static[0], static[1], state, restored=False)
-            return (out.fused,) + tuple(new)
+            restored, new = _restore(self.model, static[0], static[1], state)
+            return (restored,) + tuple(new)
 
         side = torch.cuda.Stream()  # on the current device: the caller selects the input's
         side.wait_stream(torch.cuda.current_stream())
@@ -251,14 +277,13 @@ class CudaGraphStep:
                             lambda: self._capture_or_eager(inputs), self.MAX_GRAPHS)
             if entry is None or any(b.shape != v.shape for b, v in zip(entry[1], inputs)):
                 # no graph, or a memory of another size: eager, which says what is wrong
-                out, new = self.model(ir, vis, state, restored=False)
-                return out.fused, new
+                return _restore(self.model, ir, vis, state)
             graph, static, outputs = entry
             for buffer, value in zip(static, inputs):
                 buffer.copy_(value)
             graph.replay()
-            fused, *new = (t.clone() for t in outputs)
-            return fused, MemoryState(*new)
+            restored, *new = (t.clone() for t in outputs)
+            return restored, MemoryState(*new)
 
 
 class LearnedFuser:
@@ -294,6 +319,7 @@ class LearnedFuser:
                              f"{' with jit' if self.jit else ''}")
         self._step = FrozenStep(self.model) if self.jit else \
             CudaGraphStep(self.model) if cuda_graphs else None
+        self._rule = MultiScaleFuser()
         self._lookahead = lookahead  # as asked; the runner drops it while memory is off
         self.runner = StreamingRunner(self.model, use_memory=use_memory, lookahead=lookahead,
                                       step=self._step)
@@ -327,20 +353,10 @@ class LearnedFuser:
         t = torch.from_numpy(np.require(image, requirements=["C", "W"])).to(self.device)
         return (t.to(self.dtype) / 255.0)[None, None]
 
-    def _to_bgr(self, fused: torch.Tensor, ycrcb: np.ndarray) -> np.ndarray:
-        """Fused Y + the frame's chroma (restored by the colour branch, if any) -> BGR."""
-        def to_u8(t: torch.Tensor) -> torch.Tensor:
-            return (t.float() * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
-
-        if self.model.chroma is None:
-            out = ycrcb.copy()
-        else:
-            frame = torch.from_numpy(ycrcb).to(self.device, self.dtype).div_(255.0)
-            frame = frame.permute(2, 0, 1)[None]  # (1,3,H,W): Y, Cr, Cb
-            chroma = to_u8(self.model.restore_chroma(frame[:, :1], frame[:, 1:])[0])
-            out = torch.cat([chroma[:1], chroma]).permute(1, 2, 0).contiguous().cpu().numpy()
-        out[..., 0] = to_u8(fused[0, 0]).cpu().numpy()
-        return cv2.cvtColor(out, cv2.COLOR_YCrCb2BGR)
+    def _to_bgr(self, restored: torch.Tensor, ycrcb: np.ndarray) -> np.ndarray:
+        """Restored IR and Y, fused by the multi-scale rule, + the frame's chroma -> BGR."""
+        ir, y = (restored[0].float() * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8).cpu().numpy()
+        return merge_luma(self._rule.fuse_luma(ir, y), ycrcb.copy())
 
     @staticmethod
     def _check(thermal: np.ndarray, rgb: np.ndarray) -> None:
