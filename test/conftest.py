@@ -29,3 +29,21 @@ def shared_data() -> Path:
                         "set TVF_SHARED_DATA to its folder)", pytrace=False)
         pytest.skip(f"shared data not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def fresh_weights(tmp_path_factory) -> Path:
+    """Weights of a fresh (untrained) StreamingFusionNet, for tests that need a learned
+    fuser that loads whatever the shipped file is.  A fresh network restores nothing
+    much, so its temporal gain is set to 0.5 (the fresh value is 0.018): its memory, and
+    a look-ahead, visibly change the output."""
+    import torch
+
+    from thermal_visible_fusion.fusers.learned import save_weights
+    from thermal_visible_fusion.model import StreamingFusionNet
+
+    torch.manual_seed(0)
+    model = StreamingFusionNet().eval()
+    with torch.no_grad():
+        model.denoiser[-1].bias[4:] = 0.0  # the temporal gain's logit
+    return save_weights(model, tmp_path_factory.mktemp("fresh_weights") / "fresh.pt")

@@ -243,15 +243,9 @@ def test_evaluate_pairing_follows_stamps(frames, tmp_path):
                 "--metrics-every", "0"]) == 0
 
 
-def test_evaluate_lookahead_keeps_each_frame_with_its_pair(frames, tmp_path):
-    torch = pytest.importorskip("torch")
-    from thermal_visible_fusion.fusers.learned import save_weights
-    from thermal_visible_fusion.model import StreamingFusionNet
-
-    torch.manual_seed(0)
-    model = StreamingFusionNet().eval()
-    torch.nn.init.normal_(model.head.weight, std=0.3)  # memory (and look-ahead) visibly matter
-    weights = save_weights(model, tmp_path / "w.pt")
+def test_evaluate_lookahead_keeps_each_frame_with_its_pair(frames, tmp_path, request):
+    pytest.importorskip("torch")
+    weights = request.getfixturevalue("fresh_weights")  # memory (and look-ahead) matter
     pairs = 8
     bag = make_bag(frames, tmp_path / "bag", "--offset-ms", "6", "--frames", str(pairs))
     base = ["evaluate", str(bag), "--weights", str(weights), "--device", "cpu",

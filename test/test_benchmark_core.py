@@ -8,15 +8,17 @@ import pytest
 from thermal_visible_fusion.cli import main
 
 
-def test_benchmark_core_writes_fps_and_the_cpu_agreement(tmp_path, capsys):
+def test_benchmark_core_writes_fps_and_the_cpu_agreement(tmp_path, capsys, fresh_weights):
     out = tmp_path / "bench.json"
     assert main(["benchmark-core", "--sizes", "64x48", "--fusers", "learned,average",
                  "--frames", "2", "--device", "cpu", "--compare-cpu", "3",
-                 "--json", str(out)]) == 0
+                 "--weights", str(fresh_weights), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(result["engine_fps"]) == {"learned@64x48", "average@64x48"}
     assert all(fps > 0 for fps in result["engine_fps"].values())
-    assert result["learned_parameters"] > 0
+    from thermal_visible_fusion.fusers.learned import load_model
+    model = load_model(fresh_weights)
+    assert result["learned_parameters"] == sum(p.numel() for p in model.parameters())
     # the CPU against itself: the same frames, bit for bit
     assert result["learned_vs_cpu_640x480"] == {"device": "cpu", "frames": 3, "mean_abs": 0.0,
                                                 "max_abs": 0, "psnr_db": None}

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from thermal_visible_fusion.cli import main as tvf
-from thermal_visible_fusion.fusers.learned import save_weights
-from thermal_visible_fusion.model import StreamingFusionNet, fuse_sequence
+from thermal_visible_fusion.model import StreamingRunner
 
 N, W, H = 8, 64, 48
 
@@ -35,13 +34,9 @@ def frames(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    """A random model (as in test_model.make_model) whose memory visibly matters."""
-    torch.manual_seed(0)
-    model = StreamingFusionNet().eval()
-    torch.nn.init.normal_(model.head.weight, std=0.3)
-    torch.nn.init.normal_(model.align.out.pw.weight, std=0.05)
-    return save_weights(model, tmp_path_factory.mktemp("weights") / "w.pt")
+def weights(fresh_weights) -> Path:
+    """A fresh network whose memory (and so look-ahead) visibly matters (conftest)."""
+    return fresh_weights
 
 
 def fuse(frames: Path, out: Path, *extra: str) -> int:
@@ -82,7 +77,10 @@ def test_lookahead_needs_the_learned_fuser_with_memory(frames, tmp_path, capsys,
 
 
 def _expected(frames: Path, weights: Path, lookahead: int) -> list[np.ndarray]:
-    """What the network gives offline (model.fuse_sequence), as BGR like the fuser."""
+    """What the network gives offline for each frame, in order: the look-ahead runner's
+    restored pairs (model.StreamingRunner, eager), fused by the multi-scale rule with the
+    frame's chroma, as the learned fuser does."""
+    from thermal_visible_fusion.fusers.classic import MultiScaleFuser, merge_luma
     from thermal_visible_fusion.fusers.learned import load_model
 
     model = load_model(weights)
@@ -93,13 +91,13 @@ def _expected(frames: Path, weights: Path, lookahead: int) -> list[np.ndarray]:
     def tensor(a):
         return torch.from_numpy(a).float()[None, None] / 255.0
 
-    fused = fuse_sequence(model, [tensor(t) for t in thermal], [tensor(c[..., 0]) for c in ycrcb],
-                          lookahead=lookahead)
+    runner = StreamingRunner(model, lookahead=lookahead)
+    pairs = [runner.push(tensor(t), tensor(c[..., 0])) for t, c in zip(thermal, ycrcb)]
+    pairs = (pairs + runner.flush())[-N:]  # without the warm-up repeats of frame 0
     out = []
-    for y, c in zip(fused, ycrcb):
-        c = c.copy()
-        c[..., 0] = (y[0, 0] * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
-        out.append(cv2.cvtColor(c, cv2.COLOR_YCrCb2BGR))
+    for pair, c in zip(pairs, ycrcb):
+        ir, y = (pair[0] * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+        out.append(merge_luma(MultiScaleFuser().fuse_luma(ir, y), c.copy()))
     return out
 
 
@@ -110,7 +108,7 @@ def test_learned_lookahead_writes_every_frame_in_order(frames, weights, tmp_path
     plain, ahead = read_outputs(tmp_path / "plain"), read_outputs(tmp_path / "ahead")
     expected = _expected(frames, weights, 2)
     for k in range(N):
-        # frame k is the network's look-ahead output for frame k (traced vs eager: +-1 in Y)
+        # frame k is the network's look-ahead output for frame k (traced vs eager: +-1)
         diff = np.abs(ahead[k].astype(int) - expected[k].astype(int))
         assert diff.max() <= 3 and diff.mean() < 0.5, (k, diff.max(), diff.mean())
         # ... and not that of a neighbouring frame

@@ -179,11 +179,32 @@ def test_learned_without_any_weights_falls_back_with_a_warning(monkeypatch):
     assert warning and "weights" in warning
 
 
-def test_auto_uses_the_shipped_weights_when_they_exist():
-    if fusers.default_weights() is None:
-        pytest.skip("no weights shipped yet")
+def test_auto_uses_the_shipped_weights_when_they_load(monkeypatch, request):
+    """With weights in the package, ``auto`` is the learned fuser (whether the shipped
+    file itself loads is test_shipped_weights' business)."""
+    pytest.importorskip("torch")
+    weights = request.getfixturevalue("fresh_weights")
+    monkeypatch.setattr(fusers, "default_weights", lambda: weights)
     fuser, warning = create_fuser("auto", device="cpu")
     assert warning is None and fuser.name == "learned"
+    assert fuser.weights == weights
+    thermal, rgb = random_pair(48, 64)
+    assert fuser.fuse(thermal, rgb).shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize("name", ["auto", "learned"])
+def test_shipped_weights_that_do_not_load_fall_back_naming_the_file(monkeypatch, tmp_path,
+                                                                    name):
+    """Weights of another network version in the package (a stale install): the node keeps
+    fusing with the fallback and says which file and why."""
+    torch = pytest.importorskip("torch")
+    stale = tmp_path / "streaming_fusion.pt"
+    torch.save({"format": "tvf-streaming-fusion", "version": 1, "config": {},
+                "state_dict": {}}, stale)
+    monkeypatch.setattr(fusers, "default_weights", lambda: stale)
+    fuser, warning = create_fuser(name, device="cpu")
+    assert fuser.name == fusers.FALLBACK_FUSER
+    assert warning and str(stale) in warning and "version" in warning
 
 
 def test_learned_with_missing_weights_falls_back_naming_the_file(tmp_path):

@@ -1,6 +1,15 @@
-"""StreamingFusionNet and LearnedFuser: shapes, memory semantics, weights files."""
+"""StreamingFusionNet and LearnedFuser: shapes, the restorations and their memory, the
+streaming runner, weights files.
+
+The network restores, then fuses by the multi-scale rule, and each restoration is meant
+to be the identity on clean input.  Tests that need a working network use a *fresh* one
+(``make_model``), whose initialisation is that identity up to a small temporal gain, with
+a few parameters set by hand where a test needs the memory to matter.
+"""
 
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
@@ -8,462 +17,579 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from thermal_visible_fusion.fusers.learned import (LearnedFuser, WeightsError, load_model,
-                                                   load_weights, save_weights)
+from thermal_visible_fusion.fusers.classic import MultiScaleFuser
+from thermal_visible_fusion.fusers.learned import (WEIGHTS_FORMAT, LearnedFuser, WeightsError,
+                                                   load_model, load_weights, save_weights)
 from thermal_visible_fusion.model import (ModelConfig, StreamingFusionNet, StreamingRunner,
-                                          block_deblur_residuals, block_detail_bands,
-                                          block_low_passes, log_energies,
-                                          multiscale_band_fusion, multiscale_fuse,
-                                          deblur_kernel, detail_bands, fuse_sequence,
-                                          output_detail, warp, warp_blocks)
+                                          _rate, alignment_key, block_flow, column_offsets,
+                                          deblur_kernel, fuse_sequence, multiscale_fuse,
+                                          noise_level, shift)
+from thermal_visible_fusion.synthetic import SyntheticScene
 from thermal_visible_fusion.training.degrade import gaussian_blur
 
 torch.set_num_threads(1)
 
 
-def make_model(seed: int = 0, config: ModelConfig | None = None) -> StreamingFusionNet:
-    """Random weights, with a head strong enough that the memory visibly matters."""
+# ----------------------------------------------------------------------------- helpers
+
+def make_model(config: ModelConfig | None = None, *, blur: int | None = 0,
+               gain: float | None = None, seed: int = 0) -> StreamingFusionNet:
+    """A fresh network in eval mode.  ``blur=k`` forces the blur classifier to class k
+    (0: "none", so the visible frame passes unchanged); None leaves it as initialised.
+    ``gain`` sets the logit of the IR filter's temporal gain (the fresh value is -4, a
+    gain of 0.018; 0 gives 0.5, so the memory visibly matters)."""
     torch.manual_seed(seed)
     model = StreamingFusionNet(config).eval()
-    torch.nn.init.normal_(model.head.weight, std=0.3)
-    torch.nn.init.normal_(model.align.out.pw.weight, std=0.05)
+    with torch.no_grad():
+        if blur is not None:
+            last = model.blur_classifier[-1]
+            last.weight.zero_()
+            last.bias.zero_()
+            last.bias[blur] = 30.0
+        if gain is not None:
+            model.denoiser[-1].bias[4:] = gain
     return model
 
 
-def frames(n: int, h: int, w: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def smooth(h: int, w: int, seed: int = 0, scales=(4, 8, 16, 32)) -> torch.Tensor:
+    """(1,1,h,w) smooth random texture in [0, 1], detail at the given scales (px)."""
+    g = torch.Generator().manual_seed(seed)
+    x = sum(F.interpolate(torch.rand(1, 1, h // s + 2, w // s + 2, generator=g), size=(h, w),
+                          mode="bicubic", align_corners=False) for s in scales) / len(scales)
+    return x.clamp(0, 1)
+
+
+def scene_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """(1,1,h,w) a clean camera's view: smooth shading and objects with soft edges (real
+    frames' statistics: no column structure beyond what objects bring)."""
+    rng = np.random.default_rng(seed)
+    image = smooth(h, w, seed, scales=(32, 64))[0, 0].numpy() * 0.6 + 0.2
+    for _ in range(12):
+        oh, ow = rng.integers(4, max(5, h // 3)), rng.integers(4, max(5, w // 4))
+        y, x = rng.integers(0, h - oh + 1), rng.integers(0, w - ow + 1)
+        image[y:y + oh, x:x + ow] = rng.uniform(0.05, 0.95)
+    return torch.from_numpy(cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.8))[None, None]
+
+
+def clean_stream(n: int, h: int, w: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A clean camera panning over a scene by one pixel per frame: (ir, vis) tensors."""
+    ir, vis = scene_image(h, w + n, seed), scene_image(h, w + n, seed + 1)
+    return [(ir[..., t:t + w].contiguous(), vis[..., t:t + w].contiguous()) for t in range(n)]
+
+
+def random_frames(n: int, h: int, w: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     return [(torch.rand(1, 1, h, w, generator=g), torch.rand(1, 1, h, w, generator=g))
             for _ in range(n)]
 
 
-@pytest.mark.parametrize("size", [(5, 7), (37, 51), (48, 64), (120, 90)])
-def test_shapes_any_size(size):
-    model = make_model()
+def luma_of(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_BGR2YCrCb)[..., 0]
+
+
+def u8(x: torch.Tensor) -> np.ndarray:
+    return (x[0, 0].clamp(0, 1) * 255).round().byte().numpy()
+
+
+def tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a).float()[None, None] / 255
+
+
+def clean_bgr_stream(n: int, h: int = 240, w: int = 320) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(thermal uint8, BGR uint8) of a clean camera: a panning IR scene with a warm
+    figure walking across it (no noise, no column pattern), and the synthetic street
+    scene's RGB frames."""
+    scene = SyntheticScene(w, h, seed=1)
+    pairs = []
+    for t, (ir, _) in enumerate(clean_stream(n, h, w, seed=4)):
+        thermal = (ir[0, 0].numpy() * 160 + 30).astype(np.uint8)
+        x = 20 + 3 * t
+        thermal[h // 3:h // 3 + 30, x:x + 12] = 230
+        pairs.append((thermal, scene.frame(t)[1]))
+    return pairs
+
+
+# ----------------------------------------------------------------------------- shapes
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (3, 300), (37, 53), (480, 640)])
+def test_shapes_any_size_with_and_without_memory(size):
+    model = make_model(blur=None, gain=0.0)
     h, w = size
-    (ir, vis), = frames(1, h, w)
+    (ir0, vis0), (ir1, vis1) = random_frames(2, h, w)
     with torch.no_grad():
-        out, state = model(ir, vis)
-        out2, state2 = model(ir, vis, state)
-    for t in (out.fused, out.restored_ir, out.restored_vis, out2.fused):
-        assert t.shape == (1, 1, h, w)
-    hp, wp = -(-h // 8) * 8, -(-w // 8) * 8
-    assert state.h.shape == (1, model.config.channels, hp // 4, wp // 4)
-    assert out2.flow.shape == (1, 2, hp // 4, wp // 4)
-    assert out.semantic.shape[-2:] == (hp // 8, wp // 8)
-    assert torch.isfinite(out2.fused).all()
+        first, state0 = model(ir0, vis0)
+        second, state = model(ir1, vis1, state0)
+        bare, _ = model(ir1, vis1, state0, fuse=False)
+    for out in (first, second):
+        for t in (out.fused, out.restored_ir, out.restored_vis):
+            assert t.shape == (1, 1, h, w)
+            assert torch.isfinite(t).all()
+        assert out.flow.shape == (1, 2, h, w)
+    # the memory lives at the padded size: a multiple of 8, at least 16
+    hp, wp = max(16, -(-h // 8) * 8), max(16, -(-w // 8) * 8)
+    assert state.ir.shape == (1, 1, hp, wp) and state.stripes.shape == (1, 1, 1, wp)
+    assert state.key.shape == (1, 2, hp // 4, wp // 4)
+    assert state.blur.shape == (1, len(model.config.deblur_sigmas) + 1)
+    assert state.count.tolist() == [[2.0]]
+    # fuse=False skips only the torch fusion
+    assert bare.fused is None
+    assert torch.equal(bare.restored_ir, second.restored_ir)
+    assert torch.equal(bare.restored_vis, second.restored_vis)
 
 
-def test_batch_and_restored_flag():
-    model = make_model()
-    ir, vis = torch.rand(3, 1, 24, 40), torch.rand(3, 1, 24, 40)
+def test_batch_items_do_not_interact():
+    """A batch is several independent streams: each item's outputs and memory are what
+    it gets on its own (every image-wide statistic is per item)."""
+    model = make_model(blur=None, gain=0.0)
+    frames = [random_frames(2, 40, 56, seed=s) for s in range(3)]
     with torch.no_grad():
-        out, _ = model(ir, vis, restored=False)
-        full, _ = model(ir, vis)
-    assert out.restored_ir is None and out.restored_vis is None
-    assert torch.equal(out.fused, full.fused)
-    with pytest.raises(ValueError):
-        model(ir, vis[:, :, :20])
-
-
-def test_initial_output_is_the_multiscale_rule():
-    (ir, vis), = frames(1, 32, 32)
-    with torch.no_grad():  # fresh init: the head starts near the rule, without corrections
-        out, _ = StreamingFusionNet().eval()(ir, vis)
-        legacy, _ = StreamingFusionNet(ModelConfig(multiscale_fusion=False)).eval()(ir, vis)
-    u_ir, u_vis = F.pixel_unshuffle(ir, 4), F.pixel_unshuffle(vis, 4)
-    zero = [torch.zeros_like(u_ir)] * 3
-    rule = F.pixel_shuffle(multiscale_band_fusion(u_ir, u_vis, zero, zero, 2), 4)
-    assert torch.allclose(out.fused, rule, atol=0.02)
-    assert torch.allclose(legacy.fused, 0.5 * (ir + vis), atol=0.02)  # weights before it
-
-
-def test_multiscale_band_fusion_is_the_multiscale_fuser():
-    """The unshuffled-space rule matches the full-res multi-scale fusion (the training
-    target's fusion of clean frames), keeps a frame fused with itself, and takes each
-    detail from the modality that has it."""
-    from thermal_visible_fusion.synthetic import SyntheticScene
-    thermal, rgb = SyntheticScene(160, 120, seed=1).frame(0)
-    ir = torch.from_numpy(thermal).float()[None, None] / 255
-    vis = torch.from_numpy(rgb.mean(2)).float()[None, None] / 255
-    zero = [torch.zeros(1, 16, 30, 40)] * 3
-
-    def rule(a, b):
-        out = multiscale_band_fusion(F.pixel_unshuffle(a, 4), F.pixel_unshuffle(b, 4),
-                                     zero, zero, 2)
-        return F.pixel_shuffle(out, 4)
-    reference = multiscale_fuse(ir, vis)
-    average_error = (0.5 * (ir + vis) - reference).abs().mean()
-    assert (rule(ir, vis) - reference).abs().mean() < 0.2 * average_error
-    assert torch.allclose(rule(ir, ir), ir, atol=1e-5)
-    edge = torch.zeros(1, 1, 120, 160)
-    edge[..., 80:] = 1.0
-    fused = rule(edge, torch.full_like(edge, 0.5))  # the flat frame adds no detail
-    assert float(fused[0, 0, 60, 82] - fused[0, 0, 60, 77]) > 0.8  # the full step survives
-
-
-def test_memory_changes_output_and_none_is_memory_off():
-    model = make_model()
-    (ir0, vis0), (ir1, vis1) = frames(2, 40, 56)
-    with torch.no_grad():
-        _, state = model(ir0, vis0)
-        with_memory, _ = model(ir1, vis1, state)
-        no_memory, _ = model(ir1, vis1, None)
-        again, _ = model(ir1, vis1)
-    assert (with_memory.fused - no_memory.fused).abs().max() > 1e-3
-    assert (with_memory.restored_ir - no_memory.restored_ir).abs().max() > 1e-3
-    assert torch.equal(no_memory.fused, again.fused)  # no hidden state inside the module
-    # the memory-off path is a single-frame model: batch items do not interact
-    both, _ = model(torch.cat([ir0, ir1]), torch.cat([vis0, vis1]))
-    assert torch.allclose(both.fused[1:], no_memory.fused, atol=1e-5)
-
-
-@pytest.mark.parametrize("size", [(4, 4), (36, 52), (480, 640)])
-def test_block_low_passes_equal_the_full_resolution_blur(size):
-    # the network blurs on the 4x4-unshuffled form; it must be the full-size blur exactly,
-    # borders included (bilinear upsampling clamps there)
-    x = torch.rand(2, 1, *size)
-    fast = block_low_passes(torch.nn.functional.pixel_unshuffle(x, 4), 2)
-    for s, low in zip((2, 4), fast):
-        full = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x, s),
-                                               scale_factor=s, mode="bilinear",
-                                               align_corners=False)
-        assert torch.allclose(torch.nn.functional.pixel_shuffle(low, 4), full, atol=1e-6)
-
-
-def test_detail_bands_split_the_image_and_their_gains_sharpen():
-    x = torch.rand(1, 1, 32, 48)
-    bands = detail_bands(x, 2)
-    low = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x, 4), scale_factor=4,
-                                          mode="bilinear", align_corners=False)
-    assert torch.allclose(bands[0] + bands[1] + low, x, atol=1e-6)  # they telescope
-    assert all(float(b.abs().max()) < 1e-6 for b in detail_bands(torch.full_like(x, 0.4), 2))
-    with pytest.raises(ValueError, match="detail_bands"):
-        StreamingFusionNet(ModelConfig(detail_bands=3))
-    # a positive gain on the finest visible band is an unsharp mask of the visible input
-    model = StreamingFusionNet().eval()
-    blurry = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 64, 64), 3, 1, 1,
-                                            count_include_pad=False)
-    with torch.no_grad():
-        plain = model(blurry, blurry)[0].restored_vis
-        # head maps: 5, the fusion weights of both modalities, b, IR then visible band gains
-        first = 5 + 2 * model.fusion_weights() + model.config.detail_bands
-        vis_fine = slice(first * 16, (first + 1) * 16)
-        model.head.bias[vis_fine] = 1.0
-        sharpened = model(blurry, blurry)[0].restored_vis
-    def edges(t):
-        return float((t[..., 1:] - t[..., :-1]).abs().mean())
-    assert edges(sharpened) > 1.3 * edges(plain)
-
-
-def test_deblur_filters_invert_the_blur_they_are_made_for():
-    # a textured image with detail at every scale, blurred as the training protocol does
-    torch.manual_seed(0)
-    sharp = sum(torch.nn.functional.interpolate(torch.rand(1, 1, 96 // s, 128 // s),
-                                                size=(96, 128), mode="bilinear") / 4
-                for s in (2, 4, 8, 16))
-    u = torch.nn.functional.pixel_unshuffle
-    residuals = block_deblur_residuals(u(sharp, 4), 3)
-    # on the unshuffled grid it is the 9x9 full-resolution filter (away from the border)
-    kernel = deblur_kernel(0.8).float()
-    kernel[4, 4] -= 1
-    full = torch.nn.functional.conv2d(sharp, kernel[None, None])
-    assert torch.allclose(torch.nn.functional.pixel_shuffle(residuals[:, :16], 4)[..., 4:-4, 4:-4],
-                          full, atol=1e-5)
-    inner = (..., slice(8, -8), slice(8, -8))
-    # each filter removes most of the error of its blur (less for stronger blur: more of
-    # the detail is below the noise it would have to amplify)
-    for k, (sigma, bound) in enumerate(((0.8, 0.3), (1.3, 0.7), (2.0, 0.9))):
-        blurred = gaussian_blur(sharp, sigma)
-        residual = block_deblur_residuals(u(blurred, 4), 3)[:, 16 * k:16 * (k + 1)]
-        restored = blurred + torch.nn.functional.pixel_shuffle(residual, 4)
-        before = float((blurred - sharp)[inner].abs().mean())
-        after = float((restored - sharp)[inner].abs().mean())
-        assert after < bound * before, (sigma, before, after)
-    with pytest.raises(ValueError, match="deblur_filters"):
-        StreamingFusionNet(ModelConfig(deblur_filters=4))
-
-
-def test_state_size_mismatch_is_an_error():
-    model = make_model()
-    (ir, vis), = frames(1, 32, 32)
-    (ir2, vis2), = frames(1, 48, 32)
-    with torch.no_grad():
-        _, state = model(ir, vis)
-        with pytest.raises(ValueError, match="reset the memory"):
-            model(ir2, vis2, state)
-
-
-def test_gradients_reach_every_parameter():
-    model = make_model().train()
-    seq = frames(2, 32, 32)
-    state, loss = None, 0.0
-    for ir, vis in seq:
-        out, state = model(ir, vis, state)
-        loss = loss + out.fused.mean() + out.restored_ir.mean() + out.restored_vis.mean() \
-            + out.visual.mean() + out.semantic.mean()
-    ycrcb = torch.rand(1, 3, 32, 32)
-    loss = loss + (model.restore_chroma(ycrcb[:, :1], ycrcb[:, 1:]) ** 2).mean()  # colour
-    loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None]
-    assert not missing
-
-
-def test_fusion_loss_does_not_reach_the_restoration():
-    """Restore, then fuse: the fused frame's gradient leaves the restoration residuals
-    (the head's first two maps) alone, so one modality's edges cannot leak into the other's
-    restored frame; the fusion weights do get it."""
-    model = make_model().train()
-    (ir, vis), = frames(1, 32, 32)
-    out, _ = model(ir, vis)
-    out.fused.mean().backward()
-    grad = model.head.weight.grad.abs()
-    assert float(grad[:32].sum()) == 0.0
-    assert float(grad[64:].sum()) > 0.0
-    legacy = StreamingFusionNet(ModelConfig(band_fusion=False)).train()
-    legacy(ir, vis)[0].fused.mean().backward()
-    assert float(legacy.head.weight.grad[:32].abs().sum()) > 0.0
-
-
-@pytest.mark.parametrize("lowpass", [False, True])
-def test_output_memory_pulls_the_fused_frame_towards_the_aligned_past(lowpass):
-    """The fused frame's own temporal gain (the head's last map): fully open, a still scene
-    repeats the previous fused frame (zero flow here), or with ``output_memory_lowpass``
-    its 4x4 block means under the current frame's detail; closed, it is fused afresh."""
-    seq = frames(2, 24, 32)
-    fused = {}
-    for bias in (20.0, -20.0):
-        model = make_model(config=ModelConfig(output_memory_lowpass=lowpass))
-        with torch.no_grad():
-            model.head.weight[-16:] = 0.0
-            model.head.bias[-16:] = bias
-            model.align.out.pw.weight.zero_()  # flow 0: the past is where it was
-            first, state = model(*seq[0])
-            second, _ = model(*seq[1], state)
-        fused[bias] = (first.fused, second.fused)
-    assert torch.equal(fused[20.0][0], fused[-20.0][0])  # no past on the first frame
-    assert not torch.allclose(fused[-20.0][1], fused[-20.0][0], atol=1e-2)
-    opened, closed, past = fused[20.0][1], fused[-20.0][1], fused[20.0][0]
-
-    def detail(x: torch.Tensor) -> torch.Tensor:
-        return x - F.interpolate(F.avg_pool2d(x, 4), scale_factor=4.0)
-
-    if lowpass:
-        assert torch.allclose(F.avg_pool2d(opened, 4), F.avg_pool2d(past, 4), atol=1e-5)
-        assert torch.allclose(detail(opened), detail(closed), atol=1e-5)
-        assert not torch.allclose(detail(opened), detail(past), atol=1e-2)
-    else:
-        assert torch.allclose(opened, past, atol=1e-5)
-
-
-def test_output_pull_scales_the_output_filters_gain():
-    """``output_pull`` s scales the fused frame's temporal gain: with the gate fully open
-    and zero flow, s = 0.25 gives a quarter of the way from the fresh fusion (s = 0) to the
-    past (s = 1); out-of-range values are rejected where the config is made."""
-    seq = frames(2, 24, 32)
-    second = {}
-    for pull in (0.0, 0.25, 1.0):
-        model = make_model(config=ModelConfig(output_pull=pull))
-        with torch.no_grad():
-            model.head.weight[-16:] = 0.0
-            model.head.bias[-16:] = 20.0
-            model.align.out.pw.weight.zero_()
-            _, state = model(*seq[0])
-            second[pull] = model(*seq[1], state)[0].fused
-    fresh, past = second[0.0], second[1.0]
-    assert not torch.allclose(fresh, past, atol=1e-2)
-    assert torch.allclose(second[0.25], fresh + 0.25 * (past - fresh), atol=1e-5)
-    for bad in (-0.1, 1.5, float("nan")):
-        with pytest.raises(ValueError, match="output_pull"):
-            ModelConfig(output_pull=bad)
-
-
-def test_detail_gain_sharpens_what_is_shown_not_what_is_remembered():
-    """``detail_gain`` g shows ``fused + g * (fused - L4 fused)`` on every frame, while the
-    memory keeps the unmasked frame, so the mask never compounds over a stream."""
-    seq = frames(3, 32, 48)
-    shown, states = {}, {}
-    for gain in (0.0, 0.7):
-        model = make_model(config=ModelConfig(detail_gain=gain))
-        state, outs = None, []
-        with torch.no_grad():
+        alone = []
+        for seq in frames:
+            state = None
             for ir, vis in seq:
                 out, state = model(ir, vis, state)
-                outs.append(out.fused)
-        shown[gain], states[gain] = outs, state
-    for plain, masked in zip(shown[0.0], shown[0.7]):
-        low = F.interpolate(F.avg_pool2d(plain, 4), scale_factor=4.0, mode="bilinear",
-                            align_corners=False)
-        assert torch.allclose(masked, plain + 0.7 * (plain - low), atol=1e-5)
-        assert torch.allclose(output_detail(plain), plain - low, atol=1e-6)
-    assert all(torch.equal(a, b) for a, b in zip(states[0.0], states[0.7]))
+            alone.append((out, state))
+        state = None
+        for t in range(2):
+            ir = torch.cat([seq[t][0] for seq in frames])
+            vis = torch.cat([seq[t][1] for seq in frames])
+            batched, state = model(ir, vis, state)
+    for i, (out, single_state) in enumerate(alone):
+        for a, b in zip(batched, out):
+            assert torch.allclose(a[i:i + 1], b, atol=1e-5)
+        for a, b in zip(state, single_state):
+            assert torch.allclose(a[i:i + 1], b, atol=1e-5)
 
 
-def test_remembered_frames_move_by_exactly_the_flow():
-    """A 1-px shift (a quarter of a 1/4-res pixel) moves remembered frames by 1 px: warping
-    the unshuffled grid directly would smear each pixel with one 4 px away instead."""
-    x = torch.rand(1, 1, 32, 48)
-    flow = torch.zeros(1, 2, 8, 12)
-    flow[:, 0] = 0.25  # current pixel (y, x) sees the previous frame at (y, x + 1)
-    moved = F.pixel_shuffle(warp_blocks(F.pixel_unshuffle(x, 4), flow), 4)
-    assert torch.allclose(moved[..., :-1], x[..., 1:], atol=1e-5)
-    smeared = F.pixel_shuffle(warp(F.pixel_unshuffle(x, 4), flow, False), 4)
-    assert (smeared[..., 4:-4] - x[..., 5:-3]).abs().mean() > 0.1
+# ----------------------------------------------------------------------------- clean input
+
+def test_multiscale_fuse_is_the_multiscale_fuser():
+    """The training's fusion (torch) is what ``--fuser multiscale`` and the learned fuser
+    (OpenCV) make of the same frames, to a grey level."""
+    for w, h in ((320, 240), (97, 83)):  # odd sizes too; >= 64 px keeps all 4 levels
+        thermal, rgb = SyntheticScene(w, h, seed=2).frame(5)
+        luma = luma_of(rgb)
+        expected = MultiScaleFuser().fuse_luma(thermal, luma).astype(int)
+        got = u8(multiscale_fuse(tensor(thermal), tensor(luma))).astype(int)
+        diff = np.abs(got - expected)
+        assert diff.mean() < 0.2 and diff.max() <= 3, (w, h, diff.mean(), diff.max())
+    # and it is not the average (which a broken rule would give)
+    average = (thermal.astype(int) + luma.astype(int)) // 2
+    assert np.abs(average - expected).mean() > 5
 
 
-def test_global_context_sees_the_whole_image():
-    """Image-wide means bias the head: a change at the far right of a wide frame, out of
-    reach of every convolution, changes the output at its far left far more with the
-    global context than through the reinforcement's channel attention alone (the
-    multi-scale rule, whose base weighs each pixel against the image mean, is off here)."""
-    (ir, vis), = frames(1, 32, 1024)
-    vis2 = vis.clone()
-    vis2[..., 768:] = gaussian_blur(vis2[..., 768:], 2.0)  # blur only the right quarter
-    left = {}
-    for context in (True, False):
-        torch.manual_seed(0)
-        model = StreamingFusionNet(ModelConfig(global_context=context,
-                                               multiscale_fusion=False)).eval()
-        torch.nn.init.normal_(model.head.weight, std=0.3)
-        if context:
-            torch.nn.init.normal_(model.context.weight, std=0.3)
+def test_fresh_network_leaves_a_clean_camera_alone(tmp_path):
+    """Restore-then-fuse is the identity on clean input: a fresh network whose blur
+    estimate says "none" fuses a clean stream as the multi-scale fuser does."""
+    weights = save_weights(make_model(), tmp_path / "w.pt")
+    fuser = LearnedFuser(weights, device="cpu", jit=False)
+    rule = MultiScaleFuser()
+    for thermal, rgb in clean_bgr_stream(8):
+        out, expected = fuser.fuse(thermal, rgb), rule.fuse(thermal, rgb)
+        diff = np.abs(luma_of(out).astype(int) - luma_of(expected).astype(int))
+        assert diff.mean() < 1.0, diff.mean()
+
+
+def test_clean_frames_pass_the_stripe_gate_unchanged():
+    """With the IR filter's learned part off (residual 0, gain 0), the destriping leaves
+    a clean camera's frames exactly as they are, and faint column patterns (below
+    ``stripe_floor``, the level of real scene content) too."""
+    model = make_model(gain=-30.0)
+    faint = 0.5 / 255 * torch.randn(1, 1, 1, 320, generator=torch.Generator().manual_seed(0))
+    for pattern in (0.0, faint):
+        state = None
         with torch.no_grad():
-            a, b = model(ir, vis)[0].fused, model(ir, vis2)[0].fused
-        left[context] = (a[..., :64] - b[..., :64]).abs().max().item()
-    assert left[True] > 1e-2 > 10 * left[False]
+            for ir, vis in clean_stream(4, 240, 320):
+                out, state = model(ir + pattern, vis, state)
+                assert torch.allclose(out.restored_ir, ir + pattern, atol=1e-6)
+                assert torch.equal(out.restored_vis, vis)  # blur class "none": untouched
 
 
-def test_band_statistics_measure_blur_whatever_the_contrast():
-    """The log band energies are a blur cue that does not depend on the scene's contrast:
-    their differences are the same for a frame at half contrast and fall when it is
-    blurred.  Zero at the start, they change nothing until training gives them weight,
-    then they bias the head of every pixel alike."""
-    (ir, vis), = frames(1, 64, 96)
-    model = StreamingFusionNet().eval()
+# ----------------------------------------------------------------------------- IR stripes
 
-    def cues(v):
-        u = F.pixel_unshuffle(v, 4)
-        bands = block_detail_bands(u, 2)
-        return log_energies([*bands, *block_deblur_residuals(u, 3).split(16, 1)])[0]
-
-    sharp, faint, blurred = cues(vis), cues(0.5 * vis), cues(gaussian_blur(vis, 1.5))
-    assert torch.allclose(sharp - sharp[0], faint - faint[0], atol=1e-4)
-    assert float(blurred[0] - blurred[1]) < float(sharp[0] - sharp[1]) - 0.5
-    assert model.band_statistic_count() == 2 * 2 + 3
-    plain = StreamingFusionNet(ModelConfig(band_statistics=False)).eval()
-    plain.load_state_dict(model.state_dict(), strict=False)
-    with torch.no_grad():
-        assert torch.equal(model(ir, vis)[0].fused, plain(ir, vis)[0].fused)
-        torch.nn.init.normal_(model.statistics.weight, std=0.1)
-        changed = model(ir, vis)[0].fused - plain(ir, vis)[0].fused
-    half = changed.shape[-1] // 2
-    assert changed[..., :half].abs().mean() > 1e-3 and changed[..., half:].abs().mean() > 1e-3
-
-
-def test_streaming_runner_and_lookahead():
+def test_stripe_memory_learns_and_removes_fixed_column_stripes():
+    h, w, n = 96, 128, 30
+    g = torch.Generator().manual_seed(5)
+    stripes = 8 / 255 * torch.randn(1, 1, 1, w, generator=g)
+    stripes -= stripes.mean()
     model = make_model()
-    seq = frames(5, 24, 32)
+    state = None
     with torch.no_grad():
-        manual, state = [], None
-        for ir, vis in seq:
-            out, state = model(ir, vis, state)
-            manual.append(out.fused)
-    causal = fuse_sequence(model, *zip(*seq))
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(manual, causal))
+        for ir, vis in clean_stream(n, h, w, seed=7):
+            noisy = ir + stripes + 3 / 255 * torch.randn(ir.shape, generator=g)
+            out, state = model(noisy, vis, state)
+    learned = state.stripes[..., :w]
+    corr = torch.corrcoef(torch.stack([learned.flatten(), stripes.flatten()]))[0, 1]
+    assert corr > 0.9
 
-    ahead = fuse_sequence(model, *zip(*seq), lookahead=2)
-    assert len(ahead) == len(seq)
-    assert torch.allclose(ahead[-1], manual[-1], atol=1e-6)  # no future for the last frame
-    assert not torch.allclose(ahead[0], manual[0], atol=1e-4)  # the others use it
+    def column_energy(x: torch.Tensor) -> float:  # of the error to the clean frame, grey levels
+        columns = (x - ir).mean(-2)
+        return 255 * float((columns - columns.mean()).std())
 
-    runner = StreamingRunner(model, lookahead=2)
-    pushed = [runner.push(ir, vis) for ir, vis in seq]
-    assert torch.allclose(pushed[2], ahead[0]) and torch.allclose(pushed[4], ahead[2])
-    assert len(runner.flush()) == 2
+    before, after = column_energy(noisy), column_energy(out.restored_ir)
+    assert before > 7 and after < 0.4 * before, (before, after)
 
-    short = fuse_sequence(model, *zip(*seq[:2]), lookahead=3)  # shorter than the window
-    assert len(short) == 2 and torch.allclose(short[1], manual[1], atol=1e-6)
 
-    no_mem = fuse_sequence(model, *zip(*seq), use_memory=False, lookahead=2)
+def test_real_clean_cameras_pass_and_real_stripes_are_removed(shared_data):
+    """The M3SVD evaluation clips: the stripe gate leaves every clean clip's IR frames
+    exactly as they are, and removes the bulk of the degraded clips' column stripes
+    (the fresh network: the memory does this, not training)."""
+    clips = sorted(p for p in (shared_data / "m3svd" / "clips").iterdir() if p.is_dir())
+    assert clips
+    model = make_model(gain=-30.0)
+    for clip in clips:
+        clean_state = degraded_state = None
+        with torch.no_grad():
+            for i in range(3):
+                name = f"{i:04d}.png"
+                ir = tensor(cv2.imread(str(clip / "ir" / name), cv2.IMREAD_GRAYSCALE))
+                degraded = tensor(cv2.imread(str(clip / "ir_degraded" / name),
+                                             cv2.IMREAD_GRAYSCALE))
+                vis = tensor(luma_of(cv2.imread(str(clip / "vis" / name))))
+                out, clean_state = model(ir, vis, clean_state, fuse=False)
+                assert torch.allclose(out.restored_ir, ir, atol=1e-6), clip.name
+                restored, degraded_state = model(degraded, vis, degraded_state, fuse=False)
+
+        def column_energy(x: torch.Tensor) -> float:
+            columns = (x - ir).mean(-2)
+            return 255 * float((columns - columns.mean()).std())
+        before, after = column_energy(degraded), column_energy(restored.restored_ir)
+        assert before > 5 and after < 0.6 * before, (clip.name, before, after)
+
+
+def test_noise_level_measures_gaussian_noise_and_ignores_stripes():
+    image = smooth(240, 320, seed=3, scales=(16, 32, 64))
+    g = torch.Generator().manual_seed(0)
+    stripes = 8 / 255 * torch.randn(1, 1, 1, 320, generator=g)
+    for sigma in (3 / 255, 6 / 255, 12 / 255):
+        noisy = image + sigma * torch.randn(image.shape, generator=g)
+        estimate = float(noise_level(noisy))
+        assert estimate == pytest.approx(sigma, rel=0.15)
+        assert float(noise_level(noisy + stripes)) == pytest.approx(estimate, rel=1e-3)
+    assert noise_level(torch.rand(3, 1, 20, 30)).shape == (3, 1)
+
+
+# ----------------------------------------------------------------------------- alignment
+
+def _translated(image: str, dy: int, dx: int, h: int = 192, w: int = 256):
+    """(previous, current) (ir, vis) pairs: the current frame is the previous one seen by a
+    camera moved by (dy, dx) px, so current(p) = previous(p + (dy, dx)).  ``image``:
+    "street" (the synthetic scene: flat sky and road, sharp edges), "texture" (detail
+    everywhere) or "smooth" (slow shading only)."""
+    if image == "street":
+        thermal, rgb = SyntheticScene(w + 96, h + 96, seed=4).frame(0)
+        ir, vis = tensor(thermal), tensor(luma_of(rgb))
+    else:
+        scales = (4, 8, 16) if image == "texture" else (16, 32)
+        ir, vis = smooth(h + 96, w + 96, 1, scales), smooth(h + 96, w + 96, 2, scales)
+
+    def crop(x, oy, ox):
+        return x[..., 48 + oy:48 + oy + h, 48 + ox:48 + ox + w]
+    return (crop(ir, 0, 0), crop(vis, 0, 0)), (crop(ir, dy, dx), crop(vis, dy, dx))
+
+
+@pytest.mark.parametrize("image", ["street", "texture", "smooth"])
+def test_a_still_camera_does_not_move_its_memory(image):
+    """Identical frames: zero flow everywhere, so the remembered frame stays in place
+    (a wrong whole-pixel flow would blend content from up to 8 px away into a still
+    scene)."""
+    (ir, vis), _ = _translated(image, 0, 0)
+    key = alignment_key(ir, vis)
+    flow = block_flow(key, key, ModelConfig().search)
+    moved = float((flow.abs().sum(1) > 0).float().mean())
+    assert moved == 0.0, f"{moved:.1%} of the pixels move, up to {float(flow.abs().max())} px"
+
+
+@pytest.mark.parametrize("dy,dx", [(0, 8), (8, -16), (-16, 24), (-4, 4)])
+def test_block_flow_and_shift_recover_a_translation(dy, dx):
+    (ir0, vis0), (ir1, vis1) = _translated("texture", dy, dx)
+    flow = block_flow(alignment_key(ir1, vis1), alignment_key(ir0, vis0), ModelConfig().search)
+    assert flow.shape == (1, 2, 192, 256) and torch.equal(flow, flow.round())  # whole pixels
+    inner = (..., slice(32, -32), slice(32, -32))
+    right = (flow[:, :1] == dx) & (flow[:, 1:] == dy)
+    assert float(right[inner].float().mean()) > 0.6
+    # the shifted previous frame lands on the current one: exactly where the flow is
+    # right, and most of the misalignment is gone overall
+    moved, right = shift(ir0, flow)[inner], right[inner]
+    assert torch.equal(moved[right], ir1[inner][right])
+    error = float((moved - ir1[inner]).abs().mean())
+    assert error < 0.25 * float((ir0 - ir1)[inner].abs().mean())
+
+
+def test_shift_by_whole_pixels_never_blurs():
+    x = torch.rand(1, 1, 37, 53)
+    y = x
+    zero = torch.zeros(1, 2, 37, 53)
+    for _ in range(100):
+        y = shift(y, zero)
+    assert torch.equal(y, x)
+    flow = torch.zeros(1, 2, 37, 53)
+    flow[:, 0], flow[:, 1] = 3, -2  # sample 3 px right, 2 px up
+    assert torch.equal(shift(x, flow)[..., 2:, :-3], x[..., :-2, 3:])
+
+
+# ----------------------------------------------------------------------------- deblur
+
+def _separable(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    r = kernel.numel() // 2
+    x = F.pad(x, (r, r, r, r), mode="replicate")
+    return F.conv2d(F.conv2d(x, kernel.view(1, 1, 1, -1)), kernel.view(1, 1, -1, 1))
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.75, 2.5, 3.5])
+def test_deblur_kernel_inverts_its_gaussian_blur(sigma):
+    sharp = smooth(96, 128, seed=5, scales=(2, 4, 8, 16))
+    blurred = gaussian_blur(sharp, sigma)
+    restored = _separable(blurred, deblur_kernel(sigma).float())
+    inner = (..., slice(12, -12), slice(12, -12))
+    before = float((blurred - sharp)[inner].abs().mean())
+    after = float((restored - sharp)[inner].abs().mean())
+    assert after < 0.9 * before, (before, after)
+    flat = torch.full((1, 1, 24, 24), 0.3)
+    assert torch.allclose(_separable(flat, deblur_kernel(sigma).float()), flat, atol=1e-5)
+
+
+def test_deblur_applies_the_filter_of_the_blur_class():
+    model = make_model()
+    vis = torch.rand(2, 1, 37, 53)
+    k = len(model.config.deblur_sigmas)
+    none = F.one_hot(torch.tensor([0, 0]), k + 1).float()
+    assert torch.equal(model.deblur(vis, none), vis)  # class "none": the identity, exactly
+    for c, sigma in enumerate(model.config.deblur_sigmas, start=1):
+        onehot = F.one_hot(torch.tensor([c, 0]), k + 1).float()
+        out = model.deblur(vis, onehot)
+        kernel = deblur_kernel(sigma, radius=model.config.deblur_radius).float()
+        assert torch.allclose(out[:1], _separable(vis[:1], kernel), atol=1e-5)
+        assert torch.equal(out[1:], vis[1:])  # each image gets its own filter
+
+
+def test_blur_memory_picks_the_deblur_filter_of_a_blurred_camera():
+    """Forced to a blur class, the network restores a blurred camera's frames towards the
+    sharp ones (the memory keeps that class)."""
+    sharp = smooth(96, 128, seed=6, scales=(2, 4, 8, 16))
+    model = make_model(blur=1)  # sigma 1.0
+    state = None
     with torch.no_grad():
-        single = [model(ir, vis)[0].fused for ir, vis in seq]
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(no_mem, single))
+        for _ in range(3):
+            out, state = model(sharp, gaussian_blur(sharp, 1.0), state)
+    inner = (..., slice(12, -12), slice(12, -12))
+    assert float(state.blur[0, 1]) == pytest.approx(1.0)
+    error_in = float((gaussian_blur(sharp, 1.0) - sharp)[inner].abs().mean())
+    assert float((out.restored_vis - sharp)[inner].abs().mean()) < 0.5 * error_in
 
 
-def test_param_count_and_weights_size(tmp_path):
-    model = StreamingFusionNet()
-    n = model.param_count()
-    assert 10_000 < n < 500_000
-    path = save_weights(model, tmp_path / "w.pt")
-    assert path.stat().st_size < 3 * 1024 * 1024
+# ----------------------------------------------------------------------------- memories
+
+def test_rate_is_a_running_mean_then_exponential():
+    rate = _rate(torch.tensor([[1.0], [2.0], [4.0], [10.0], [300.0]]), 8)
+    assert rate.flatten().tolist() == pytest.approx([1.0, 0.5, 0.25, 0.125, 0.125])
+
+
+def test_stripe_and_blur_memories_are_running_means_of_the_frames():
+    """Over the first ``stripe_frames`` / ``blur_frames`` frames the memories are the plain
+    means of the per-frame estimates, exponential after; ``count`` is the frames seen."""
+    config = ModelConfig(stripe_frames=3, blur_frames=64, stripe_floor=100.0, stripe_full=101.0)
+    model = make_model(config, blur=None)  # gate off: the estimates never change the frame
+    frames = random_frames(6, 32, 48, seed=2)
+    state, stripes, probs = None, None, []
+    with torch.no_grad():
+        for n, (ir, vis) in enumerate(frames, start=1):
+            seen = column_offsets(ir)
+            stripes = seen if stripes is None else stripes + max(1 / n, 1 / 3) * (seen - stripes)
+            _, state = model(ir, vis, state)
+            probs.append(model(ir, vis)[1].blur)  # one frame on its own: its estimate
+    assert torch.allclose(state.stripes[..., :48], stripes, atol=1e-6)
+    assert torch.allclose(state.blur, torch.cat(probs).mean(0, keepdim=True), atol=1e-6)
+    assert not torch.allclose(probs[0], probs[1], atol=1e-4)  # the mean is not trivial
+    assert state.count.tolist() == [[6.0]]
+
+
+def test_memories_settle_on_a_still_camera():
+    """A still striped camera with fresh noise every frame: the stripe and blur memories
+    settle (their steps shrink as 1/frames), the stripe memory on the stripes."""
+    model = make_model(blur=None, gain=0.0)
+    ir, vis = clean_stream(1, 96, 128)[0]
+    g = torch.Generator().manual_seed(1)
+    stripes = 8 / 255 * torch.randn(1, 1, 1, 128, generator=g)
+    stripes -= stripes.mean()
+    state, history = None, []
+    with torch.no_grad():
+        for _ in range(25):
+            noisy = ir + stripes + 4 / 255 * torch.randn(ir.shape, generator=g)
+            _, state = model(noisy, vis + 4 / 255 * torch.randn(ir.shape, generator=g), state)
+            history.append(state)
+
+    def step(field: str, t: int) -> float:
+        return float((getattr(history[t], field) - getattr(history[t - 1], field)).abs().max())
+
+    for field in ("stripes", "blur"):
+        assert step(field, 24) < 0.2 * step(field, 1), field
+    corr = torch.corrcoef(torch.stack([state.stripes[..., :128].flatten(), stripes.flatten()]))
+    assert corr[0, 1] > 0.8  # a still scene's own columns stay in it (panning: > 0.9)
+
+
+def test_memory_of_another_size_is_refused_and_the_fuser_resets(tmp_path):
+    model = make_model()
+    (ir, vis), = random_frames(1, 32, 32)
+    (ir2, vis2), = random_frames(1, 48, 64)
+    with torch.no_grad():
+        _, state = model(ir, vis)
+        with pytest.raises((ValueError, RuntimeError)):
+            model(ir2, vis2, state)
+    weights = save_weights(make_model(gain=0.0), tmp_path / "w.pt")
+    fuser = LearnedFuser(weights, device="cpu", jit=False)
+    small, large = bgr_pairs(3, 32, 32), bgr_pairs(2, 48, 64, seed=1)
+    for thermal, rgb in small:
+        fuser.fuse(thermal, rgb)
+    # a new size restarts the memory: what a fresh fuser gives, and back again too
+    fresh = LearnedFuser(weights, device="cpu", jit=False)
+    assert np.array_equal(fuser.fuse(*large[0]), fresh.fuse(*large[0]))
+    assert np.array_equal(fuser.fuse(*small[0]),
+                          LearnedFuser(weights, device="cpu", jit=False).fuse(*small[0]))
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_gradients_reach_every_parameter(fresh):
+    """Through the fused frame of a short stream.  A fresh network's IR filter ends in a
+    zero layer (the identity): its gradient starts there and reaches the layers before
+    once that layer has left zero."""
+    model = make_model(blur=None).train()
+    if not fresh:
+        torch.nn.init.normal_(model.denoiser[-1].weight, std=0.01)
+    state, loss = None, 0.0
+    for ir, vis in clean_stream(3, 32, 48):
+        out, state = model(ir + 0.03 * torch.rand_like(ir), gaussian_blur(vis, 1.5), state)
+        loss = loss + (out.fused - 0.5).square().mean()
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    zero = [n for n, p in model.named_parameters() if not p.grad.any()]
+    if fresh:
+        assert not [n for n in zero if not n.startswith("denoiser.")]
+        assert model.denoiser[-1].weight.grad.any()
+    else:
+        assert not zero
+
+
+# ----------------------------------------------------------------------------- streaming
+
+def _manual(model, frames, t: int, last: int) -> torch.Tensor:
+    """The restored pair of frame t: forward memory of frames 0..t-1, averaged with a
+    memory run from frame ``last`` down to t+1 when there are frames after t."""
+    with torch.no_grad():
+        state = None
+        for ir, vis in frames[:t + 1]:
+            out, state = model(ir, vis, state, fuse=False)
+        forward = torch.cat([out.restored_ir, out.restored_vis], 1)
+        if last <= t:
+            return forward
+        state = None
+        for ir, vis in frames[last:t:-1]:
+            _, state = model(ir, vis, state, fuse=False)
+        out, _ = model(*frames[t], state, fuse=False)
+        return 0.5 * (forward + torch.cat([out.restored_ir, out.restored_vis], 1))
+
+
+@pytest.mark.parametrize("lookahead", [0, 1, 3])
+def test_streaming_runner_returns_each_restored_pair_in_order(lookahead):
+    model = make_model(blur=None, gain=0.0)
+    frames = random_frames(6, 24, 32)
+    runner = StreamingRunner(model, lookahead=lookahead)
+    pushed = [runner.push(ir, vis) for ir, vis in frames]
+    flushed = runner.flush()
+    assert all(p.shape == (1, 2, 24, 32) for p in pushed + flushed)
+    assert len(flushed) == lookahead and runner.flush() == []
+    # call i returns frame max(0, i - k), with the frames pushed so far after it
+    for i, p in enumerate(pushed):
+        t = max(0, i - lookahead)
+        assert torch.allclose(p, _manual(model, frames, t, i), atol=1e-5), i
+    for j, p in enumerate(flushed):
+        t = len(frames) - lookahead + j
+        assert torch.allclose(p, _manual(model, frames, t, len(frames) - 1), atol=1e-5), t
+    if lookahead:  # the look-ahead changes the output of frames that have a future
+        assert not torch.allclose(pushed[lookahead], _manual(model, frames, 0, 0), atol=1e-4)
+
+
+@pytest.mark.parametrize("lookahead,n", [(0, 5), (1, 5), (3, 5), (3, 2)])
+def test_fuse_sequence_gives_one_fused_frame_per_input_in_order(lookahead, n):
+    model = make_model(blur=None, gain=0.0)
+    frames = random_frames(n, 24, 32, seed=3)
+    fused = fuse_sequence(model, *zip(*frames), lookahead=lookahead)
+    assert len(fused) == n
+    for t, f in enumerate(fused):
+        pair = _manual(model, frames, t, min(t + lookahead, n - 1))
+        assert torch.allclose(f, multiscale_fuse(pair[:, :1], pair[:, 1:]), atol=1e-5), t
+
+
+def test_runner_without_memory_runs_every_frame_alone():
+    model = make_model(blur=None, gain=0.0)
+    frames = random_frames(4, 24, 32)
+    runner = StreamingRunner(model, use_memory=False, lookahead=2)
+    assert runner.lookahead == 0
+    with torch.no_grad():
+        for ir, vis in frames:
+            out, _ = model(ir, vis)
+            assert torch.equal(runner.push(ir, vis),
+                               torch.cat([out.restored_ir, out.restored_vis], 1))
+    assert runner.flush() == []
+    with pytest.raises(ValueError):
+        StreamingRunner(model, lookahead=-1)
 
 
 # ----------------------------------------------------------------------------- weights files
 
 @pytest.fixture
 def weights(tmp_path):
-    return save_weights(make_model(), tmp_path / "streaming_fusion.pt", {"steps": 0})
+    return save_weights(make_model(gain=0.0), tmp_path / "streaming_fusion.pt", {"steps": 3})
 
 
-def test_weights_load_with_weights_only(weights):
+def _same_model(a: StreamingFusionNet, b: StreamingFusionNet) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_weights_round_trip(tmp_path, suffix):
+    if suffix == ".safetensors":
+        pytest.importorskip("safetensors")
+    model = make_model(gain=0.0)
+    path = save_weights(model, tmp_path / f"w{suffix}", {"steps": 3, "note": "x"})
+    config, state, meta = load_weights(path)
+    assert config == model.config and meta == {"steps": 3, "note": "x"}
+    loaded = load_model(path)
+    assert _same_model(loaded, model) and not loaded.training
+
+
+def test_pt_weights_load_with_weights_only(weights):
     data = torch.load(weights, map_location="cpu", weights_only=True)
-    assert data["config"] == ModelConfig().to_dict()
-    config, state, meta = load_weights(weights)
-    assert config == ModelConfig() and meta == {"steps": 0}
-    model = load_model(weights)
-    reference = make_model()
-    for k, v in reference.state_dict().items():
-        assert torch.equal(model.state_dict()[k], v)
+    assert data["format"] == WEIGHTS_FORMAT and data["config"] == ModelConfig().to_dict()
+    assert set(data["state_dict"]) == set(StreamingFusionNet().state_dict())
 
 
 def test_config_travels_with_the_weights(tmp_path):
-    small = StreamingFusionNet(ModelConfig(channels=16, semantic_channels=16, corr_radius=2))
-    path = save_weights(small, tmp_path / "small.pt")
-    assert load_model(path).config.channels == 16
-    # files from before detail bands existed have no such field: they load without bands
-    old = StreamingFusionNet(ModelConfig(detail_bands=0, multiscale_fusion=False))
-    data = torch.load(save_weights(old, tmp_path / "old.pt"), weights_only=True)
-    del data["config"]["detail_bands"]
-    torch.save(data, tmp_path / "old.pt")
-    assert load_model(tmp_path / "old.pt").config.detail_bands == 0
-    # files from before band fusion: bands on the inputs, one fusion weight per modality
-    banded = StreamingFusionNet(ModelConfig(band_fusion=False))
-    data = torch.load(save_weights(banded, tmp_path / "banded.pt"), weights_only=True)
-    del data["config"]["band_fusion"]
-    torch.save(data, tmp_path / "banded.pt")
-    loaded = load_model(tmp_path / "banded.pt")
-    assert loaded.config.detail_bands == 2 and not loaded.config.band_fusion
-    # files from before the deblur filters: none
-    plain = StreamingFusionNet(ModelConfig(deblur_filters=0))
-    data = torch.load(save_weights(plain, tmp_path / "plain.pt"), weights_only=True)
-    del data["config"]["deblur_filters"]
-    torch.save(data, tmp_path / "plain.pt")
-    assert load_model(tmp_path / "plain.pt").config.deblur_filters == 0
-    # files from before the output memory, global context and full-res warping: none
-    earlier = StreamingFusionNet(ModelConfig(output_memory=False, global_context=False,
-                                             fullres_warp=False))
-    data = torch.load(save_weights(earlier, tmp_path / "earlier.pt"), weights_only=True)
-    for name in ("output_memory", "global_context", "fullres_warp"):
-        del data["config"][name]
-    torch.save(data, tmp_path / "earlier.pt")
-    loaded = load_model(tmp_path / "earlier.pt").config
-    assert not loaded.output_memory and not loaded.global_context and not loaded.fullres_warp
-    # files from before the colour branch and the multi-scale rule: the RGB frame's chroma
-    # as it comes, band fusion around the mean
-    grey = StreamingFusionNet(ModelConfig(colour=False, multiscale_fusion=False))
-    data = torch.load(save_weights(grey, tmp_path / "grey.pt"), weights_only=True)
-    del data["config"]["colour"], data["config"]["multiscale_fusion"]
-    torch.save(data, tmp_path / "grey.pt")
-    loaded = load_model(tmp_path / "grey.pt")
-    assert loaded.chroma is None and not loaded.config.multiscale_fusion
-    # files from before the band statistics: no such bias
-    blind = StreamingFusionNet(ModelConfig(band_statistics=False))
-    data = torch.load(save_weights(blind, tmp_path / "blind.pt"), weights_only=True)
-    del data["config"]["band_statistics"]
-    torch.save(data, tmp_path / "blind.pt")
-    assert load_model(tmp_path / "blind.pt").statistics is None
+    config = ModelConfig(channels=8, layers=3, search=2, deblur_sigmas=(1.5, 3.0),
+                         deblur_radius=5, blur_hidden=16)
+    model = make_model(config, blur=None, gain=0.0)
+    loaded = load_model(save_weights(model, tmp_path / "small.pt"))
+    assert loaded.config == config
+    frames = random_frames(2, 24, 32)
+    assert [t.shape for t in fuse_sequence(loaded, *zip(*frames))] == [(1, 1, 24, 32)] * 2
+    assert all(torch.equal(a, b) for a, b in zip(fuse_sequence(loaded, *zip(*frames)),
+                                                 fuse_sequence(model, *zip(*frames))))
 
 
-def test_missing_and_corrupt_weights_name_the_file(tmp_path, weights):
+def test_weights_of_the_previous_network_are_refused(tmp_path):
+    old = tmp_path / "old.pt"
+    torch.save({"format": WEIGHTS_FORMAT, "version": 1,
+                "config": {"channels": 24, "semantic_channels": 16, "colour": True},
+                "state_dict": {"head.weight": torch.zeros(3)}}, old)
+    with pytest.raises(WeightsError, match="another version") as err:
+        load_model(old)
+    assert err.value.path == old and "old.pt" in str(err.value)
+    with pytest.raises(WeightsError, match="another version"):
+        LearnedFuser(old, device="cpu")
+
+
+def test_missing_corrupt_and_foreign_weights_name_the_file(tmp_path, weights):
     missing = tmp_path / "nope.pt"
     with pytest.raises(WeightsError) as err:
         LearnedFuser(missing, device="cpu")
@@ -471,9 +597,18 @@ def test_missing_and_corrupt_weights_name_the_file(tmp_path, weights):
 
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(weights.read_bytes()[:1000])
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(WeightsError, match="corrupt.pt"):
         LearnedFuser(corrupt, device="cpu")
-    assert "corrupt.pt" in str(err.value)
+
+    try:
+        import safetensors  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        bad = tmp_path / "bad.safetensors"
+        bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not a header")
+        with pytest.raises(WeightsError, match="bad.safetensors"):
+            load_weights(bad)
 
     other = tmp_path / "other.pt"
     torch.save({"weight": torch.zeros(3)}, other)
@@ -482,99 +617,145 @@ def test_missing_and_corrupt_weights_name_the_file(tmp_path, weights):
 
     mismatched = tmp_path / "mismatched.pt"
     data = torch.load(weights, weights_only=True)
-    data["config"]["channels"] = 16
+    data["config"]["channels"] = 8
     torch.save(data, mismatched)
     with pytest.raises(WeightsError, match="do not match"):
         load_model(mismatched)
 
 
+@pytest.mark.parametrize("change", [{"channels": -1}, {"typo_field": 1},
+                                    {"stripe_floor": 3.0}, {"deblur_sigmas": []},
+                                    {"channels": 10 ** 6}, {"search": 10 ** 4},
+                                    {"deblur_sigmas": [1.0] * 10 ** 4}])
+def test_bad_config_in_a_file_is_refused_naming_the_file(tmp_path, weights, change):
+    data = torch.load(weights, weights_only=True)
+    data["config"].update(change)
+    path = tmp_path / "badconfig.pt"
+    torch.save(data, path)
+    with pytest.raises(WeightsError, match="bad model config") as err:
+        load_weights(path)
+    assert "badconfig.pt" in str(err.value)
+    if "typo_field" in change:
+        assert "typo_field" in str(err.value)
+
+
+@pytest.mark.parametrize("bad", [
+    {"channels": -1}, {"channels": 0}, {"channels": "24"}, {"channels": 2.0},
+    {"channels": True}, {"layers": 1}, {"search": 0}, {"stripe_frames": 0},
+    {"stripe_floor": 2.0, "stripe_full": 2.0}, {"stripe_floor": 3.0},
+    {"stripe_floor": -1.0}, {"stripe_floor": math.nan}, {"stripe_full": math.nan},
+    {"deblur_sigmas": ()}, {"deblur_sigmas": (0.0,)}, {"deblur_sigmas": (9.0,)},
+    {"deblur_sigmas": (math.nan,)}])
+def test_invalid_model_config_values_raise(bad):
+    with pytest.raises(ValueError):
+        ModelConfig(**bad)
+
+
+def test_unknown_model_config_fields_are_refused():
+    with pytest.raises(ValueError, match="colour"):
+        ModelConfig.from_dict({"colour": True})
+    assert ModelConfig.from_dict(ModelConfig().to_dict()) == ModelConfig()
+
+
 # ----------------------------------------------------------------------------- LearnedFuser
 
-def pairs(n: int, h: int = 36, w: int = 52, seed: int = 0):
+def bgr_pairs(n: int, h: int = 36, w: int = 52, seed: int = 0):
     rng = np.random.default_rng(seed)
     return [(rng.integers(0, 256, (h, w), dtype=np.uint8),
              rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for _ in range(n)]
 
 
-def test_learned_fuser_output_and_reset(weights):
-    fuser = LearnedFuser(weights, device="cpu")
+def test_learned_fuser_output_is_bgr_of_the_input_size(weights):
+    fuser = LearnedFuser(weights, device="cpu", jit=False)
     assert fuser.name == "learned"
-    (t0, c0), (t1, c1) = pairs(2)
-    first = fuser.fuse(t0, c0)
-    assert first.shape == c0.shape and first.dtype == np.uint8
+    for thermal, rgb in bgr_pairs(2) + bgr_pairs(1, 1, 1) + bgr_pairs(1, 37, 53):
+        before = (thermal.copy(), rgb.copy())
+        out = fuser.fuse(thermal, rgb)
+        assert out.shape == rgb.shape and out.dtype == np.uint8
+        assert np.array_equal(thermal, before[0]) and np.array_equal(rgb, before[1])
+    thermal, rgb = bgr_pairs(1)[0]
+    for bad in ((thermal, rgb[:10]), (thermal.astype(np.float32), rgb), (thermal, rgb[..., 0])):
+        with pytest.raises(ValueError):
+            fuser.fuse(*bad)
+
+
+def test_learned_fuser_takes_colour_from_the_rgb_frame(weights):
+    fuser = LearnedFuser(weights, device="cpu", jit=False)
+    thermal, _ = clean_bgr_stream(1)[0]
+    h, w = thermal.shape
+    rgb = np.full((h, w, 3), 128, np.uint8)
+    rgb[:, : w // 2] = (60, 60, 170)  # a red left half (BGR), a grey right half
+    out = fuser.fuse(thermal, rgb)
+    cr_cb_in = cv2.cvtColor(rgb, cv2.COLOR_BGR2YCrCb)[..., 1:].astype(int)
+    cr_cb_out = cv2.cvtColor(out, cv2.COLOR_BGR2YCrCb)[..., 1:].astype(int)
+    assert np.median(np.abs(cr_cb_out - cr_cb_in)) <= 1
+    assert np.ptp(out[:, w // 2:].astype(int), axis=2).max() <= 2  # grey stays grey
+    assert np.abs(luma_of(out).astype(int) - 128).mean() > 5  # the thermal frame shows
+
+
+def test_learned_fuser_reset_and_use_memory(weights):
+    (t0, c0), (t1, c1) = bgr_pairs(2)
+
+    def fresh(**kw):
+        return LearnedFuser(weights, device="cpu", jit=False, **kw)
+    fuser = fresh()
+    fuser.fuse(t0, c0)
     with_memory = fuser.fuse(t1, c1)
+    alone = fresh().fuse(t1, c1)
+    assert not np.array_equal(with_memory, alone)  # the memory matters
     fuser.reset()
-    after_reset = fuser.fuse(t1, c1)
-    fresh = LearnedFuser(weights, device="cpu").fuse(t1, c1)
-    assert np.array_equal(after_reset, fresh)
-    assert not np.array_equal(with_memory, after_reset)
-
-
-def test_learned_fuser_without_memory(weights):
-    fuser = LearnedFuser(weights, device="cpu", use_memory=False)
-    (t0, c0), (t1, c1) = pairs(2)
+    assert np.array_equal(fuser.fuse(t1, c1), alone)
+    # no memory: every frame fused alone
+    off = fresh(use_memory=False)
+    off.fuse(t0, c0)
+    assert np.array_equal(off.fuse(t1, c1), alone)
+    # switched at runtime (the engine flips the attribute on a parameter change)
+    fuser = fresh(lookahead=2)
     fuser.fuse(t0, c0)
-    assert np.array_equal(fuser.fuse(t1, c1), LearnedFuser(weights, device="cpu").fuse(t1, c1))
-    ahead = LearnedFuser(weights, device="cpu", lookahead=2, jit=False)
-    ahead.use_memory = False
-    assert ahead.lookahead == 0
-    ahead.use_memory = True
-    assert ahead.lookahead == 2
-
-
-def test_learned_fuser_keeps_colour_and_handles_size_changes(weights):
-    fuser = LearnedFuser(weights, device="cpu")
-    thermal, _ = pairs(1)[0]
-    grey = np.repeat(thermal[..., None], 3, axis=2)
-    out = fuser.fuse(thermal, grey)  # grey RGB in: grey out (chroma comes from the RGB)
-    assert np.abs(out.astype(int) - out[..., :1].astype(int)).max() <= 2
-    t2, c2 = pairs(1, 20, 30)[0]
-    assert fuser.fuse(t2, c2).shape == (20, 30, 3)  # new size: memory restarted, no error
+    fuser.use_memory = False
+    assert not fuser.use_memory and fuser.lookahead == 0
+    fuser.fuse(t0, c0)
+    assert np.array_equal(fuser.fuse(t1, c1), alone)
+    fuser.use_memory = True
+    assert fuser.use_memory and fuser.lookahead == 2
     with pytest.raises(ValueError):
-        fuser.fuse(t2, c2[:10])
+        fresh(use_memory=False, lookahead=1)
 
 
-def test_the_output_colour_comes_from_the_colour_branch(tmp_path):
-    thermal, rgb = pairs(1, 40, 56)[0]
-    ycrcb = cv2.cvtColor(rgb, cv2.COLOR_BGR2YCrCb)
-    model = make_model()
-    frame = torch.from_numpy(ycrcb).permute(2, 0, 1)[None].float() / 255
-    assert torch.equal(model.restore_chroma(frame[:, :1], frame[:, 1:]), frame[:, 1:])  # idle
-    with torch.no_grad():
-        model.chroma.head.bias[:16] = 0.1  # every Cr phase: +0.1 (about 25 grey levels)
-    shifted = LearnedFuser(save_weights(model, tmp_path / "red.pt"), device="cpu")
-    cr = cv2.cvtColor(shifted.fuse(thermal, rgb), cv2.COLOR_BGR2YCrCb)[..., 1].astype(int)
-    assert np.median(cr - ycrcb[..., 1]) > 15
-    model.config.colour = False  # no branch: the RGB frame's own chroma
-    plain = LearnedFuser(save_weights(StreamingFusionNet(model.config), tmp_path / "plain.pt"),
-                         device="cpu")
-    cr = cv2.cvtColor(plain.fuse(thermal, rgb), cv2.COLOR_BGR2YCrCb)[..., 1].astype(int)
-    assert abs(np.median(cr - ycrcb[..., 1])) <= 1
-
-
-def test_learned_fuser_lookahead_and_warmup(weights):
-    fuser = LearnedFuser(weights, device="cpu", lookahead=1)
-    fuser.warmup(24, 32)
-    seq = pairs(3, 24, 32)
-    outputs = [fuser.fuse(t, c) for t, c in seq] + fuser.flush()
-    assert len(outputs) == 4 and all(o.shape == (24, 32, 3) for o in outputs)
-    with pytest.raises(ValueError):
-        LearnedFuser(weights, device="cpu", use_memory=False, lookahead=1)
-
-
-def test_use_memory_can_be_switched_at_runtime(weights):
-    fuser = LearnedFuser(weights, device="cpu")
-    (t0, c0), (t1, c1) = pairs(2)
-    fuser.fuse(t0, c0)
-    fuser.use_memory = False  # the engine flips this attribute on parameter changes
-    assert not fuser.use_memory
-    fuser.fuse(t0, c0)
-    assert np.array_equal(fuser.fuse(t1, c1), LearnedFuser(weights, device="cpu").fuse(t1, c1))
+def test_learned_fuser_lookahead_flush_and_warmup(weights):
+    seq = bgr_pairs(5, 24, 32)
+    plain = LearnedFuser(weights, device="cpu", jit=False)
+    expected = [plain.fuse(t, c) for t, c in seq]
+    streams = []
+    for warm in (True, False):
+        fuser = LearnedFuser(weights, device="cpu", lookahead=2, jit=False)
+        if warm:
+            fuser.warmup(24, 32)  # must leave no memory and nothing held back
+        outputs = [fuser.fuse(t, c) for t, c in seq]
+        flushed = fuser.flush()
+        assert len(flushed) == 2 and fuser.flush() == []
+        streams.append(outputs[2:] + flushed)  # call i returns frame i - 2 (0 while filling)
+    stream = streams[0]
+    assert all(np.array_equal(a, b) for a, b in zip(*streams))
+    assert len(stream) == len(seq) and all(o.shape == (24, 32, 3) for o in stream)
+    for t, ((_, rgb), out) in enumerate(zip(seq, stream)):
+        # each frame keeps its own colour ...
+        cr_in = cv2.cvtColor(rgb, cv2.COLOR_BGR2YCrCb)[..., 1].astype(int)
+        cr_out = cv2.cvtColor(out, cv2.COLOR_BGR2YCrCb)[..., 1].astype(int)
+        assert np.median(np.abs(cr_out - cr_in)) <= 2
+        # ... and is its own frame's fusion, not a neighbour's
+        errors = [np.abs(luma_of(out).astype(int) - luma_of(e).astype(int)).mean()
+                  for e in expected]
+        assert int(np.argmin(errors)) == t
+    assert np.array_equal(stream[-1], expected[-1])  # no future: the plain output
+    assert not np.array_equal(stream[0], expected[0])  # it used the frames after it
 
 
 def test_traced_fuser_matches_eager(weights):
     traced = LearnedFuser(weights, device="cpu", jit=True)
     eager = LearnedFuser(weights, device="cpu", jit=False)
-    for t, c in pairs(3, 40, 60):
+    for t, c in bgr_pairs(3, 40, 60):
         a, b = traced.fuse(t, c), eager.fuse(t, c)
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    graphs = traced.runner.step.graphs  # really traced (no silent eager fallback)
+    assert len(graphs) == 2 and all(g is not None for g in graphs.values())
