@@ -128,7 +128,7 @@ def test_shapes_any_size_with_and_without_memory(size):
     # the memory lives at the padded size: a multiple of 8, at least 16
     hp, wp = max(16, -(-h // 8) * 8), max(16, -(-w // 8) * 8)
     assert state.ir.shape == (1, 1, hp, wp) and state.stripes.shape == (1, 1, 1, wp)
-    assert state.key.shape == (1, 2, hp // 4, wp // 4)
+    assert state.key.shape == (1, 2, hp // 2, wp // 2)
     assert state.blur.shape == (1, len(model.config.deblur_sigmas) + 1)
     assert state.count.tolist() == [[2.0]]
     # fuse=False skips only the torch fusion

@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fuse": ("thermal_visible_fusion.tools.fuse", "fuse an mp4 pair or two frame folders offline"),
     "metrics": ("thermal_visible_fusion.tools.metrics_cli", "fusion quality metrics of fused images"),
     "benchmark-quality": ("thermal_visible_fusion.tools.benchmark_quality",
-                          "every fuser over M3SVD-layout clips: one metric table"),
+                          "every fuser over clips, long videos or VIFB stills: metric tables"),
     "benchmark": ("thermal_visible_fusion.ros.benchmark", "throughput and latency of the running node"),
     "benchmark-core": ("thermal_visible_fusion.tools.benchmark_core",
                        "engine fps per fuser, diagnostics and metric cost (CPU or GPU)"),

@@ -102,7 +102,7 @@ class ModelConfig:
 class MemoryState(NamedTuple):
     """What one frame hands to the next (padded size)."""
     ir: torch.Tensor       # (B,1,H,W) restored IR
-    key: torch.Tensor      # (B,2,H/4,W/4) the frames at 1/4 res, for alignment
+    key: torch.Tensor      # (B,2,H/2,W/2) the frames at half res, for alignment
     stripes: torch.Tensor  # (B,1,1,W) column offsets of the IR camera
     blur: torch.Tensor     # (B,K+1) mean blur-class probabilities ("none" first)
     count: torch.Tensor    # (B,1) frames seen (sets the running means' step)
@@ -143,6 +143,10 @@ class StreamingFusionNet(nn.Module):
         cfg = self.config
         h, w = ir.shape[-2:]
         ir, vis = _pad(ir), _pad(vis)
+        if state is not None and state.ir.shape != ir.shape:
+            raise ValueError(f"the memory is of frames {tuple(state.ir.shape)} (padded), this "
+                             f"frame is {tuple(ir.shape)}: reset the memory when the size "
+                             "changes")
         count = state.count + 1 if state is not None else ir.new_ones(ir.shape[0], 1)
 
         # 1. stripes: a running mean of per-frame estimates, removed when they are strong
@@ -160,7 +164,7 @@ class StreamingFusionNet(nn.Module):
             flow = ir.new_zeros(ir.shape[0], 2, *ir.shape[-2:])
             past = ir_d
         else:
-            flow = block_flow(key, state.key, cfg.search)
+            flow = block_flow(key, state.key, cfg.search, noise)
             past = shift(state.ir, flow)
 
         # 3. IR: spatial residual + recurrent temporal filter
@@ -228,69 +232,69 @@ def noise_level(x: torch.Tensor) -> torch.Tensor:
 
 
 def alignment_key(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-    """(B,2,H/4,W/4): the visible and IR frames at 1/4 resolution (the memory keeps this)."""
-    return F.avg_pool2d(torch.cat([vis, ir], 1), 4)
+    """(B,2,H/2,W/2): the visible and IR frames at half resolution (the memory keeps it)."""
+    return F.avg_pool2d(torch.cat([vis, ir], 1), 2)
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    """Local mean and contrast removed; flat, noisy regions keep small values, so they do
-    not decide the motion."""
-    x = x - F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
-    std = F.avg_pool2d(x * x, 5, stride=1, padding=2, count_include_pad=False).sqrt()
-    return x / (std + 8.0 / 255)
+def _normalise(x: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """Local mean and contrast removed; where the contrast is not well above ``floor``
+    (B,C,1,1: the noise), values stay small, so flat, noisy regions do not decide the
+    motion."""
+    x = x - _box5(x)
+    return x / (_box5(x * x).sqrt() + floor)
 
 
-def _matches(key: torch.Tensor, prev: torch.Tensor, radius: int) -> torch.Tensor:
-    """(B,(2r+1)^2,h,w): correlation of key with prev shifted by each offset (row-major,
-    dy then dx), averaged over 5x5 cells; the zero offset gets a small bonus, so ties
-    and flat regions mean no motion."""
+def _box5(x: torch.Tensor) -> torch.Tensor:
+    """5x5 mean, replicated borders, as shifted sums (on a CPU several times faster than
+    a stride-1 average pool or a depthwise convolution)."""
+    x = F.pad(x, (2, 2, 2, 2), mode="replicate")
+    x = x[..., :-4] + x[..., 1:-3] + x[..., 2:-2] + x[..., 3:-1] + x[..., 4:]
+    return (x[..., :-4, :] + x[..., 1:-3, :] + x[..., 2:-2, :] + x[..., 3:-1, :]
+            + x[..., 4:, :]) / 25
+
+
+def _step(key: torch.Tensor, prev: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B,2,h,w) whole-cell offset (dx, dy) of the best match of ``key`` in ``prev`` within
+    +-radius cells: least squared difference over 5x5 cells, kept only where it beats no
+    motion clearly, so a still camera and flat regions mean no motion."""
     h, w = key.shape[-2:]
     k = 2 * radius + 1
     prev = F.pad(prev, (radius,) * 4, mode="replicate")
-    corr = torch.stack([(key * prev[..., i:i + h, j:j + w]).mean(1)
+    cost = torch.stack([(key - prev[..., i:i + h, j:j + w]).square().mean(1)
                         for i in range(k) for j in range(k)], 1)
-    corr = F.avg_pool2d(corr, 5, stride=1, padding=2, count_include_pad=False)
-    bonus = torch.zeros(k * k, dtype=key.dtype, device=key.device)
-    bonus[k * k // 2] = 0.05
-    return corr + bonus.view(1, -1, 1, 1)
+    cost = _box5(cost)
+    best, index = cost.min(1, keepdim=True)
+    # move only where the best match is clearly better than none: noise makes every
+    # offset of a flat region about equally good
+    still = cost[:, k * k // 2:k * k // 2 + 1]
+    moved = (best < 0.7 * still) & (best < still - 0.1)
+    offset = torch.cat([index % k - radius, index // k - radius], 1).to(key.dtype)
+    return offset * moved
 
 
-def _best_offset(corr: torch.Tensor, radius: int, refine: bool) -> torch.Tensor:
-    """(B,2,h,w) offset (dx, dy) of the best match; ``refine`` adds a parabolic sub-cell
-    step from the neighbouring matches."""
-    k = 2 * radius + 1
-    index = corr.argmax(1, keepdim=True)
-    dy, dx = index // k - radius, index % k - radius
-    offset = torch.cat([dx, dy], 1).to(corr.dtype)
-    if not refine:
-        return offset
-    steps = []
-    for pos, step in ((dx, 1), (dy, k)):  # along x, neighbours are 1 apart; along y, k
-        inside = (pos > -radius) & (pos < radius)
-        c0 = corr.gather(1, index)
-        lo = corr.gather(1, (index - step).clamp(0, k * k - 1))
-        hi = corr.gather(1, (index + step).clamp(0, k * k - 1))
-        curve = lo - 2 * c0 + hi
-        delta = torch.where(inside & (curve < -1e-6), (lo - hi) / (2 * curve).clamp(max=-1e-6),
-                            torch.zeros_like(c0))
-        steps.append(delta.clamp(-0.5, 0.5))
-    return offset + torch.cat(steps, 1)
+def block_flow(key: torch.Tensor, prev_key: torch.Tensor, radius: int,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Current -> previous flow in whole full-res pixels (multiples of 2), (B,2,H,W).
 
-
-def block_flow(key: torch.Tensor, prev_key: torch.Tensor, radius: int) -> torch.Tensor:
-    """Current -> previous flow in full-res pixels, (B,2,H,W), whole pixels.
-
-    Block matching in two steps: at 1/16 resolution over +-radius cells (+-16*radius px),
-    then at 1/4 resolution over +-2 cells around that, refined to a fraction of a cell."""
-    coarse_cur = _normalise(F.avg_pool2d(key, 4, ceil_mode=True))
-    coarse_prev = _normalise(F.avg_pool2d(prev_key, 4, ceil_mode=True))
-    coarse = 4 * _best_offset(_matches(coarse_cur, coarse_prev, radius), radius, False)
-    coarse = F.interpolate(coarse, size=key.shape[-2:], mode="nearest")  # 1/4-res px
-    fine = _best_offset(_matches(_normalise(key), shift(_normalise(prev_key), coarse), 2),
-                        2, True)
-    flow = 4 * (coarse + fine)
-    return torch.round(F.interpolate(flow, scale_factor=4, mode="bilinear",
-                                     align_corners=False))
+    Block matching, coarse to fine: at 1/16 resolution over +-radius cells, at 1/4 over
+    +-3 cells around that, at 1/2 over +-1 cell around that.  ``noise`` (B,1): the IR
+    frame's noise sigma at full resolution; the IR channel counts less the noisier it is."""
+    ir_noise = noise if noise is not None else key.new_zeros(key.shape[0], 1)
+    flow = None
+    for factor, search in ((8, radius), (2, 3), (1, 1)):  # pooling of the half-res key
+        sigma = ir_noise / (2 * factor)  # averaging n x n pixels divides the noise by n
+        floor = 8.0 / 255 + 3 * torch.cat([torch.zeros_like(sigma), sigma], 1)[..., None, None]
+        cur, prev = (F.avg_pool2d(k, factor, ceil_mode=True) if factor > 1 else k
+                     for k in (key, prev_key))
+        cur, prev = _normalise(cur, floor), _normalise(prev, floor)
+        if flow is None:
+            flow = torch.zeros_like(cur[:, :2])
+        else:  # the coarser flow, in this level's cells
+            scale = cur.shape[-1] / flow.shape[-1]
+            flow = scale * F.interpolate(flow, size=cur.shape[-2:], mode="nearest")
+            prev = shift(prev, flow)
+        flow = flow + _step(cur, prev, search)
+    return 2 * F.interpolate(flow, scale_factor=2, mode="nearest")
 
 
 def shift(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

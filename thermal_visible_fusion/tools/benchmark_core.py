@@ -110,7 +110,7 @@ def main(args) -> int:
             result["engine_fps"][f"{name}@{size}"] = round(1000 / ms, 2)
             result.setdefault("device", engine.device)
             if hasattr(engine.fuser, "model"):
-                result["learned_parameters"] = engine.fuser.model.param_count()
+                result["learned_parameters"] = sum(p.numel() for p in engine.fuser.model.parameters())
             print(f"{name:>10} @ {size}: {1000 / ms:7.2f} fps ({ms:.1f} ms/frame, "
                   f"{engine.device})", flush=True)
 
