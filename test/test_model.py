@@ -450,15 +450,15 @@ def test_memory_of_another_size_is_refused_and_the_fuser_resets(tmp_path):
 
 @pytest.mark.parametrize("fresh", [True, False])
 def test_gradients_reach_every_parameter(fresh):
-    """Through the fused frame of a short stream.  A fresh network's IR filter ends in a
-    zero layer (the identity): its gradient starts there and reaches the layers before
-    once that layer has left zero."""
+    """Through the fused frame of a short, noisy stream (the temporal filter is on).  A
+    fresh network's IR filter ends in a zero layer: its gradient starts there and reaches
+    the layers before once that layer has left zero."""
     model = make_model(blur=None).train()
     if not fresh:
         torch.nn.init.normal_(model.denoiser[-1].weight, std=0.01)
     state, loss = None, 0.0
     for ir, vis in clean_stream(3, 32, 48):
-        out, state = model(ir + 0.03 * torch.rand_like(ir), gaussian_blur(vis, 1.5), state)
+        out, state = model(ir + 0.05 * torch.randn_like(ir), gaussian_blur(vis, 1.5), state)
         loss = loss + (out.fused - 0.5).square().mean()
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())

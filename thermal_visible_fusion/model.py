@@ -21,16 +21,18 @@ Per frame, with the memory (``MemoryState``) of the frames before:
    own energy (``stripe_floor``..``stripe_full`` grey levels: real scenes give < 0.2, the
    noise this removes 5-15), so clean cameras are left alone.
 2. **Alignment**: the previous restored IR frame is moved onto the current one by a flow
-   found by block matching at 1/4 resolution (normalised visible + IR, ``search`` px
-   radius, soft arg-max), rounded to whole full-res pixels so that carrying a frame
-   forward through hundreds of steps never blurs it by resampling.
+   found by block matching, coarse to fine (1/16, 1/4, 1/2 resolution; normalised visible
+   and IR, the IR weighed by its noise), kept only where a move clearly beats none: a
+   still camera's memory stays put, and whole-pixel moves never blur a frame carried
+   forward through thousands of steps.
 3. **IR denoiser** (TemCoCo's temporal cooperation): a small CNN at half resolution sees
    the destriped frame, the aligned previous restored frame, the visible frame (edges
    that are real) and the frame's noise level (median absolute diagonal difference).  It
-   predicts a spatial residual and a per-pixel temporal gain g: restored = spatial +
-   g * (aligned previous - spatial), a learned recurrent filter that averages the noise
-   away where the past agrees and keeps the present where it moved.  Being a convex
-   blend of the present and a remembered frame, it cannot drift.
+   predicts a spatial residual and a per-pixel gain g of a recurrent temporal filter:
+   restored = spatial + g * (aligned previous - spatial).  g is a noise-adaptive prior
+   (trust the past where it agrees with the present within ``exp(log_tolerance)`` noise
+   sigmas; off below ``noise_floor``, so never on a clean camera) times the CNN's own
+   correction.  A convex blend of the present and a remembered frame cannot drift.
 4. **Visible deblur**: an MLP on the image-wide energies of the two frames' pyramid bands
    (blur takes energy from the fine bands, the same way in any scene) classifies the
    blur among ``deblur_sigmas`` and "none"; the memory averages those probabilities over
@@ -65,6 +67,8 @@ class ModelConfig:
     stripe_frames: int = 256       # time constant of the stripe memory, frames
     stripe_floor: float = 1.0      # stripe energy (grey levels) below which none is removed
     stripe_full: float = 2.0       # ... and above which the estimate is removed whole
+    noise_floor: float = 3.0       # IR noise sigma (grey levels) below which the temporal
+    noise_full: float = 6.0        # filter is off, and above which it is fully on
     blur_frames: int = 64          # time constant of the blur estimate, frames
     deblur_sigmas: tuple[float, ...] = (1.0, 1.75, 2.5, 3.5)  # blurs the filters invert
     deblur_radius: int = 8         # their half size, pixels
@@ -83,7 +87,10 @@ class ModelConfig:
             raise ValueError(f"layers must be >= 2, got {self.layers}")
         if not 0 <= self.stripe_floor < self.stripe_full:  # also rejects NaN
             raise ValueError("need 0 <= stripe_floor < stripe_full")
-        if not 1 <= len(self.deblur_sigmas) <= 16 or not all(0 < s <= 8 for s in self.deblur_sigmas):
+        if not 0 <= self.noise_floor < self.noise_full:
+            raise ValueError("need 0 <= noise_floor < noise_full")
+        sigmas = self.deblur_sigmas
+        if not 1 <= len(sigmas) <= 16 or not all(0 < s <= 8 for s in sigmas):
             raise ValueError(f"deblur_sigmas must be in (0, 8], got {self.deblur_sigmas}")
 
     @classmethod
@@ -124,9 +131,12 @@ class StreamingFusionNet(nn.Module):
         convs += [nn.Conv2d(c, c, 3, padding=1) for _ in range(cfg.layers - 2)]
         convs += [nn.Conv2d(c, 8, 3, padding=1)]  # 4 residual + 4 gain maps (2x2 phases)
         self.denoiser = nn.ModuleList(convs)
-        nn.init.zeros_(convs[-1].weight)  # starts as the identity, with a small gain
+        nn.init.zeros_(convs[-1].weight)  # starts as no residual and the prior's gain
         with torch.no_grad():
-            convs[-1].bias.copy_(torch.tensor([0.0] * 4 + [-4.0] * 4))
+            convs[-1].bias.copy_(torch.tensor([0.0] * 4 + [4.0] * 4))
+        # the temporal filter trusts the past where it differs from the present by less
+        # than about this many noise sigmas
+        self.log_tolerance = nn.Parameter(torch.tensor(math.log(1.5)))
         k = len(cfg.deblur_sigmas)
         self.blur_classifier = nn.Sequential(
             nn.Linear(2 * PYRAMID_LEVELS + 1, cfg.blur_hidden), nn.ReLU(),
@@ -178,7 +188,14 @@ class StreamingFusionNet(nn.Module):
         spatial = ir_d + residual
         restored_ir = spatial
         if state is not None:
-            restored_ir = torch.addcmul(spatial, torch.sigmoid(gain), past - spatial)
+            # the prior: a noise-adaptive recursive filter (trust the past where it agrees
+            # with the present within the noise, never on a clean camera); the CNN's gain
+            # refines it where it knows better (moving edges, occlusions)
+            sigma = noise.view(-1, 1, 1, 1)
+            on = ((255 * sigma - cfg.noise_floor) / (cfg.noise_full - cfg.noise_floor)).clamp(0, 1)
+            agree = _box5(past - spatial).abs() / (self.log_tolerance.exp() * sigma + 1e-4)
+            prior = 0.95 * on * torch.exp(-agree.square())
+            restored_ir = torch.addcmul(spatial, prior * torch.sigmoid(gain), past - spatial)
 
         # 4. visible: the blur class, averaged over the stream, picks the inverse filter
         probs = torch.softmax(self.blur_classifier(blur_features(vis, ir_d, noise)), -1)
