@@ -41,24 +41,18 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from thermal_visible_fusion.ros.harness import NodeProcess, dds_environment, rounded_percentile
+    from thermal_visible_fusion.ros.harness import dds_environment, rounded_percentile
 
     env = dds_environment()
     os.environ.update(env)
-    import rclpy
-
-    from thermal_visible_fusion.ros.harness import PairClient
+    from thermal_visible_fusion.ros.harness import node_session
 
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {k: v for k, v in (("fuser", args.fuser), ("device", args.device),
                                 ("weights", args.weights)) if v}
-    node = NodeProcess(env, params, log_path=out.with_suffix(".node.log"))
-    rclpy.init()
-    client = PairClient(keep_images=False)
-    try:
-        if not client.wait_for_node(timeout=120, process=node):
-            raise SystemExit(f"node did not start:\n{node.log()}")
+    with node_session(env, params, out.with_suffix(".node.log"), keep_images=False) as session:
+        client = session.client
         pairs = _messages(args.width, args.height)
         latency = _run(client, pairs, args.rate, args.seconds)
         rates = [float(r) for r in args.peak_rates.split(",")]
@@ -66,10 +60,6 @@ def main(args) -> int:
         peak = max(peaks, key=lambda run: run["fused"] / run["seconds"])
         resets = _reset_under_load(client, pairs, args.rate, args.reset_calls)
         status = client.received.last_status()
-    finally:
-        client.close()
-        rclpy.try_shutdown()
-        node.stop()
     result = {
         "resolution": f"{args.width}x{args.height}",
         "fuser": status.get("fuser"), "device": status.get("device"),

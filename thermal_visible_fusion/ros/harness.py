@@ -15,8 +15,10 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -109,6 +111,27 @@ class Received:
         """Values of the newest /diagnostics status whose name ends with ``suffix``."""
         status = self.newest_status(suffix)
         return {} if status is None else {kv.key: kv.value for kv in status.values}
+
+
+@contextmanager
+def node_session(env: dict[str, str], params: dict, log_path: Path, **client_args):
+    """The fusion node in its own process and a ``PairClient`` talking to it (rclpy
+    initialised here); on exit the client closes, rclpy shuts down and the node stops,
+    its exit code in ``session.code``."""
+    import rclpy
+
+    node = NodeProcess(env, params, log_path=log_path)
+    rclpy.init()
+    client = PairClient(**client_args)
+    session = SimpleNamespace(node=node, client=client, code=None)
+    try:
+        if not client.wait_for_node(timeout=120, process=node):
+            raise SystemExit(f"node did not start:\n{node.log()}")
+        yield session
+    finally:
+        client.close()
+        rclpy.try_shutdown()
+        session.code = node.stop()
 
 
 def rounded_percentile(values: list[float], q: float) -> float | None:

@@ -40,41 +40,35 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from thermal_visible_fusion.ros.harness import NodeProcess, dds_environment
+    from thermal_visible_fusion.ros.harness import dds_environment
 
     if args.frames < 1 or args.rate <= 0:
         print("tvf soak: error: --frames must be >= 1 and --rate > 0", file=sys.stderr)
         return 2
     env = dds_environment(args.domain_id)
     os.environ.update(env)
-    import rclpy
-
     from thermal_visible_fusion.ros.benchmark import _messages
-    from thermal_visible_fusion.ros.harness import PairClient
+    from thermal_visible_fusion.ros.harness import node_session
 
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {k: v for k, v in (("fuser", args.fuser), ("weights", args.weights),
                                 ("device", args.device)) if v}
-    node = NodeProcess(env, params, log_path=out.with_suffix(".node.log"))
-    rclpy.init()
-    client = PairClient(keep=args.frames + 10, keep_images=False)
-    sampler = RssSampler(node.process.pid)
-    try:
-        if not client.wait_for_node(timeout=120, process=node):
-            raise SystemExit(f"node did not start:\n{node.log()}")
+    with node_session(env, params, out.with_suffix(".node.log"), keep=args.frames + 10,
+                      keep_images=False) as session:
+        client = session.client
+        sampler = RssSampler(session.node.process.pid)
         sampler.start()
-        run = _publish(client, _messages(args.width, args.height), args.frames, args.rate,
-                       sampler)
-        time.sleep(1.5)  # the last fused images and one /diagnostics period
-        alive = node.alive()
-        fusion = client.received.last_status()
-        inputs = {s: client.received.last_status(f"{s} input") for s in ("thermal", "rgb")}
-    finally:
-        sampler.stop()
-        client.close()
-        rclpy.try_shutdown()
-        code = node.stop()
+        try:
+            run = _publish(client, _messages(args.width, args.height), args.frames,
+                           args.rate, sampler)
+            time.sleep(1.5)  # the last fused images and one /diagnostics period
+            alive = session.node.alive()
+            fusion = client.received.last_status()
+            inputs = {s: client.received.last_status(f"{s} input") for s in ("thermal", "rgb")}
+        finally:
+            sampler.stop()
+    code = session.code
     result = _report(args, run, client, sampler, fusion, inputs, alive, code)
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
