@@ -145,6 +145,10 @@ class StreamingFusionNet(nn.Module):
         kernels = [deblur_kernel(s, radius=cfg.deblur_radius) for s in cfg.deblur_sigmas]
         # derived from the config, not learned: kept out of the weights file
         self.register_buffer("deblur_kernels", torch.stack(kernels).float(), persistent=False)
+        # class "none": the 1-D identity filter (a buffer: no host copy per frame on a GPU)
+        self.register_buffer("identity_tap", F.one_hot(torch.tensor(cfg.deblur_radius),
+                                                       2 * cfg.deblur_radius + 1).float(),
+                             persistent=False)
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None = None,
                 fuse: bool = True) -> tuple[FusionOutput, MemoryState]:
@@ -214,7 +218,7 @@ class StreamingFusionNet(nn.Module):
         (class 0, no blur: the identity)."""
         r = self.config.deblur_radius
         kernel = blur[:, 1:] @ self.deblur_kernels  # (B, 2r+1)
-        kernel = kernel + blur[:, :1] * F.one_hot(torch.tensor(r), 2 * r + 1).to(kernel)
+        kernel = kernel + blur[:, :1] * self.identity_tap
         n = vis.shape[0]
         x = F.pad(vis.view(1, n, *vis.shape[-2:]), (r, r, r, r), mode="replicate")
         x = F.conv2d(x, kernel.view(n, 1, 1, -1), groups=n)

@@ -356,7 +356,7 @@ class LearnedFuser:
     def _to_bgr(self, restored: torch.Tensor, ycrcb: np.ndarray) -> np.ndarray:
         """Restored IR and Y, fused by the multi-scale rule, + the frame's chroma -> BGR."""
         ir, y = (restored[0].float() * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8).cpu().numpy()
-        return merge_luma(self._rule.fuse_luma(ir, y), ycrcb.copy())
+        return merge_luma(self._rule.fuse_luma(ir, y), ycrcb)  # ycrcb's own Y is spent
 
     @staticmethod
     def _check(thermal: np.ndarray, rgb: np.ndarray) -> None:

@@ -137,12 +137,7 @@ def _run(client, pairs, rate: float, seconds: float, stop=None) -> dict:
         due = start + index / rate
         if (delay := due - time.monotonic()) > 0:
             time.sleep(delay)
-        thermal, rgb = pairs[index % len(pairs)]
-        stamp = client.node.get_clock().now().nanoseconds
-        for msg in (thermal, rgb):
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-        sent[stamp] = time.monotonic()
-        client.publish_pair(thermal, rgb)
+        sent[client.publish_now(*pairs[index % len(pairs)])] = time.monotonic()
         index += 1
     elapsed = time.monotonic() - start
     time.sleep(1.0)  # let the last fused images arrive

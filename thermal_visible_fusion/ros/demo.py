@@ -66,7 +66,6 @@ def main(args) -> int:
     env = dds_environment()
     os.environ.update(env)
     import rclpy
-    from builtin_interfaces.msg import Time
     from std_msgs.msg import Header
 
     from thermal_visible_fusion.ros.harness import PairClient
@@ -91,11 +90,7 @@ def main(args) -> int:
         start = time.monotonic()
         for index in paced(count, rate):
             thermal, rgb, thermal_msg, rgb_msg = frames[index]
-            stamp = client.node.get_clock().now().nanoseconds
-            thermal_msg.header.stamp = rgb_msg.header.stamp = Time(
-                sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000)
-            client.publish_pair(thermal_msg, rgb_msg)
-            published[stamp] = (thermal, rgb)
+            published[client.publish_now(thermal_msg, rgb_msg)] = (thermal, rgb)
         elapsed = time.monotonic() - start
         client.wait_for_count(count, timeout=3.0)
     finally:

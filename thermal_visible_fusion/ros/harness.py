@@ -215,6 +215,14 @@ class PairClient:
         self.thermal_pub.publish(thermal_msg)
         self.rgb_pub.publish(rgb_msg)
 
+    def publish_now(self, thermal_msg, rgb_msg) -> int:
+        """Stamp both messages with this node's clock now, publish them; the stamp (ns)."""
+        stamp = self.node.get_clock().now().nanoseconds
+        for msg in (thermal_msg, rgb_msg):
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        self.publish_pair(thermal_msg, rgb_msg)
+        return stamp
+
     def wait_for_count(self, count: int, timeout: float) -> int:
         end = time.monotonic() + timeout
         while time.monotonic() < end and len(self.received.fused) < count:

@@ -107,19 +107,14 @@ class RssSampler:
 
 def _publish(client, pairs, count: int, rate: float, sampler: RssSampler) -> dict:
     """Publish ``count`` pairs at ``rate`` (absolute schedule); remember send times."""
+    from thermal_visible_fusion.ros.harness import paced
+
     sent: dict[int, float] = {}
     warm_index = max(1, count // 20)
     warm_rss = None
     start = time.monotonic()
-    for index in range(count):
-        if (delay := start + index / rate - time.monotonic()) > 0:
-            time.sleep(delay)
-        thermal, rgb = pairs[index % len(pairs)]
-        stamp = client.node.get_clock().now().nanoseconds
-        for msg in (thermal, rgb):
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-        sent[stamp] = time.monotonic()
-        client.publish_pair(thermal, rgb)
+    for index in paced(count, rate):
+        sent[client.publish_now(*pairs[index % len(pairs)])] = time.monotonic()
         if index == warm_index:
             warm_rss = sampler.sample()
     return {"sent": sent, "seconds": time.monotonic() - start, "warm_rss": warm_rss}
