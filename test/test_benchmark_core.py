@@ -16,6 +16,12 @@ def test_benchmark_core_writes_fps_and_the_cpu_agreement(tmp_path, capsys, fresh
     result = json.loads(out.read_text())
     assert set(result["engine_fps"]) == {"learned@64x48", "average@64x48"}
     assert all(fps > 0 for fps in result["engine_fps"].values())
+    # the same engines re-timed while another process keeps a core busy, with the ratio
+    busy = result["engine_fps_busy"]
+    assert busy["busy_cores"] == 1
+    for key, fps in result["engine_fps"].items():
+        assert busy[key] > 0
+        assert busy[f"{key}_ratio"] == pytest.approx(busy[key] / fps, abs=1e-3)
     from thermal_visible_fusion.fusers.learned import load_model
     model = load_model(fresh_weights)
     assert result["learned_parameters"] == sum(p.numel() for p in model.parameters())

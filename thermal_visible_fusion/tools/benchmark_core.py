@@ -5,6 +5,9 @@
     the learned network's parameter count;
   * the node's per-frame temporal diagnostics (``TemporalMonitor``) in ms at 640x480;
   * all image metrics (``metrics.image.compute_all``) of one 640x480 frame in s;
+  * with ``--busy-cores N`` (default 1): the same engines at the first size while N other
+    processes keep a core each busy, and the ratio to the quiet figure (how well the
+    thread policy copes with a shared CPU);
   * with ``--compare-cpu N``: how far the learned fuser's output on ``--device`` is from
     the CPU float32 path's over N frames of one stream (memory on), in grey levels: on a
     GPU this checks that half precision fuses the same frames.
@@ -40,6 +43,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weights", default="")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--json", default="output/benchmark_core.json")
+    parser.add_argument("--busy-cores", type=_count, default=1, metavar="N",
+                        help="cores kept busy by other processes for the contention run "
+                             "(0: skip it)")
     parser.add_argument("--compare-cpu", type=_count, default=0, metavar="N",
                         help="frames of the learned fuser on --device vs the CPU (0: off)")
 
@@ -51,6 +57,40 @@ def _median_ms(function, repeats: int) -> float:
         function()
         times.append(time.perf_counter() - start)
     return float(np.median(times)) * 1000
+
+
+def _spin(stop) -> None:
+    """Keep one core busy until ``stop`` is set (another process's load)."""
+    while not stop.is_set():
+        sum(range(100_000))
+
+
+class BusyCores:
+    """``with BusyCores(n):`` n processes spin, one core each, for the block's duration."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self._stop = None
+        self._workers: list = []
+
+    def __enter__(self) -> "BusyCores":
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # no copy of torch's threads
+        self._stop = context.Event()
+        self._workers = [context.Process(target=_spin, args=(self._stop,), daemon=True)
+                         for _ in range(self.count)]
+        for worker in self._workers:
+            worker.start()
+        time.sleep(0.5)  # let them start spinning before timing anything
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.terminate()
 
 
 def cpu_agreement(weights: str, device: str, frames: list) -> dict:
@@ -71,6 +111,21 @@ def cpu_agreement(weights: str, device: str, frames: list) -> dict:
             "mean_abs": round(mean_abs, 4), "max_abs": max_abs, "psnr_db": psnr}
 
 
+def _engine_step(engine, frames: list):
+    """One timed engine call per call, cycling through ``frames``, stamps 30 Hz apart."""
+    import torch
+
+    counter = iter(range(10**9))
+
+    def step():
+        i = next(counter)
+        thermal, rgb = frames[i % len(frames)]
+        engine.process(thermal, rgb, i * 33_333_333)
+        if engine.device.startswith("cuda"):
+            torch.cuda.synchronize()
+    return step
+
+
 def main(args) -> int:
     import torch
 
@@ -86,6 +141,7 @@ def main(args) -> int:
                     "engine_fps": {}}
     if torch.cuda.is_available():
         result["gpu"] = torch.cuda.get_device_name(0)
+    engines = {}  # (name, size) -> its timed step, kept for the contention run
     for size in args.sizes.split(","):
         width, height = map(int, size.split("x"))
         scene = SyntheticScene(width, height)
@@ -96,23 +152,30 @@ def main(args) -> int:
                 result["engine_fps"][f"{name}@{size}"] = f"unavailable: {engine.fuser_warning}"
                 continue
             engine.warmup(height, width)
-            counter = iter(range(10**9))
-
-            def step():
-                i = next(counter)
-                thermal, rgb = frames[i % len(frames)]
-                engine.process(thermal, rgb, i * 33_333_333)
-                if engine.device.startswith("cuda"):
-                    torch.cuda.synchronize()
+            step = _engine_step(engine, frames)
             for _ in range(3):
                 step()
             ms = _median_ms(step, args.frames)
+            engines[(name, size)] = step
             result["engine_fps"][f"{name}@{size}"] = round(1000 / ms, 2)
             result.setdefault("device", engine.device)
             if hasattr(engine.fuser, "model"):
                 result["learned_parameters"] = sum(p.numel() for p in engine.fuser.model.parameters())
             print(f"{name:>10} @ {size}: {1000 / ms:7.2f} fps ({ms:.1f} ms/frame, "
                   f"{engine.device})", flush=True)
+
+    if args.busy_cores and engines:
+        first = args.sizes.split(",")[0]
+        busy = result["engine_fps_busy"] = {"busy_cores": args.busy_cores}
+        with BusyCores(args.busy_cores):
+            for (name, size), step in engines.items():
+                if size == first:
+                    busy[f"{name}@{size}"] = round(1000 / _median_ms(step, args.frames), 2)
+        for key, fps in list(busy.items()):
+            if key != "busy_cores":
+                ratio = busy[f"{key}_ratio"] = round(fps / result["engine_fps"][key], 3)
+                print(f"{key:>21} with {args.busy_cores} core(s) busy: {fps:7.2f} fps, "
+                      f"{ratio:.2f} of quiet", flush=True)
 
     scene = SyntheticScene(640, 480)
     frames = [scene.frame(i) for i in range(8)]
