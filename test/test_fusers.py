@@ -138,8 +138,16 @@ def test_multiscale_figures_stand_out_from_their_surroundings(scene):
 # ---------------------------------------------------------------- registry
 
 
-def test_fuser_names_cover_auto_learned_and_classics():
-    assert set(FUSER_NAMES) == {"auto", "learned", *CLASSIC_FUSERS}
+@pytest.mark.parametrize("name", FUSER_NAMES)
+def test_every_listed_fuser_name_gives_a_working_fuser(name):
+    """What the node's ``fuser`` parameter accepts: each name fuses a pair, and with the
+    shipped weights ``auto`` and ``learned`` are the learned fuser, without a warning."""
+    fuser, warning = create_fuser(name, device="cpu")
+    assert warning is None
+    assert fuser.name == ("learned" if name == "auto" else name)
+    thermal, rgb = random_pair(48, 64)
+    fused = fuser.fuse(thermal, rgb)
+    assert fused.shape == (48, 64, 3) and fused.dtype == np.uint8
 
 
 @pytest.mark.parametrize("name", CLASSIC)

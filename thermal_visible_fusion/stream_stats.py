@@ -13,21 +13,26 @@ import numpy as np
 
 
 class RateWindow:
-    """Events per second over the last ``window`` seconds of monotonic time."""
+    """Events per second over the last ``window`` seconds of monotonic time.
+
+    Thread-safe: the node's worker adds while its diagnostics timer reads (and trims)."""
 
     def __init__(self, window: float = 2.0, max_events: int = 1000):
         self.window = window
         self._times: deque[float] = deque(maxlen=max_events)
+        self._lock = threading.Lock()
 
     def add(self, now: float) -> None:
-        self._times.append(now)
+        with self._lock:
+            self._times.append(now)
 
     def rate(self, now: float) -> float:
-        while self._times and now - self._times[0] > self.window:
-            self._times.popleft()
-        if len(self._times) < 2:
-            return 0.0
-        return (len(self._times) - 1) / max(now - self._times[0], 1e-9)
+        with self._lock:
+            while self._times and now - self._times[0] > self.window:
+                self._times.popleft()
+            if len(self._times) < 2:
+                return 0.0
+            return (len(self._times) - 1) / max(now - self._times[0], 1e-9)
 
 
 class StampLossEstimator:
