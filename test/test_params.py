@@ -36,6 +36,16 @@ BAD_VALUES: dict[str, list] = {
     "thermal_smoothing": [-0.1, 1.0, 2.0, "0.9", True],
     "diagnostics_width": [15, 1921, 160.0, "160", True],
     "stall_timeout": [0.0, 0.01, 3601.0, "1", math.inf, True],
+    "thermal_transport": ["theora", "Compressed", "", None],
+    "rgb_transport": ["jpeg", 1],
+    "jpeg_quality": [0, 101, 90.0, "90", True],
+    "registration": ["tf", "CameraInfo", "", None],
+    "registration_distance": [0.0, -1.0, 2e6, math.inf, "10", True],
+    "thermal_to_rgb_translation": [[0.0, 0.0], [0.0] * 4, [0, 0, math.nan], [0, 0, 101.0],
+                                   [True, 0, 0], "0 0 0", 0.0, None],
+    "thermal_to_rgb_rpy": [[0.0], [0, 0, 7.0], [0, 0, "0"], None],
+    "expected_rate": [-1.0, 10_001.0, math.nan, "30", True],
+    "rate_tolerance": [-0.1, 0.6, math.inf, "0.1", True],
 }
 
 GOOD_VALUES: dict[str, list] = {
@@ -51,6 +61,14 @@ GOOD_VALUES: dict[str, list] = {
     "thermal_high_percentile": [50, 100],
     "fuser": ["auto", "learned", "multiscale", "average", "max"],
     "weights": ["", "/tmp/w.pt"],
+    "thermal_transport": ["raw", "compressed"],
+    "jpeg_quality": [1, 100],
+    "registration": ["homography", "camera_info"],
+    "registration_distance": [0.01, 1, 1e6],
+    "thermal_to_rgb_translation": [[0, 0, 0], [0.05, -0.02, 0.0], (1, 2, 3)],
+    "thermal_to_rgb_rpy": [[0.0, 0.0, 0.0], [-3.14, 1.5, 6.28]],
+    "expected_rate": [0, 0.0, 30, 0.5],
+    "rate_tolerance": [0, 0.1, 0.5],
 }
 
 

@@ -15,6 +15,8 @@ from thermal_visible_fusion.device import validate_device
 from thermal_visible_fusion.fusers import FUSER_NAMES
 
 QOS_CHOICES = ("sensor_data", "reliable")
+TRANSPORT_CHOICES = ("raw", "compressed")
+REGISTRATION_CHOICES = ("homography", "camera_info")
 Check = Callable[[Any], "str | None"]
 
 
@@ -66,6 +68,19 @@ def _homography(value: Any) -> str | None:
     return None
 
 
+def _vector3(limit: float, unit: str) -> Check:
+    def check(value: Any) -> str | None:
+        values = list(value) if isinstance(value, (list, tuple)) else None
+        if values is None or len(values) != 3 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in values):
+            return f"must be 3 finite numbers [x, y, z], got {value!r}"
+        if any(abs(v) > limit for v in values):
+            return f"must lie within +-{limit:g} {unit}, got {values}"
+        return None
+    return check
+
+
 def normalized_homography(values: list[float]) -> list[float]:
     """The same homography scaled so its largest entry is 1 in magnitude (exact for any
     finite scale, so neither 1e-300 nor 1e300 over- or underflows later)."""
@@ -87,9 +102,16 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("thermal_qos", "sensor_data", "QoS of the thermal input: sensor_data (best effort) "
               "or reliable", _choice(QOS_CHOICES), runtime=False),
     ParamSpec("rgb_qos", "sensor_data", "QoS of the RGB input", _choice(QOS_CHOICES), runtime=False),
-    ParamSpec("output_qos", "reliable", "QoS of ~/fused and ~/temporal_consistency "
+    ParamSpec("output_qos", "reliable", "QoS of the fused/ outputs "
               "(reliable publishers serve best-effort subscribers too)", _choice(QOS_CHOICES),
               runtime=False),
+    ParamSpec("thermal_transport", "raw", "raw (thermal/image_raw, sensor_msgs/Image) or "
+              "compressed (thermal/image_raw/compressed, sensor_msgs/CompressedImage)",
+              _choice(TRANSPORT_CHOICES), runtime=False),
+    ParamSpec("rgb_transport", "raw", "raw (rgb/image_raw) or compressed "
+              "(rgb/image_raw/compressed)", _choice(TRANSPORT_CHOICES), runtime=False),
+    ParamSpec("jpeg_quality", 90, "JPEG quality of fused/image_raw/compressed (encoded only "
+              "while it has subscribers)", _number(1, 100, integer=True)),
     ParamSpec("queue_size", 10, "pending messages kept per input while pairing",
               _number(1, 1000, integer=True), runtime=False),
     ParamSpec("sync_slop", 0.015, "largest stamp difference (s) of a thermal/RGB pair; keep it "
@@ -107,6 +129,18 @@ PARAMS: tuple[ParamSpec, ...] = (
               _number(0.001, 3600.0)),
     ParamSpec("homography", [], "3x3 thermal->RGB pixel homography from calibration, row-major; "
               "empty = resize thermal to the RGB size", _homography),
+    ParamSpec("registration", "homography", "homography (the homography parameter, or resize "
+              "when empty) or camera_info (from both cameras' CameraInfo and the "
+              "thermal_to_rgb extrinsic, for a plane at registration_distance)",
+              _choice(REGISTRATION_CHOICES)),
+    ParamSpec("registration_distance", 10.0, "distance (m) of the fronto-parallel plane that "
+              "registration camera_info aligns exactly (parallax elsewhere)",
+              _number(0.01, 1e6)),
+    ParamSpec("thermal_to_rgb_translation", [0.0, 0.0, 0.0], "thermal camera position (m) in "
+              "the RGB optical frame (x right, y down, z forward): what tf2_echo "
+              "<rgb optical frame> <thermal optical frame> prints", _vector3(100.0, "m")),
+    ParamSpec("thermal_to_rgb_rpy", [0.0, 0.0, 0.0], "thermal camera orientation (rad, "
+              "roll pitch yaw) in the RGB optical frame", _vector3(2 * math.pi, "rad")),
     ParamSpec("max_pixels", 8_294_400, "largest accepted image (pixels); bigger frames are "
               "dropped", _number(1, 100_000_000, integer=True)),
     ParamSpec("thermal_low_percentile", 1.0, "lower percentile of the 16-bit/float thermal range",
@@ -119,6 +153,11 @@ PARAMS: tuple[ParamSpec, ...] = (
               "are computed", _number(16, 1920, integer=True)),
     ParamSpec("stall_timeout", 1.0, "seconds without messages before an input is reported "
               "stalled (WARN)", _number(0.05, 3600.0)),
+    ParamSpec("expected_rate", 0.0, "expected rate (Hz) of each input, 0 = not checked: WARN "
+              "outside +-rate_tolerance, ERROR below half or when none arrive",
+              _number(0.0, 10_000.0)),
+    ParamSpec("rate_tolerance", 0.1, "allowed relative deviation from expected_rate "
+              "(0.1 = 10 %)", _number(0.0, 0.5)),
 )
 
 SPECS = {spec.name: spec for spec in PARAMS}
