@@ -7,13 +7,21 @@ import array
 import numpy as np
 import pytest
 
+import struct
+
+import cv2
+
 from thermal_visible_fusion.image_codec import (
     RGB_ENCODINGS,
     THERMAL_ENCODINGS,
     ImageFormatError,
+    decode_compressed,
+    decode_compressed_rgb,
+    decode_compressed_thermal,
     decode_image,
     decode_rgb,
     decode_thermal,
+    encode_compressed,
     encode_image,
 )
 
@@ -163,10 +171,11 @@ def test_decode_rgb_bayer_recovers_flat_colours(encoding: str, extra: int) -> No
 @pytest.mark.parametrize(
     ("decode", "encoding", "kind"),
     [
-        (decode_thermal, "yuv422", "thermal"),
-        (decode_thermal, "bgr8", "thermal"),
-        (decode_rgb, "16UC1", "rgb"),
-        (decode_rgb, "bayer_rggb16", "rgb"),
+        (decode_thermal, "nv21", "thermal"),
+        (decode_thermal, "64FC1", "thermal"),
+        (decode_thermal, "BGR8", "thermal"),  # names are case-sensitive, as in ROS
+        (decode_rgb, "32FC1", "rgb"),  # float has no 8-bit scale
+        (decode_rgb, "16UC3", "rgb"),
     ],
 )
 def test_unsupported_encoding(decode, encoding: str, kind: str) -> None:
@@ -228,8 +237,7 @@ def test_errors_are_value_errors() -> None:
 
 
 def test_encoding_tables() -> None:
-    assert set(THERMAL_ENCODINGS) == {"mono8", "8UC1", "mono16", "16UC1", "32FC1"}
-    assert "bgr8" in RGB_ENCODINGS and "bayer_rggb8" in RGB_ENCODINGS and "mono8" in RGB_ENCODINGS
+    assert set(RGB_ENCODINGS) == set(THERMAL_ENCODINGS) - {"32FC1"}
 
 
 # --- encode -------------------------------------------------------------------
@@ -273,3 +281,253 @@ def test_encode_non_contiguous_input() -> None:
 def test_encode_rejects_unsupported_arrays(array_: np.ndarray) -> None:
     with pytest.raises(ImageFormatError, match="cannot encode"):
         encode_image(array_)
+
+
+# --- compressed (sensor_msgs/CompressedImage) ------------------------------------
+
+
+def scene_bgr(height: int = 48, width: int = 64) -> np.ndarray:
+    """Flat red left half, flat blue right half: JPEG keeps flat areas near exact."""
+    bgr = np.empty((height, width, 3), np.uint8)
+    bgr[:, : width // 2] = (20, 30, 230)
+    bgr[:, width // 2 :] = (220, 40, 10)
+    return bgr
+
+
+def assert_scene(out: np.ndarray, tolerance: int = 6) -> None:
+    assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3 and out.flags.c_contiguous
+    expected = scene_bgr(*out.shape[:2]).astype(int)
+    interior = np.s_[4:-4, 4:24]  # away from the colour edge (JPEG rings there)
+    assert np.abs(out[interior].astype(int) - expected[interior]).max() <= tolerance
+    assert np.abs(out[4:-4, 40:-4].astype(int) - expected[4:-4, 40:-4]).max() <= tolerance
+
+
+def thermal_ramp(height: int = 40, width: int = 50) -> np.ndarray:
+    """16-bit counts using the whole range, so a PNG that drops the high byte shows."""
+    return (np.arange(height * width, dtype=np.uint32).reshape(height, width) * 31 + 7000).astype(np.uint16)
+
+
+def test_encode_compressed_jpeg_round_trip() -> None:
+    format_, data = encode_compressed(scene_bgr(), 95)
+    assert format_ == "bgr8; jpeg compressed bgr8"  # image_transport's compressed publisher
+    assert isinstance(data, bytes) and data[:2] == b"\xff\xd8"
+    assert_scene(decode_compressed_rgb(format_, data))
+    assert_scene(decode_compressed(format_, data))
+
+
+def test_encode_compressed_16bit_png_round_trip_is_exact() -> None:
+    ramp = thermal_ramp()
+    format_, data = encode_compressed(ramp, 90)
+    assert format_ == "mono16; png compressed "  # the plugin names no target for grey PNG
+    out = decode_compressed_thermal(format_, data)
+    assert out.dtype == np.uint16 and out.shape == ramp.shape
+    np.testing.assert_array_equal(out, ramp)
+    np.testing.assert_array_equal(decode_compressed(format_, data), ramp)
+    # on the RGB input 16-bit grey becomes 8-bit grey (>> 8) in all three channels
+    rgb = decode_compressed_rgb(format_, data)
+    for channel in range(3):
+        np.testing.assert_array_equal(rgb[..., channel], ramp >> 8)
+
+
+def test_encode_compressed_mono8_jpeg() -> None:
+    grey = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (32, 1))
+    format_, data = encode_compressed(grey, 100)
+    assert format_ == "mono8; jpeg compressed mono8"
+    out = decode_compressed_thermal(format_, data)
+    assert out.dtype == np.uint8 and out.shape == grey.shape
+    assert np.abs(out.astype(int) - grey).max() <= 3
+
+
+@pytest.mark.parametrize(
+    "format_",
+    ["jpeg", "bgr8; jpeg compressed bgr8", "rgb8; jpeg compressed bgr8", "bgra8; jpeg compressed bgr8",
+     "rgb16; jpeg compressed bgr8", "8UC3; jpeg compressed "],
+)
+def test_decode_compressed_colour_is_bgr(format_: str) -> None:
+    # The publisher converts every colour encoding to BGR before imencode, so the
+    # pixels are BGR whatever the original encoding says.
+    _, jpeg = cv2.imencode(".jpg", scene_bgr(), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert_scene(decode_compressed_rgb(format_, jpeg.tobytes()))
+
+
+def test_decode_compressed_rgb_ordered_target_is_swapped() -> None:
+    # A publisher that compressed RGB-ordered pixels says so ("compressed rgb8");
+    # image_transport's subscriber swaps them back, and so do we.
+    _, jpeg = cv2.imencode(".jpg", scene_bgr()[..., ::-1].copy(), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert_scene(decode_compressed_rgb("bgr8; jpeg compressed rgb8", jpeg.tobytes()))
+
+
+def test_decode_compressed_colour_on_thermal_is_luma() -> None:
+    # colour-mapped thermal cameras publish colour: the thermal input takes its luma
+    format_, data = encode_compressed(scene_bgr(), 95)
+    out = decode_compressed_thermal(format_, data)
+    assert out.dtype == np.uint8 and out.shape == (48, 64)
+    red_luma = round(0.299 * 230 + 0.587 * 30 + 0.114 * 20)
+    blue_luma = round(0.299 * 10 + 0.587 * 40 + 0.114 * 220)
+    assert abs(int(np.median(out[:, :24])) - red_luma) <= 4
+    assert abs(int(np.median(out[:, 40:])) - blue_luma) <= 4
+
+
+@pytest.mark.parametrize(
+    ("format_", "channels"),
+    [("bgr16; png compressed bgr16", 3), ("bgra8; png compressed bgra8", 4), ("bgra16; png compressed bgra16", 4)],
+)
+def test_decode_compressed_png_colour_depths_and_alpha(format_: str, channels: int) -> None:
+    bgr = scene_bgr()
+    image = bgr.astype(np.uint16) * 257 if "16" in format_ else bgr
+    if channels == 4:
+        image = np.dstack([image, np.full(image.shape[:2], 7, image.dtype)])
+    _, png = cv2.imencode(".png", image)
+    out = decode_compressed_rgb(format_, png.tobytes())
+    np.testing.assert_array_equal(out, bgr)  # 16-bit: x * 257 >> 8 == x
+
+
+def test_decode_compressed_bayer_mosaic_is_demosaiced() -> None:
+    height, width = 12, 16
+    scene = np.empty((height, width, 3), np.uint8)
+    scene[:] = (40, 90, 220)
+    _, png = cv2.imencode(".png", mosaic(scene, "RGGB"))
+    out = decode_compressed_rgb("bayer_rggb8; png compressed ", png.tobytes())
+    assert np.abs(out[2:-2, 2:-2].astype(int) - (40, 90, 220)).max() <= 2
+
+
+def depth_message(png: bytes, quant_a: float = 0.0, quant_b: float = 0.0) -> bytes:
+    """compressed_depth_image_transport's layout: ConfigHeader {int32 format = INV_DEPTH (0),
+    float32 depthParam[2]} (12 bytes), then the PNG."""
+    return struct.pack("<iff", 0, quant_a, quant_b) + png
+
+
+def test_decode_compressed_depth_16bit() -> None:
+    ramp = thermal_ramp()
+    _, png = cv2.imencode(".png", ramp)
+    message = depth_message(png.tobytes())
+    for decode in (decode_compressed, decode_compressed_thermal):
+        out = decode("16UC1; compressedDepth png", message)
+        assert out.dtype == np.uint16
+        np.testing.assert_array_equal(out, ramp)
+    # older plugin versions name no codec: png
+    np.testing.assert_array_equal(decode_compressed("16UC1; compressedDepth", message), ramp)
+
+
+def test_decode_compressed_depth_float_inverse_quantisation() -> None:
+    # The plugin's 32FC1 coding: q = A / depth + B (uint16), A = z0 (z0 + 1),
+    # B = 1 - A / depth_max; q = 0 (beyond depth_max or NaN) decodes to NaN.
+    z0, depth_max = 100.0, 10.0
+    quant_a = np.float32(z0 * (z0 + 1))
+    quant_b = np.float32(1 - quant_a / depth_max)
+    depth = np.array([[0.5, 1.0, 2.0], [4.0, 8.0, 20.0]], np.float32)
+    quantised = np.where(depth < depth_max, quant_a / depth + quant_b, 0).astype(np.uint16)
+    _, png = cv2.imencode(".png", quantised)
+    out = decode_compressed_thermal("32FC1; compressedDepth png", depth_message(png.tobytes(), quant_a, quant_b))
+    assert out.dtype == np.float32 and out.shape == (2, 3)
+    assert np.isnan(out[1, 2])
+    np.testing.assert_allclose(out[~np.isnan(out)], depth[depth < depth_max], rtol=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("format_", "data", "match"),
+    [
+        ("16UC1; compressedDepth rvl", struct.pack("<iff", 0, 0, 0) + bytes(20), "only png"),
+        ("16UC1; compressedDepth png", cv2.imencode(".png", thermal_ramp())[1].tobytes(), "12-byte header"),
+        ("16UC1; compressedDepth png", b"\x00" * 12, "12-byte header"),
+    ],
+    ids=["rvl", "no-header", "header-only"],
+)
+def test_decode_compressed_depth_errors(format_: str, data: bytes, match: str) -> None:
+    with pytest.raises(ImageFormatError, match=match):
+        decode_compressed(format_, data)
+
+
+@pytest.mark.parametrize("decode", [decode_compressed, decode_compressed_thermal, decode_compressed_rgb])
+@pytest.mark.parametrize(
+    ("format_", "data", "match"),
+    [
+        ("jpeg", b"", "empty"),
+        ("bgr8; jpeg compressed bgr8", b"not an image at all" * 20, "cannot decode"),
+        ("png", b"\x89PNG\r\n\x1a\n" + bytes(64), "cannot decode"),
+        ("h264", b"\x00\x00\x00\x01", "unsupported compressed format"),
+        ("", b"\xff\xd8", "unsupported compressed format"),
+    ],
+    ids=["empty", "garbage", "png-garbage", "h264", "no-format"],
+)
+def test_decode_compressed_rejects_bad_data(decode, format_: str, data: bytes, match: str) -> None:
+    with pytest.raises(ImageFormatError, match=match):
+        decode(format_, data)
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "png16"])
+@pytest.mark.parametrize("keep", [0.9, 0.5, 0.1, 30])
+def test_decode_compressed_rejects_truncated(kind: str, keep: float) -> None:
+    if kind == "jpeg":
+        format_, data = encode_compressed(scene_bgr(96, 128), 90)
+    else:
+        format_, data = encode_compressed(thermal_ramp(96, 128), 90)
+    cut = data[: keep if isinstance(keep, int) else int(len(data) * keep)]
+    with pytest.raises(ImageFormatError):
+        decode_compressed(format_, cut)
+
+
+def test_decode_compressed_accepts_trailing_zero_padding_after_jpeg() -> None:
+    format_, data = encode_compressed(scene_bgr(), 95)
+    assert_scene(decode_compressed_rgb(format_, data + bytes(5)))
+
+
+def _declare_png_size(png: bytes, width: int, height: int) -> bytes:
+    return png[:16] + struct.pack(">II", width, height) + png[24:]
+
+
+def _declare_jpeg_size(jpeg: bytes, width: int, height: int) -> bytes:
+    at = jpeg.index(b"\xff\xc0")  # baseline frame header: FF C0, length, precision, H, W
+    return jpeg[: at + 5] + struct.pack(">HH", height, width) + jpeg[at + 9 :]
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg"])
+def test_decode_compressed_refuses_huge_declared_size_before_decoding(kind: str) -> None:
+    if kind == "png":
+        format_, data = encode_compressed(thermal_ramp(), 90)
+        huge = _declare_png_size(data, 60000, 60000)
+    else:
+        format_, data = encode_compressed(scene_bgr(), 90)
+        huge = _declare_jpeg_size(data, 60000, 60000)
+    with pytest.raises(ImageFormatError, match="image 60000x60000 .* exceeds max_pixels=2000000"):
+        decode_compressed(format_, huge, max_pixels=2_000_000)
+    # without a limit the lie is still an error (the data does not hold that many pixels)
+    with pytest.raises(ImageFormatError):
+        decode_compressed(format_, huge)
+
+
+@pytest.mark.parametrize("decode", [decode_compressed, decode_compressed_thermal, decode_compressed_rgb])
+def test_decode_compressed_max_pixels(decode) -> None:
+    format_, data = encode_compressed(scene_bgr(48, 64), 90)
+    assert decode(format_, data, max_pixels=48 * 64).shape[:2] == (48, 64)
+    with pytest.raises(ImageFormatError, match="exceeds max_pixels=3071"):
+        decode(format_, data, max_pixels=48 * 64 - 1)
+
+
+def test_decode_compressed_buffer_types() -> None:
+    format_, data = encode_compressed(thermal_ramp(), 90)
+    for wrapped in (bytearray(data), memoryview(data), array.array("B", data), np.frombuffer(data, np.uint8)):
+        np.testing.assert_array_equal(decode_compressed_thermal(format_, wrapped), thermal_ramp())
+
+
+def test_decode_compressed_float_depth_is_not_rgb() -> None:
+    _, png = cv2.imencode(".png", thermal_ramp())
+    with pytest.raises(ImageFormatError, match="32FC1"):
+        decode_compressed_rgb("32FC1; compressedDepth png", depth_message(png.tobytes(), 1.0, 0.0))
+
+
+@pytest.mark.parametrize(
+    ("array_", "quality"),
+    [
+        (np.zeros((4, 4), np.float32), 90),
+        (np.zeros((4, 4, 4), np.uint8), 90),
+        (np.zeros((0, 4, 3), np.uint8), 90),
+        (np.zeros((4, 4, 3), np.uint8), 0),
+        (np.zeros((4, 4, 3), np.uint8), 101),
+        (np.zeros((4, 4, 3), np.uint8), 9.5),
+    ],
+    ids=["float", "4-channel", "empty", "quality-0", "quality-101", "quality-float"],
+)
+def test_encode_compressed_rejects(array_: np.ndarray, quality) -> None:
+    with pytest.raises(ImageFormatError):
+        encode_compressed(array_, quality)
