@@ -446,8 +446,21 @@ def _to_rgb(encoding: str, pixels: np.ndarray) -> np.ndarray:
 def _check_encoding(encoding: str, supported: tuple[str, ...], what: str) -> None:
     if encoding not in supported:
         raise ImageFormatError(
-            f"unsupported {what} encoding {_short(encoding)}; supported: {', '.join(supported)}"
+            f"unsupported {what} encoding {_short(encoding)}; supported: {_families(supported)} "
+            "(docs/encodings.md)"
         )
+
+
+def _families(names: tuple[str, ...]) -> str:
+    """'mono, 8UC1, ..., bayer_*, yuv422': the names without bit depths, so a log line
+    stays short."""
+    families: list[str] = []
+    for name in names:
+        family = name if name[0].isdigit() else name.removesuffix("16").removesuffix("8")
+        family = family[:6] + "*" if family.startswith(("bayer_", "yuv422")) else family
+        if family not in families:
+            families.append(family)
+    return ", ".join(families)
 
 
 def _short(text: Any, limit: int = 32) -> str:
