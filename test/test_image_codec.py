@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import array
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import struct
 import cv2
 
 from thermal_visible_fusion.image_codec import (
+    ENCODINGS,
     RGB_ENCODINGS,
     THERMAL_ENCODINGS,
     ImageFormatError,
@@ -23,6 +26,7 @@ from thermal_visible_fusion.image_codec import (
     decode_thermal,
     encode_compressed,
     encode_image,
+    encodings_markdown,
 )
 
 GARBAGE = 0xAB  # padding filler, so a decoder that reads padding gets wrong pixels
@@ -237,7 +241,176 @@ def test_errors_are_value_errors() -> None:
 
 
 def test_encoding_tables() -> None:
-    assert set(RGB_ENCODINGS) == set(THERMAL_ENCODINGS) - {"32FC1"}
+    assert set(THERMAL_ENCODINGS) == set(ENCODINGS)
+    assert set(RGB_ENCODINGS) == set(ENCODINGS) - {"32FC1"}
+
+
+# --- every encoding of the table, from hand-packed bytes ------------------------------
+#
+# Each builder packs a small scene into the encoding's bytes without the codec and says
+# what the thermal input (H, W) and the RGB input (H, W, 3) BGR uint8 must get back.
+
+SCENE_H, SCENE_W = 4, 6  # even width: yuv422 needs it
+_rng = np.random.default_rng(5)
+BGR16 = _rng.integers(0, 65536, (SCENE_H, SCENE_W, 3)).astype(np.uint16)
+BGR8 = (BGR16 >> 8).astype(np.uint8)
+GREY16 = BGR16[..., 1]
+GREY8 = BGR8[..., 1]
+
+
+def luma(bgr: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma, as float."""
+    b, g, r = (bgr[..., i].astype(np.float64) for i in range(3))
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+@dataclass
+class Case:
+    pixels: np.ndarray  # (H, W, C) as stored, native byte order
+    thermal: np.ndarray  # what the thermal input must return
+    rgb: np.ndarray | None  # what the RGB input must return; None: rejected
+    tolerance: float = 0  # of the thermal result (cv2 rounds luma in fixed point)
+    rgb_tolerance: int = 0
+
+
+def _grey_case(grey: np.ndarray) -> Case:
+    rgb = (grey >> 8).astype(np.uint8) if grey.dtype == np.uint16 else grey
+    return Case(grey[..., None], grey, np.repeat(rgb[..., None], 3, axis=2))
+
+
+def _colour_case(order: str, bits: int) -> Case:
+    bgr = BGR16 if bits == 16 else BGR8
+    channels = {"b": bgr[..., 0], "g": bgr[..., 1], "r": bgr[..., 2], "a": np.full_like(bgr[..., 0], 99)}
+    pixels = np.dstack([channels[c] for c in order])
+    # cv2's fixed-point luma: within 1 (8-bit) or 2 (16-bit) of the exact value
+    return Case(pixels, luma(bgr), BGR8, tolerance=bits / 8)
+
+
+def _bayer_case(pattern: str, bits: int) -> Case:
+    # a flat colour: demosaicing recovers it exactly away from the border
+    height, width = 8, 10
+    colour16 = np.array([9000, 30000, 52000])  # BGR
+    colour = colour16 if bits == 16 else colour16 >> 8
+    scene = np.broadcast_to(colour, (height, width, 3)).astype(np.uint16 if bits == 16 else np.uint8)
+    raw = np.empty((height, width), scene.dtype)
+    index = {"B": 0, "G": 1, "R": 2}
+    for dy in range(2):
+        for dx in range(2):
+            raw[dy::2, dx::2] = scene[dy::2, dx::2, index[pattern[2 * dy + dx].upper()]]
+    rgb = np.broadcast_to(colour16 >> 8, (height, width, 3)).astype(np.uint8)
+    return Case(raw[..., None], luma(scene), rgb, tolerance=bits / 8, rgb_tolerance=1)
+
+
+def _yuv_case(order: str) -> Case:
+    # three 2-pixel groups per row: grey (U = V = 128) and two colours.  BGR is BT.601
+    # video range, as OpenCV's (and cv_bridge's) 4:2:2 conversion; the thermal input
+    # gets Y itself.
+    y = np.array([[60, 61, 150, 152, 200, 90]] * 2, np.uint8)
+    u = np.array([[128, 100, 140]] * 2, np.uint8)
+    v = np.array([[128, 170, 90]] * 2, np.uint8)
+    packed = np.empty((2, 6, 2), np.uint8)
+    for group in range(3):
+        pair = (y[:, 2 * group], y[:, 2 * group + 1], u[:, group], v[:, group])
+        y0, y1, uu, vv = pair
+        first, second = ((uu, y0), (vv, y1)) if order == "UYVY" else ((y0, uu), (y1, vv))
+        packed[:, 2 * group] = np.stack(first, axis=-1)
+        packed[:, 2 * group + 1] = np.stack(second, axis=-1)
+    du, dv = (np.repeat(c.astype(float), 2, axis=1) - 128 for c in (u, v))
+    yy = 1.164 * (y - 16.0)
+    bgr = np.stack([yy + 2.018 * du, yy - 0.813 * dv - 0.391 * du, yy + 1.596 * dv], axis=-1)
+    return Case(packed, y, np.clip(np.round(bgr), 0, 255).astype(np.uint8), rgb_tolerance=1)
+
+
+def _float_case() -> Case:
+    values = np.array([[21.5, -3.25, np.nan], [np.inf, 0.0, 1e6]], np.float32)
+    return Case(values[..., None], values, None)
+
+
+CASES = {
+    "mono8": lambda: _grey_case(GREY8),
+    "8UC1": lambda: _grey_case(GREY8),
+    "mono16": lambda: _grey_case(GREY16),
+    "16UC1": lambda: _grey_case(GREY16),
+    "32FC1": _float_case,
+    **{f"{order}{bits}": (lambda order=order, bits=bits: _colour_case(order, bits))
+       for order in ("bgr", "rgb", "bgra", "rgba") for bits in (8, 16)},
+    "8UC3": lambda: _colour_case("bgr", 8),  # documented: OpenCV order, same as bgr8
+    **{f"bayer_{p}{bits}": (lambda p=p, bits=bits: _bayer_case(p, bits))
+       for p in ("rggb", "bggr", "gbrg", "grbg") for bits in (8, 16)},
+    "yuv422": lambda: _yuv_case("UYVY"),  # ROS's yuv422 is UYVY
+    "yuv422_yuy2": lambda: _yuv_case("YUYV"),
+}
+
+
+def test_cases_cover_every_accepted_encoding() -> None:
+    assert set(CASES) == set(ENCODINGS)
+
+
+def _message(case: Case, bigendian: bool, padding: int) -> tuple[int, int, int, bytes]:
+    order = ">" if bigendian else "<"
+    stored = case.pixels.astype(case.pixels.dtype.newbyteorder(order))
+    height, width = stored.shape[:2]
+    rows = [row.tobytes() for row in stored]
+    step = len(rows[0]) + padding
+    return height, width, step, padded(rows, step)
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize(("bigendian", "padding"), [(False, 0), (True, 3)], ids=["le", "be-padded"])
+def test_every_encoding_round_trips(encoding: str, bigendian: bool, padding: int) -> None:
+    case = CASES[encoding]()
+    height, width, step, data = _message(case, bigendian, padding)
+    thermal = decode_thermal(encoding, height, width, step, bigendian, data)
+    assert thermal.shape == (height, width) and thermal.flags.c_contiguous and thermal.dtype.isnative
+    expected_dtype = np.uint8 if ENCODINGS[encoding].kind == "yuv" else case.pixels.dtype
+    assert thermal.dtype == expected_dtype, encoding
+    if ENCODINGS[encoding].kind == "bayer":  # the border is interpolated from fewer samples
+        thermal, expected = thermal[2:-2, 2:-2], case.thermal[2:-2, 2:-2]
+    else:
+        expected = case.thermal
+    np.testing.assert_allclose(thermal.astype(np.float64), expected, atol=case.tolerance)
+    if case.rgb is None:
+        with pytest.raises(ImageFormatError, match=f"unsupported rgb encoding '{encoding}'"):
+            decode_rgb(encoding, height, width, step, bigendian, data)
+        return
+    rgb = decode_rgb(encoding, height, width, step, bigendian, data)
+    assert rgb.shape == (height, width, 3) and rgb.dtype == np.uint8 and rgb.flags.c_contiguous
+    if ENCODINGS[encoding].kind == "bayer":
+        rgb, expected_rgb = rgb[2:-2, 2:-2], case.rgb[2:-2, 2:-2]
+    else:
+        expected_rgb = case.rgb
+    np.testing.assert_allclose(rgb.astype(int), expected_rgb.astype(int), atol=case.rgb_tolerance)
+
+
+@pytest.mark.parametrize("encoding", ["yuv422", "yuv422_yuy2"])
+def test_yuv422_needs_even_width(encoding: str) -> None:
+    for decode in (decode_thermal, decode_rgb):
+        with pytest.raises(ImageFormatError, match="even width"):
+            decode(encoding, 2, 5, 10, False, bytes(20))
+
+
+@pytest.mark.parametrize("encoding", ["bayer_rggb16", "bayer_grbg8"])
+def test_bayer_needs_2x2(encoding: str) -> None:
+    with pytest.raises(ImageFormatError, match="at least 2x2"):
+        decode_thermal(encoding, 1, 4, 8, False, bytes(8))
+
+
+@pytest.mark.parametrize(
+    ("encoding", "decode"),
+    [(name, decode_thermal) for name, e in ENCODINGS.items() if e.kind == "grey"]
+    + [("bgr8", decode_rgb), ("8UC3", decode_rgb)],
+)
+def test_zero_copy_where_no_conversion_is_needed(encoding: str, decode) -> None:
+    case = CASES[encoding]()
+    height, width, step, data = _message(case, False, 0)
+    buffer = bytearray(data)
+    out = decode(encoding, height, width, step, False, buffer)
+    assert np.shares_memory(out, np.frombuffer(buffer, np.uint8))
+
+
+def test_docs_quote_the_encodings_table() -> None:
+    docs = Path(__file__).resolve().parents[1] / "docs" / "encodings.md"
+    assert encodings_markdown() in docs.read_text(), "regenerate: python -m thermal_visible_fusion.image_codec"
 
 
 # --- encode -------------------------------------------------------------------

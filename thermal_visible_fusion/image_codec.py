@@ -108,7 +108,7 @@ ENCODINGS: dict[str, Encoding] = {
     "32FC1": _grey(_F32, rgb=False, note="NaN/inf kept"),
     "bgr8": _colour(_U8, "bgr"),
     # OpenCV's own channel order: what an OpenCV-based driver means by 8UC3
-    "8UC3": _colour(_U8, "bgr", alias_of="bgr8"),
+    "8UC3": _colour(_U8, "bgr", alias_of="bgr8", note="OpenCV's channel order"),
     "rgb8": _colour(_U8, "rgb"),
     "bgra8": _colour(_U8, "bgra"),
     "rgba8": _colour(_U8, "rgba"),
@@ -549,7 +549,7 @@ def _decode_pixels(
 # --- documentation ------------------------------------------------------------
 
 _DTYPE_NAMES = {_U8: "uint8", _U16: "uint16", _F32: "float32"}
-_HOW_GREY = {"grey": "as is", "colour": "luma (BT.601)", "bayer": "demosaiced luma",
+_HOW_GREY = {"grey": "as is (no copy)", "colour": "luma (BT.601)", "bayer": "demosaiced luma",
              "yuv": "Y plane"}
 
 
@@ -558,11 +558,12 @@ def _rgb_words(spec: Encoding) -> str:
         return "rejected"
     steps = {
         "grey": "grey copied to B, G, R",
-        "colour": {None: "as is", cv2.COLOR_RGB2BGR: "R and B swapped",
+        "colour": {None: "as is" if spec.dtype.itemsize == 2 else "as is (no copy)",
+                   cv2.COLOR_RGB2BGR: "R and B swapped",
                    cv2.COLOR_BGRA2BGR: "alpha dropped",
                    cv2.COLOR_RGBA2BGR: "R and B swapped, alpha dropped"}.get(spec.to_bgr),
         "bayer": "demosaiced",
-        "yuv": "YUV to BGR (BT.601)",
+        "yuv": "YUV to BGR (BT.601 video range, as cv_bridge)",
     }[spec.kind]
     if spec.dtype.itemsize == 2:
         steps += ", then >> 8"
@@ -570,8 +571,10 @@ def _rgb_words(spec: Encoding) -> str:
 
 
 def encodings_markdown() -> str:
-    """:data:`ENCODINGS` as a Markdown table (quoted in ``docs/encodings.md``)."""
-    lines = ["| encoding | bytes/pixel | thermal input gets (H, W) | RGB input gets (H, W, 3) BGR uint8 | note |",
+    """:data:`ENCODINGS` as a Markdown table (quoted in ``docs/encodings.md``; print it
+    with ``python -m thermal_visible_fusion.image_codec``)."""
+    lines = ["| encoding | bytes/pixel | thermal input gets (H, W) "
+             "| RGB input gets (H, W, 3) BGR uint8 | note |",
              "|---|---|---|---|---|"]
     for name, spec in ENCODINGS.items():
         out = _U8 if spec.kind == "yuv" else spec.dtype
@@ -581,3 +584,7 @@ def encodings_markdown() -> str:
         lines.append(f"| `{name}` | {spec.bytes_per_pixel} | {thermal} | {_rgb_words(spec)} "
                      f"| {note} |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(encodings_markdown(), end="")
