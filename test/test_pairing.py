@@ -343,14 +343,28 @@ def test_overflowed_message_is_forgotten():
     assert pairer.stats()[RGB]["dropped_overflow"] == 1
     out = feed(pairer, [(THERMAL, 34 * MS), (THERMAL, 100 * MS)])
     assert stamps(out) == [(34 * MS, 33 * MS)]
-    # A thermal frame waiting on an RGB frame that overflows is dropped right away
-    # once the next RGB frame is out of slop (no stale frame left waiting).
+    # A pair waiting for the next thermal frame (RGB 5 could still find a nearer one)
+    # is emitted, as flush() would, when its RGB frame would overflow: nothing is left
+    # waiting and neither frame is lost.
     pairer = StampPairer(5 * MS, queue_size=1)
     feed(pairer, [(THERMAL, 0), (RGB, 5 * MS)])
     assert pairer.pending(THERMAL) == 1
-    assert pairer.add(RGB, 10 * MS, None) == []
-    assert pairer.pending(THERMAL) == 0 and pairer.stats()[THERMAL]["dropped_unmatched"] == 1
-    assert pairer.stats()[RGB]["dropped_overflow"] == 1
+    assert stamps(pairer.add(RGB, 10 * MS, None)) == [(0, 5 * MS)]
+    assert pairer.pending(THERMAL) == 0 and pairer.pending(RGB) == 1
+    assert pairer.stats()[RGB]["dropped_overflow"] == 0
+    assert_invariant(pairer)
+
+
+def test_thermal_pause_longer_than_rgb_queue_loses_no_pair():
+    # A thermal camera pauses (flat-field correction) right after a frame whose nearest
+    # RGB frame is the later one: the pair waits for the next thermal frame while RGB
+    # fills its queue; it comes out when the queue is full, the pause costs no pair.
+    thermal = [k * 111_111_111 for k in range(12) if not 3 <= k < 8]  # 9 Hz, 0.55 s pause
+    rgb = [j * PERIOD_30HZ for j in range(40)]  # 30 Hz: 222 ms is 11 ms before RGB 7
+    pairer = StampPairer(15 * MS, queue_size=10)
+    out = feed(pairer, by_time(thermal, rgb)) + pairer.flush()
+    assert stamps(out) == [(t, nearest(t, rgb)) for t in thermal]
+    assert pairer.stats()[RGB]["dropped_overflow"] > 0  # the pause did overflow the queue
 
 
 # --------------------------------------------------------------- reset / flush

@@ -54,7 +54,11 @@ than ``slop_ns`` or provably prefers someone else.  In practice:
   (together with any older pairs this makes final);
 * with a constant offset (RGB 5 ms after thermal) a pair is emitted when the
   next frame of the earlier stream arrives: at most one frame of delay;
-* if one stream goes silent the other waits, bounded by ``queue_size``.
+* if one stream goes silent the other waits, bounded by ``queue_size``; when
+  the waiting queue overflows while its oldest message is the partner of a pair
+  that only waits for the silent stream's next frame (a thermal camera pausing
+  for its flat-field correction), that pair is emitted as :meth:`flush` would
+  emit it, instead of losing both frames.
 
 Messages are resolved oldest first; if the oldest pending message cannot be
 decided yet, no newer one can be either, so nothing is held back needlessly.
@@ -154,7 +158,9 @@ class StampPairer(Generic[T]):
 
         Out-of-order or duplicate stamps are dropped and counted; if the
         stream's queue then exceeds ``queue_size``, its oldest message is dropped
-        (``dropped_overflow``) and forgotten, as if it had never arrived.
+        (``dropped_overflow``) and forgotten, as if it had never arrived -- unless it
+        is the partner of a pair that only waits for the other stream's next frame:
+        that pair is then emitted, decided as :meth:`flush` would.
         """
         s = self._stream(stream)
         stamp_ns = operator.index(stamp_ns)
@@ -172,11 +178,18 @@ class StampPairer(Generic[T]):
         s.newest = stamp_ns
         s.queue.append((stamp_ns, item))
         out: list[Pair[T]] = []
-        self._resolve(out, final=False)
+        waiting_pair = self._resolve(out, final=False)
         while len(s.queue) > self.queue_size:
-            s.queue.popleft()
-            s.stats.dropped_overflow += 1
-            self._resolve(out, final=False)
+            if waiting_pair:
+                # s's oldest is the partner of the other stream's only pending message,
+                # which waits for that stream's next frame: decide it as flush() would
+                # rather than drop both.  (The waiting stream holds one message, so
+                # the overflowing one is the partner's.)
+                self._emit(out)
+            else:
+                s.queue.popleft()
+                s.stats.dropped_overflow += 1
+            waiting_pair = self._resolve(out, final=False)
         return out
 
     def count_duplicate(self, stream: str) -> None:
@@ -245,8 +258,11 @@ class StampPairer(Generic[T]):
             s.stats.paired += 1
         out.append(Pair(ts, ti, rs, ri))  # type: ignore[arg-type]
 
-    def _resolve(self, out: list[Pair[T]], final: bool) -> None:
+    def _resolve(self, out: list[Pair[T]], final: bool) -> bool:
         """Decide pending messages oldest first until the oldest cannot be decided.
+
+        Returns True when it stops at a pair (the heads of both queues) that only
+        waits for the next frame of the stream of its older stamp, False otherwise.
 
         Invariant: everything already paired or dropped-unmatched is older than
         (or as old as) everything pending, in both streams.  So for the oldest
@@ -269,7 +285,7 @@ class StampPairer(Generic[T]):
                 if final or (b.newest is not None and b.newest >= x):
                     self._drop_unmatched(a)
                     continue
-                return
+                return False
             y = b.queue[0][0]  # y > x
             d = y - x
             if b.last_resolved is not None and x - b.last_resolved <= d:
@@ -291,4 +307,5 @@ class StampPairer(Generic[T]):
                 self._emit(out)
                 continue
             # A future A message in (x, 2y - x) would be nearer to y: wait for A.
-            return
+            return True
+        return False
