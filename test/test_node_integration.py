@@ -142,7 +142,7 @@ def test_bad_input_is_dropped_with_error_diagnostic_and_fusion_continues(node):
     scene = SyntheticScene(320, 240)
     rgb = scene.frame(0)[1]
     bad_thermal = [
-        raw_image("yuv422", 240, 320, 640, bytes(640 * 240), Stamps.take()),        # unknown
+        raw_image("nv21", 240, 320, 320, bytes(320 * 360), Stamps.take()),         # unknown
         raw_image("mono8", 0, 0, 0, b"", Stamps.take()),                             # empty
         raw_image("mono8", 240, 320, 320, bytes(1000), Stamps.take()),               # short data
         raw_image("mono8", 3000, 3000, 3000, bytes(3000 * 3000), Stamps.take()),     # oversize

@@ -152,7 +152,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics_width", 160, "width (px) at which per-frame temporal diagnostics "
               "are computed", _number(16, 1920, integer=True)),
     ParamSpec("stall_timeout", 1.0, "seconds without messages before an input is reported "
-              "stalled (WARN)", _number(0.05, 3600.0)),
+              "stalled (WARN; ERROR when expected_rate is set)", _number(0.05, 3600.0)),
     ParamSpec("expected_rate", 0.0, "expected rate (Hz) of each input, 0 = not checked: WARN "
               "outside +-rate_tolerance, ERROR below half or when none arrive",
               _number(0.0, 10_000.0)),

@@ -5,11 +5,16 @@ A thin shell over ``FusionEngine`` (fusion, temporal memory) and ``StampPairer``
 on a worker thread that always takes the newest pair, so a slow fuser skips
 frames (counted) instead of building a backlog.
 
-Topics (relative, so a namespace or remapping applies):
-  in:  thermal/image_raw, rgb/image_raw          sensor_msgs/Image
-  out: ~/fused                                   sensor_msgs/Image (bgr8, RGB frame and stamp)
-       ~/temporal_consistency                    diagnostic_msgs/DiagnosticArray, one per frame
-       /diagnostics                              diagnostic_msgs/DiagnosticArray, 1 Hz
+Topics (relative, image_pipeline style, so a namespace or remapping applies):
+  in:  thermal/image_raw, rgb/image_raw            sensor_msgs/Image (transport raw)
+       thermal/image_raw/compressed, rgb/...       sensor_msgs/CompressedImage (compressed)
+       thermal/camera_info, rgb/camera_info        sensor_msgs/CameraInfo
+  out: fused/image_raw                             sensor_msgs/Image (bgr8, RGB frame and stamp)
+       fused/image_raw/compressed                  sensor_msgs/CompressedImage (JPEG, encoded
+                                                   only while it has subscribers)
+       fused/camera_info                           sensor_msgs/CameraInfo, one per fused frame
+       fused/temporal_consistency                  diagnostic_msgs/DiagnosticArray, one per frame
+       /diagnostics                                diagnostic_msgs/DiagnosticArray, 1 Hz
 Service: ~/reset (std_srvs/Trigger) clears the temporal memory.
 
 The service and parameter callbacks never wait for a fuse: they leave the request with
@@ -33,7 +38,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from thermal_visible_fusion import params as param_table
@@ -42,8 +47,11 @@ from thermal_visible_fusion.engine import EngineConfig, FusionEngine, geometry_p
 from thermal_visible_fusion.frame_diagnostics import format_value, frame_values, status_message
 from thermal_visible_fusion.image_codec import ImageFormatError
 from thermal_visible_fusion.pairing import RGB, THERMAL, Pair, StampPairer
+from thermal_visible_fusion.registration import camera_info_homography, intrinsics_problem
 from thermal_visible_fusion.stamp_order import StampOrder, StampOrderError, Verdict
-from thermal_visible_fusion.ros.messages import (image_message, qos_by_name, rgb_array,
+from thermal_visible_fusion.ros.messages import (camera_info_for, compressed_message,
+                                                 compressed_rgb_array, compressed_thermal_array,
+                                                 image_message, qos_by_name, rgb_array,
                                                  stamp_ns, thermal_array)
 from thermal_visible_fusion.stream_stats import LatencyWindow, RateWindow, StampLossEstimator
 
@@ -71,6 +79,9 @@ class InputState:
     errors_since_report: int = 0
     last_error: str = ""
     last_receipt: float | None = None
+    frame_id: str = ""  # of the last message: the camera, as /diagnostics' hardware_id
+    camera_info: CameraInfo | None = None  # the last one received
+    camera_infos: int = 0
     restarts: int = 0
     stale: int = 0  # frames of a loop that another input had already restarted
     stalled_since: float | None = None  # monotonic time the stall was first reported
@@ -130,19 +141,29 @@ class FusionNode(Node):
         p = self.params
         self.pairer: StampPairer = StampPairer(round(p["sync_slop"] * 1e9), p["queue_size"])
         self.stamp_order = StampOrder((THERMAL, RGB), round(p["max_stamp_gap"] * 1e9))
-        self.inputs = {
-            THERMAL: InputState(THERMAL, self.resolve_topic_name("thermal/image_raw")),
-            RGB: InputState(RGB, self.resolve_topic_name("rgb/image_raw")),
-        }
+        compressed = {s: p[f"{s}_transport"] == "compressed" for s in (THERMAL, RGB)}
+        image_topics = {s: f"{s}/image_raw/compressed" if compressed[s] else f"{s}/image_raw"
+                        for s in (THERMAL, RGB)}
+        self.inputs = {s: InputState(s, self.resolve_topic_name(image_topics[s]))
+                       for s in (THERMAL, RGB)}
+        self._decoders = {
+            THERMAL: compressed_thermal_array if compressed[THERMAL] else thermal_array,
+            RGB: compressed_rgb_array if compressed[RGB] else rgb_array}
         for state in self.inputs.values():  # a longer step is a stamp jump, not loss
             state.loss.max_step_ns = round(p["max_stamp_gap"] * 1e9)
-        self.create_subscription(Image, "thermal/image_raw",
-                                 lambda m: self._on_image(THERMAL, m), qos_by_name(p["thermal_qos"]))
-        self.create_subscription(Image, "rgb/image_raw",
-                                 lambda m: self._on_image(RGB, m), qos_by_name(p["rgb_qos"]))
+        for stream in (THERMAL, RGB):  # camera_info on the image's QoS, as drivers publish it
+            qos = qos_by_name(p[f"{stream}_qos"])
+            self.create_subscription(CompressedImage if compressed[stream] else Image,
+                                     image_topics[stream], self._image_callback(stream), qos)
+            self.create_subscription(CameraInfo, f"{stream}/camera_info",
+                                     self._camera_info_callback(stream), qos)
         out_qos = qos_by_name(p["output_qos"])
-        self.fused_pub = self.create_publisher(Image, "~/fused", out_qos)
-        self.temporal_pub = self.create_publisher(DiagnosticArray, "~/temporal_consistency", out_qos)
+        self.fused_pub = self.create_publisher(Image, "fused/image_raw", out_qos)
+        self.compressed_pub = self.create_publisher(CompressedImage, "fused/image_raw/compressed",
+                                                    out_qos)
+        self.info_pub = self.create_publisher(CameraInfo, "fused/camera_info", out_qos)
+        self.temporal_pub = self.create_publisher(DiagnosticArray, "fused/temporal_consistency",
+                                                  out_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Trigger, "~/reset", self._on_reset, qos_profile=QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=SERVICE_DEPTH,
@@ -154,6 +175,11 @@ class FusionNode(Node):
         self.fuse_errors = 0
         self._reported_fuse_errors = 0
         self.memory_resets = 0
+        self.compressed_encoded = 0
+        self.registration_state = ""  # how the worker registered the last frame
+        self.registration_problem = ""  # why registration camera_info could not apply
+        self._registration_cache: tuple | None = None
+        self._info_note_logged = False
         self.output_rate = RateWindow()
         self.latency = LatencyWindow()
         self._started = time.monotonic()
@@ -197,16 +223,26 @@ class FusionNode(Node):
         return SetParametersResult(successful=True)
 
     # -- input ----------------------------------------------------------------------
-    def _on_image(self, stream: str, msg: Image) -> None:
+    def _image_callback(self, stream: str):
+        return lambda msg: self._on_image(stream, msg)
+
+    def _camera_info_callback(self, stream: str):
+        def on_camera_info(msg: CameraInfo) -> None:
+            state = self.inputs[stream]
+            state.camera_info = msg  # one reference swap: the worker reads it as a whole
+            state.camera_infos += 1
+        return on_camera_info
+
+    def _on_image(self, stream: str, msg: Image | CompressedImage) -> None:
         now = time.monotonic()
         state = self.inputs[stream]
         state.received += 1
         state.last_receipt = now
+        state.frame_id = msg.header.frame_id[:LOG_TEXT_MAX]  # message text: cut short
         state.rate.add(now)
         stamp = stamp_ns(msg)
         try:
-            decode = thermal_array if stream == THERMAL else rgb_array
-            array = decode(msg, self.params["max_pixels"])
+            array = self._decoders[stream](msg, self.params["max_pixels"])
             if problem := geometry_problem(*array.shape[:2]):  # before any work on it
                 raise ImageFormatError(problem)
             if array.dtype.kind == "f" and not np.isfinite(array).all():
@@ -297,12 +333,26 @@ class FusionNode(Node):
         with self._engine_lock:
             if config:
                 self.engine.update_config(**config)
+            homography = self._homography(thermal.shape[:2], rgb.shape[:2])
+            if homography != self.engine.config.homography:
+                self.engine.update_config(homography=homography)
             if reset:
                 self.engine.reset(reset)
             result = self.engine.process(thermal, rgb, pair.rgb_stamp_ns)
         if not self._running:
             return
         self.fused_pub.publish(image_message(result.fused, header))
+        height, width = result.fused.shape[:2]
+        rgb_info = self.inputs[RGB].camera_info
+        if rgb_info is None and not self._info_note_logged:
+            self._info_note_logged = True
+            self.get_logger().info("no rgb/camera_info received yet: fused/camera_info is "
+                                   "uncalibrated (K = 0) until one arrives")
+        self.info_pub.publish(camera_info_for(rgb_info, header, width, height))
+        if self.compressed_pub.get_subscription_count() > 0:  # JPEG costs ms: only when asked
+            self.compressed_pub.publish(compressed_message(result.fused, header,
+                                                           self.params["jpeg_quality"]))
+            self.compressed_encoded += 1
         now = time.monotonic()
         latency = now - max(thermal_receipt, rgb_receipt)
         self.latency.add(latency)
@@ -312,10 +362,52 @@ class FusionNode(Node):
             self.memory_resets += 1
         self.temporal_pub.publish(self._temporal_message(result, header, pair, latency))
 
+    def _homography(self, thermal_hw: tuple[int, int], rgb_hw: tuple[int, int]) -> list[float]:
+        """The thermal->RGB homography for this frame: the ``homography`` parameter, or with
+        ``registration: camera_info`` the one from both CameraInfo (the parameter until both
+        are usable); recomputed only when an input to it changes."""
+        p = self.params
+        fallback = p["homography"]
+        state = "homography parameter" if fallback else "resize"
+        if p["registration"] != "camera_info":
+            self.registration_state, self.registration_problem = state, ""
+            return fallback
+        infos = {s: self.inputs[s].camera_info for s in (THERMAL, RGB)}
+        problems = []
+        for stream, info in infos.items():
+            if why := "none received yet" if info is None else intrinsics_problem(info.k):
+                problems.append(f"{stream}/camera_info: {why}")
+        if problems:
+            self.registration_state = state
+            self.registration_problem = "; ".join(problems) + f" (registering by {state})"
+            return fallback
+        key = (tuple(infos[THERMAL].k), infos[THERMAL].width, infos[THERMAL].height,
+               tuple(infos[RGB].k), infos[RGB].width, infos[RGB].height, thermal_hw, rgb_hw,
+               tuple(p["thermal_to_rgb_translation"]), tuple(p["thermal_to_rgb_rpy"]),
+               p["registration_distance"])
+        if self._registration_cache is None or self._registration_cache[0] != key:
+            homography = camera_info_homography(
+                infos[THERMAL].k, (infos[THERMAL].width, infos[THERMAL].height),
+                thermal_hw[::-1], infos[RGB].k, (infos[RGB].width, infos[RGB].height),
+                rgb_hw[::-1], p["thermal_to_rgb_translation"], p["thermal_to_rgb_rpy"],
+                p["registration_distance"])
+            if problem := param_table.validate("homography", homography):  # e.g. singular
+                self.registration_state = state
+                self.registration_problem = f"camera_info registration: {problem}"
+                return fallback
+            self._registration_cache = (key, homography)
+        self.registration_state, self.registration_problem = "camera_info", ""
+        return self._registration_cache[1]
+
+    def _hardware_id(self) -> str:
+        """Node-level statuses: the RGB camera (the fused image's frame), else the node."""
+        return self.inputs[RGB].frame_id or self.get_fully_qualified_name()
+
     def _temporal_message(self, result, header, pair: Pair, latency: float) -> DiagnosticArray:
         values = frame_values(result, latency, pair.skew_ns)
-        status = _status(OK, f"{self.get_name()}: temporal consistency", status_message(result),
-                         values, hardware_id=self.engine.fuser.name)
+        status = _status(OK, f"{self.get_fully_qualified_name()}: temporal consistency",
+                         status_message(result), values,
+                         hardware_id=header.frame_id or self.get_fully_qualified_name())
         return DiagnosticArray(header=header, status=[status])
 
     # -- /diagnostics ----------------------------------------------------------------
@@ -329,26 +421,41 @@ class FusionNode(Node):
 
     def _input_status(self, state: InputState, now: float) -> DiagnosticStatus:
         counts = self.pairer.stats()[state.name]
-        level, message = OK, "ok"
+        expected, tolerance = self.params["expected_rate"], self.params["rate_tolerance"]
+        # A window holding several periods even at low expected rates.
+        state.rate.window = max(2.0, 4.0 / expected) if expected else 2.0
+        rate = state.rate.rate(now)
+        findings: list[tuple[bytes, str]] = []
         silent_for = now - (state.last_receipt or self._started)
         if silent_for > self.params["stall_timeout"]:
-            level = WARN
+            # diagnostic_updater's FrequencyStatus: no events is an ERROR where a rate is expected
             message = ("no messages yet" if state.last_receipt is None
                        else f"stalled: no message for {silent_for:.1f} s")
+            findings.append((ERROR if expected else WARN, message))
             self._log_stall(state, message, now)
-        elif state.stalled_since is not None:
-            self.get_logger().info(f"{state.name} input {state.topic}: messages again after "
-                                   f"{now - state.stalled_since:.1f} s")
-            state.stalled_since = None
+        else:
+            if state.stalled_since is not None:
+                self.get_logger().info(f"{state.name} input {state.topic}: messages again "
+                                       f"after {now - state.stalled_since:.1f} s")
+                state.stalled_since = None
+            if expected and rate > 0:  # 0: fewer than two messages yet, nothing measured
+                findings += _rate_findings(rate, expected, tolerance)
         if state.errors_since_report:
-            level, message = ERROR, f"{state.errors_since_report} bad frame(s): {state.last_error}"
+            findings.append((ERROR, f"{state.errors_since_report} bad frame(s): "
+                                    f"{state.last_error}"))
             state.errors_since_report = 0
-        values = {"topic": state.topic, "rate_hz": state.rate.rate(now), "received": state.received,
-                  "errors": state.errors, "last_error": state.last_error,
-                  "lost_estimate": state.loss.lost, "stamp_jumps": state.loss.jumps,
-                  "source_restarts": state.restarts, "stale_after_restart": state.stale,
-                  **{f"pairing_{k}": v for k, v in counts.items()}}
-        return _status(level, f"{self.get_name()}: {state.name} input", message, values)
+        values = {"topic": state.topic, "rate_hz": rate}
+        if expected:
+            values |= {"expected_rate_hz": expected, "min_rate_hz": expected * (1 - tolerance),
+                       "max_rate_hz": expected * (1 + tolerance)}
+        values |= {"received": state.received, "errors": state.errors,
+                   "last_error": state.last_error, "lost_estimate": state.loss.lost,
+                   "stamp_jumps": state.loss.jumps, "source_restarts": state.restarts,
+                   "stale_after_restart": state.stale, "camera_info_received": state.camera_infos,
+                   **{f"pairing_{k}": v for k, v in counts.items()}}
+        level, message = _worst(findings)
+        return _status(level, f"{self.get_fully_qualified_name()}: {state.name} input", message,
+                       values, hardware_id=state.frame_id)
 
     def _log_stall(self, state: InputState, message: str, now: float) -> None:
         """Once on entering the stall, then a summary every STALL_SUMMARY_S."""
@@ -369,20 +476,30 @@ class FusionNode(Node):
 
     def _fusion_status(self, now: float) -> DiagnosticStatus:
         level, message = OK, "ok"
+        findings: list[tuple[bytes, str]] = []
         if self.engine.fuser_warning:
-            level, message = WARN, self.engine.fuser_warning
+            findings.append((WARN, self.engine.fuser_warning))
+        if self.registration_problem and self.params["registration"] == "camera_info":
+            findings.append((WARN, self.registration_problem))
         new_errors, self._reported_fuse_errors = (self.fuse_errors - self._reported_fuse_errors,
                                                   self.fuse_errors)
         if new_errors:
-            level, message = ERROR, f"{new_errors} frame(s) failed to fuse"
+            findings.append((ERROR, f"{new_errors} frame(s) failed to fuse"))
+        level, message = _worst(findings)
+        rgb_info = self.inputs[RGB].camera_info
         values = {"fuser": self.engine.fuser.name, "device": self.engine.device,
                   "output_rate_hz": self.output_rate.rate(now), "fused": self.fused_count,
                   "skipped_backpressure": self.mailbox.skipped, "fuse_errors": self.fuse_errors,
                   "memory_resets": self.memory_resets,
+                  "compressed_encoded": self.compressed_encoded,
+                  "registration": self.registration_state,
+                  "camera_info": ("uncalibrated: no rgb/camera_info received" if rgb_info is None
+                                  else "from rgb/camera_info"),
                   "latency_p50_ms": _ms(self.latency.percentile(50)),
                   "latency_p95_ms": _ms(self.latency.percentile(95)),
                   "latency_max_ms": _ms(self.latency.percentile(100))}
-        return _status(level, f"{self.get_name()}: fusion", message, values)
+        return _status(level, f"{self.get_fully_qualified_name()}: fusion", message, values,
+                       hardware_id=self._hardware_id())
 
     def stop(self) -> None:
         """Stop the worker before the node's publishers go away (it may be mid-frame)."""
@@ -394,9 +511,34 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000
 
 
+def _rate_findings(rate: float, expected: float, tolerance: float) -> list[tuple[bytes, str]]:
+    """diagnostic_updater FrequencyStatus bounds around one expected rate, plus ERROR below
+    half of it (greenwave-style)."""
+    if rate < 0.5 * expected:
+        return [(ERROR, f"rate {rate:.1f} Hz below half the expected {expected:g} Hz")]
+    if rate < expected * (1 - tolerance):
+        return [(WARN, f"rate {rate:.1f} Hz too low (expected {expected:g} Hz "
+                       f"-{tolerance:.0%})")]
+    if rate > expected * (1 + tolerance):
+        return [(WARN, f"rate {rate:.1f} Hz too high (expected {expected:g} Hz "
+                       f"+{tolerance:.0%})")]
+    return []
+
+
+def _worst(findings: list[tuple[bytes, str]]) -> tuple[bytes, str]:
+    """The highest level of the findings and their messages, worst first; OK when none."""
+    if not findings:
+        return OK, "ok"
+    findings = sorted(findings, key=lambda f: f[0], reverse=True)
+    return findings[0][0], "; ".join(text for _, text in findings)
+
+
 def _status(level, name: str, message: str, values: dict, hardware_id: str = "") -> DiagnosticStatus:
+    # An unknown value is left out rather than sent as "nan" or text among numbers, so a
+    # plotting tool (PlotJuggler) parses every value of a numeric key.
     return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
-                            values=[KeyValue(key=k, value=format_value(v)) for k, v in values.items()])
+                            values=[KeyValue(key=k, value=format_value(v))
+                                    for k, v in values.items() if v is not None])
 
 
 def main(args=None) -> int:

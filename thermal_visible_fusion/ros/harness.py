@@ -145,8 +145,8 @@ class PairClient:
     camera and viewer processes would.  Keep at most ``keep`` fused images.
     """
 
-    def __init__(self, node_name: str = "fusion_node", namespace: str = "",
-                 qos: str = "sensor_data", keep: int = 100_000, keep_images: bool = True):
+    def __init__(self, namespace: str = "", qos: str = "sensor_data", keep: int = 100_000,
+                 keep_images: bool = True):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -156,8 +156,9 @@ class PairClient:
 
         self._rclpy = rclpy
         self.node = rclpy.create_node("tvf_pair_client", namespace=namespace)
-        prefix = f"{namespace.rstrip('/')}/{node_name}" if namespace else f"/{node_name}"
-        self.fused_topic = f"{prefix}/fused"
+        # The node's outputs are relative names: they live in its namespace, like ours.
+        prefix = namespace.rstrip("/")
+        self.fused_topic = f"{prefix}/fused/image_raw"
         pub_qos = qos_by_name(qos)
         self.thermal_pub = self.node.create_publisher(Image, "thermal/image_raw", pub_qos)
         self.rgb_pub = self.node.create_publisher(Image, "rgb/image_raw", pub_qos)
@@ -166,7 +167,7 @@ class PairClient:
         self._lock = threading.Lock()
         sub_qos = qos_by_name("reliable", depth=50)
         self.node.create_subscription(Image, self.fused_topic, self._on_fused, sub_qos)
-        self.node.create_subscription(DiagnosticArray, f"{prefix}/temporal_consistency",
+        self.node.create_subscription(DiagnosticArray, f"{prefix}/fused/temporal_consistency",
                                       self._on_temporal, sub_qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics",
                                       lambda m: self.received.diagnostics.append(m), 10)

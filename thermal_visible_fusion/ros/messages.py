@@ -1,4 +1,5 @@
-"""sensor_msgs/Image <-> numpy without cv_bridge, and QoS by name."""
+"""sensor_msgs/Image, CompressedImage and CameraInfo <-> numpy without cv_bridge, and QoS by
+name."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from array import array as byte_array
 import numpy as np
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.qos import HistoryPolicy, ReliabilityPolicy, DurabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from thermal_visible_fusion import image_codec
 from thermal_visible_fusion.image_codec import decode_rgb, decode_thermal, encode_image
 
 
@@ -48,3 +50,49 @@ def image_message(array: np.ndarray, header=None) -> Image:
     # bytes element by element: ~0.1 s for one VGA frame).
     msg.data = byte_array("B", data)
     return msg
+
+
+# The compressed codec is looked up at call time: a node with raw transports and no
+# compressed subscriber never needs it.
+def compressed_thermal_array(msg: CompressedImage, max_pixels: int | None = None) -> np.ndarray:
+    return image_codec.decode_compressed_thermal(msg.format, msg.data, max_pixels=max_pixels)
+
+
+def compressed_rgb_array(msg: CompressedImage, max_pixels: int | None = None) -> np.ndarray:
+    return image_codec.decode_compressed_rgb(msg.format, msg.data, max_pixels=max_pixels)
+
+
+def compressed_message(bgr: np.ndarray, header, quality: int) -> CompressedImage:
+    msg = CompressedImage(header=header)
+    msg.format, data = image_codec.encode_compressed(bgr, quality)
+    msg.data = byte_array("B", data)  # the setter's fast path, as for Image
+    return msg
+
+
+def camera_info_for(info: CameraInfo | None, header, width: int, height: int) -> CameraInfo:
+    """The CameraInfo of an image of ``width`` x ``height`` taken with the camera ``info``
+    describes, with ``header``.
+
+    No ``info``: an uncalibrated camera's message (size only, K = P = 0), what camera
+    drivers publish before calibration, so consumers that sync image and info still run.
+    An ``info`` of another size (binning aside) is rescaled: K and P scaled per axis,
+    binning and ROI cleared, so the message describes the image it comes with.
+    """
+    if info is None:
+        return CameraInfo(header=header, width=width, height=height)
+    binned = (info.width // max(info.binning_x, 1), info.height // max(info.binning_y, 1))
+    out = CameraInfo(header=header, width=info.width, height=info.height,
+                     distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r,
+                     p=info.p, binning_x=info.binning_x, binning_y=info.binning_y, roi=info.roi)
+    if (width, height) in ((info.width, info.height), binned) or not info.width or not info.height:
+        return out
+    sx, sy = width / info.width, height / info.height
+    k, p = np.array(info.k, np.float64), np.array(info.p, np.float64)
+    k[0:3] *= sx
+    k[3:6] *= sy
+    p[0:4] *= sx
+    p[4:8] *= sy
+    out.k, out.p, out.width, out.height = k, p, width, height
+    out.binning_x = out.binning_y = 0
+    out.roi = type(info.roi)()
+    return out
