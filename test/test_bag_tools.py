@@ -156,7 +156,7 @@ def test_guess_pair_topics():
     guess = bag_io.guess_pair_topics
     assert guess(["/thermal/image_raw", "/rgb/image_raw"]) == ("/thermal/image_raw",
                                                                  "/rgb/image_raw")
-    assert guess(["/cam/color/image_raw", "/flir/ir/image_raw", "/fusion_node/fused"]) == (
+    assert guess(["/cam/color/image_raw", "/flir/ir/image_raw", "/fused/image_raw"]) == (
         "/flir/ir/image_raw", "/cam/color/image_raw")
     assert guess(["/a/infrared", "/b/visible/image_raw", "/b/visible/image_rect"]) == (
         "/a/infrared", "/b/visible/image_raw")
@@ -204,8 +204,8 @@ def test_evaluate_bag_with_offset(frames, tmp_path):
     messages = read_all(out / "fused_bag")
     assert len(messages["/thermal/image_raw"]) == len(messages["/rgb/image_raw"]) == FRAMES
     rgb_stamps = [bag_io.stamp_ns_of(m) for _, m in messages["/rgb/image_raw"]]
-    fused = messages["/fusion_node/fused"]
-    diagnostics = messages["/fusion_node/temporal_consistency"]
+    fused = messages["/fused/image_raw"]
+    diagnostics = messages["/fused/temporal_consistency"]
     assert [bag_io.stamp_ns_of(m) for _, m in fused] == rgb_stamps
     assert [bag_io.stamp_ns_of(m) for _, m in diagnostics] == rgb_stamps
     assert {m.header.frame_id for _, m in fused} == {"rgb_optical"}
@@ -266,8 +266,8 @@ def test_evaluate_lookahead_keeps_each_frame_with_its_pair(frames, tmp_path, req
     for name in ("plain", "ahead"):
         messages = read_all(tmp_path / name / "fused_bag")  # asserts log-time order too
         rgb = messages["/rgb/image_raw"]
-        fused = messages["/fusion_node/fused"]
-        diagnostics = messages["/fusion_node/temporal_consistency"]
+        fused = messages["/fused/image_raw"]
+        diagnostics = messages["/fused/temporal_consistency"]
         assert len(fused) == len(diagnostics) == pairs
         # every fused frame under its own pair's RGB stamp, frame_id and log time
         assert [bag_io.stamp_ns_of(m) for _, m in fused] == [bag_io.stamp_ns_of(m) for _, m in rgb]
@@ -334,3 +334,137 @@ def test_make_bag_one_camera_calibration_file(frames, tmp_path, capsys):
     assert tvf(["make-bag", "--ir", str(frames / "ir"), "--rgb", str(frames / "vis"),
                 "--out", str(tmp_path / "x"), "--calibration", str(one)]) == 2
     assert "one camera" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- compressed bags
+
+
+def test_make_bag_compressed_round_trip(frames, tmp_path):
+    bag = make_bag(frames, tmp_path / "bag", "--compressed", "--jpeg-quality", "95",
+                   "--frames", "3")
+    assert bag_io.bag_topics(bag) == {
+        "/thermal/image_raw/compressed": (bag_io.COMPRESSED_IMAGE, 3),
+        "/rgb/image_raw/compressed": (bag_io.COMPRESSED_IMAGE, 3)}
+    messages = read_all(bag)
+    rgb = [m for _, m in messages["/rgb/image_raw/compressed"]]
+    assert {m.format for m in rgb} == {"bgr8; jpeg compressed bgr8"}  # image_transport's
+    assert {m.header.frame_id for m in rgb} == {"rgb_optical"}
+    assert [bag_io.stamp_ns_of(m) for m in rgb] == [START_NS + round(i * 1e9 / 30)
+                                                    for i in range(3)]
+    # pixels come back close to the frames (JPEG), colours in BGR order
+    first = next(bag_io.read_images(bag, ["/rgb/image_raw/compressed"],
+                                    {"/rgb/image_raw/compressed": "rgb"}))
+    original = cv2.imread(str(frames / "vis" / "0.png"))
+    assert first.encoding == "bgr8; jpeg compressed bgr8" and first.image.shape == original.shape
+    error = np.abs(first.image.astype(int) - original).mean()  # the noisy scene costs JPEG ~4
+    assert error < 6 and np.abs(first.image[..., ::-1].astype(int) - original).mean() > 2 * error
+    thermal = next(bag_io.read_images(bag, ["/thermal/image_raw/compressed"],
+                                      {"/thermal/image_raw/compressed": "thermal"}))
+    assert thermal.image.shape == (H, W) and thermal.image.dtype == np.uint8
+
+
+def test_bag_writer_16bit_thermal_compressed_is_lossless(tmp_path):
+    ramp = (np.arange(H * W, dtype=np.uint32).reshape(H, W) * 3 + 20000).astype(np.uint16)
+    with bag_io.BagWriter(tmp_path / "bag") as writer:
+        writer.write_image("/thermal/image_raw/compressed", ramp, START_NS, "thermal_optical",
+                           compressed=True)
+    [image] = bag_io.read_images(tmp_path / "bag", roles={"/thermal/image_raw/compressed": "thermal"})
+    assert image.encoding == "mono16; png compressed "
+    assert image.image.dtype == np.uint16
+    np.testing.assert_array_equal(image.image, ramp)
+
+
+def test_guess_pair_topics_prefers_image_over_its_compressed_copy():
+    topics = ["/thermal/image_raw", "/thermal/image_raw/compressed",
+              "/rgb/image_raw", "/rgb/image_raw/compressed", "/fused/image_raw"]
+    assert bag_io.guess_pair_topics(topics) == ("/thermal/image_raw", "/rgb/image_raw")
+    compressed_only = ["/thermal/image_raw/compressed", "/rgb/image_raw/compressed"]
+    assert bag_io.guess_pair_topics(compressed_only) == tuple(compressed_only)
+
+
+def _fused_images(bag: Path, topic: str) -> list[tuple[int, np.ndarray]]:
+    return [(bag_io.stamp_ns_of(m), bag_io.decode_image_message(m, "rgb"))
+            for _, m in read_all(bag)[topic]]
+
+
+def test_evaluate_compressed_input_and_output(frames, tmp_path):
+    raw_bag = make_bag(frames, tmp_path / "raw", "--offset-ms", "5", "--frames", "6")
+    jpeg_bag = make_bag(frames, tmp_path / "jpeg", "--offset-ms", "5", "--frames", "6",
+                        "--compressed", "--jpeg-quality", "95")
+    quiet = ("--metrics-every", "0", "--samples", "0")
+    raw = _evaluate(raw_bag, tmp_path / "eval_raw", *quiet)
+    report = _evaluate(jpeg_bag, tmp_path / "eval_jpeg", *quiet, "--compressed",
+                       "--jpeg-quality", "95")
+    assert (report["thermal_topic"], report["rgb_topic"]) == (
+        "/thermal/image_raw/compressed", "/rgb/image_raw/compressed")
+    assert report["frames"] == raw["frames"] == 6 and report["input_errors"] == {}
+    assert report["fused_topic"] == "/fused/image_raw/compressed"
+
+    out = read_all(tmp_path / "eval_jpeg" / "fused_bag")
+    assert "/fused/image_raw" not in out
+    fused = out["/fused/image_raw/compressed"]
+    assert {m.format for _, m in fused} == {"bgr8; jpeg compressed bgr8"}
+    rgb_stamps = [bag_io.stamp_ns_of(m) for _, m in out["/rgb/image_raw/compressed"]]
+    assert [bag_io.stamp_ns_of(m) for _, m in fused] == rgb_stamps
+    assert len(out["/fused/temporal_consistency"]) == 6
+    # the same fusion as from the raw bag, up to the loss of two JPEG steps (in and
+    # out; the noisy scene costs ~4 each); swapped colours would be far off
+    expected = _fused_images(tmp_path / "eval_raw" / "fused_bag", "/fused/image_raw")
+    got = _fused_images(tmp_path / "eval_jpeg" / "fused_bag", "/fused/image_raw/compressed")
+    assert [s for s, _ in got] == [s for s, _ in expected]
+    for (_, a), (_, b) in zip(got, expected):
+        error = np.abs(a.astype(int) - b).mean()
+        assert error < 7 and np.abs(a[..., ::-1].astype(int) - b).mean() > 1.5 * error
+
+
+def test_evaluate_replaces_fused_topics_already_in_the_bag(frames, tmp_path):
+    # a bag recorded from a live node holds /fused/... already: the evaluation's own
+    # outputs replace them instead of doubling every frame
+    bag = make_bag(frames, tmp_path / "bag", "--frames", "4")
+    quiet = ("--metrics-every", "0", "--samples", "0")
+    _evaluate(bag, tmp_path / "first", *quiet)
+    again = _evaluate(tmp_path / "first" / "fused_bag", tmp_path / "second", *quiet)
+    assert again["frames"] == 4
+    out = read_all(tmp_path / "second" / "fused_bag")
+    assert len(out["/fused/image_raw"]) == len(out["/fused/temporal_consistency"]) == 4
+
+
+def test_evaluate_drops_broken_compressed_frames(tmp_path):
+    # corrupt, truncated and oversize compressed frames are dropped and counted, as the
+    # node does; the good pairs around them are fused
+    scene = SyntheticScene(W, H, seed=1)
+    bag = tmp_path / "bag"
+    good = []
+    with bag_io.BagWriter(bag) as writer:
+        for i in range(8):
+            stamp = START_NS + i * 33_000_000
+            thermal, rgb = scene.frame(i)
+            writer.write_image("/rgb/image_raw/compressed", rgb, stamp, "rgb_optical",
+                               compressed=True)
+            msg = bag_io.compressed_image_message(thermal, stamp, "thermal_optical")
+            if i == 2:
+                msg.data = msg.data[: len(msg.data) // 2]  # truncated
+            elif i == 4:
+                msg.data = np.frombuffer(b"garbage" * 50, np.uint8)
+            else:
+                good.append(stamp)
+            writer.write_message("/thermal/image_raw/compressed", msg, stamp)
+    report = _evaluate(bag, tmp_path / "eval", "--metrics-every", "0", "--samples", "0")
+    assert report["input_errors"] == {"thermal": 2} and report["oversize_frames"] == {}
+    assert report["frames"] == len(good) == 6
+    params = tmp_path / "params.yaml"
+    params.write_text("fusion_node:\n  ros__parameters:\n    max_pixels: %d\n" % (W * H - 1))
+    assert tvf(["evaluate", str(bag), "--out", str(tmp_path / "small"), "--fuser", "average",
+                "--params", str(params), "--metrics-every", "0"]) == 1
+    small = json.loads((tmp_path / "small" / "report.json").read_text())
+    # the size is read from the header first: the truncated frame counts as oversize too
+    assert small["oversize_frames"] == {"thermal": 7, "rgb": 8}
+
+
+def test_evaluate_rejects_bad_jpeg_quality(frames, tmp_path, capsys):
+    bag = make_bag(frames, tmp_path / "bag", "--frames", "2")
+    assert tvf(["evaluate", str(bag), "--out", str(tmp_path / "x"), "--compressed",
+                "--jpeg-quality", "0"]) == 2
+    assert "jpeg_quality" in capsys.readouterr().err
+    assert tvf(["make-bag", "--ir", str(frames / "ir"), "--rgb", str(frames / "vis"),
+                "--out", str(tmp_path / "y"), "--compressed", "--jpeg-quality", "101"]) == 2

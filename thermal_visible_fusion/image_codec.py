@@ -32,6 +32,7 @@ import numpy as np
 
 __all__ = [
     "ImageFormatError",
+    "OversizeImageError",
     "Encoding",
     "ENCODINGS",
     "THERMAL_ENCODINGS",
@@ -50,6 +51,10 @@ __all__ = [
 
 class ImageFormatError(ValueError):
     """An image message's fields are inconsistent or its encoding is unsupported."""
+
+
+class OversizeImageError(ImageFormatError):
+    """An image larger than ``max_pixels`` (declared in its fields or compressed header)."""
 
 
 @dataclass(frozen=True)
@@ -416,7 +421,7 @@ def _ends_with_eoi(buffer: np.ndarray) -> bool:
 
 
 def _raise_oversize(width: int, height: int, max_pixels: int) -> None:
-    raise ImageFormatError(
+    raise OversizeImageError(
         f"image {width}x{height} ({width * height} pixels) exceeds max_pixels={max_pixels}"
     )
 

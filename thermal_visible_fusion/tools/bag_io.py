@@ -7,7 +7,9 @@ with the ROS 2 Humble type store; ``sensor_msgs/Image``, ``CameraInfo`` and
 ``diagnostic_msgs/DiagnosticArray`` are identical in every later distribution.
 
 Images go through :mod:`thermal_visible_fusion.image_codec`, so every encoding
-the node accepts (mono8/16, 32FC1, bgr8, rgb8, bgra8, Bayer, ...) can be read.
+the node accepts (mono8/16, 32FC1, bgr8/16, rgb8, Bayer, yuv422, ...) can be read,
+from ``sensor_msgs/Image`` and from ``sensor_msgs/CompressedImage`` (image_transport's
+``compressed`` and ``compressedDepth`` formats) alike; images can be written either way.
 
 Calibration files are the YAML that ``camera_calibration`` writes
 (``image_width``, ``image_height``, ``camera_name``, ``camera_matrix``,
@@ -29,21 +31,27 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from thermal_visible_fusion.image_codec import (RGB_ENCODINGS, THERMAL_ENCODINGS, decode_rgb,
-                                                decode_thermal, encode_image)
+from thermal_visible_fusion.image_codec import (decode_compressed, decode_compressed_rgb,
+                                                decode_compressed_thermal, decode_image,
+                                                decode_rgb, decode_thermal, encode_compressed,
+                                                encode_image)
 
 __all__ = [
-    "CAMERA_INFO", "DIAGNOSTIC_ARRAY", "IMAGE", "STORAGES",
+    "CAMERA_INFO", "COMPRESSED_IMAGE", "DIAGNOSTIC_ARRAY", "IMAGE", "IMAGE_TYPES", "STORAGES",
     "BagImage", "BagWriter", "CameraCalibration", "Status",
-    "bag_topics", "decode_image_message", "guess_pair_topics", "image_topics",
-    "load_calibrations", "open_reader", "progress", "read_images", "stamp_ns_of", "typestore",
+    "bag_topics", "compressed_image_message", "decode_image_message", "guess_pair_topics",
+    "image_message", "image_topics", "load_calibrations", "open_reader", "progress",
+    "read_images", "stamp_ns_of", "to_compressed", "to_raw", "typestore",
 ]
 
 IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 STORAGES = ("mcap", "sqlite3")
 
+_TRANSPORTS = {"compressed", "compressedDepth", "theora", "zstd", "ffmpeg"}
 _THERMAL_WORDS = {"thermal", "ir", "infrared", "lwir", "mwir", "flir", "therm"}
 _RGB_WORDS = {"rgb", "color", "colour", "visible", "vis", "vi", "bgr", "visual"}
 
@@ -231,10 +239,14 @@ class BagWriter:
         self.write_raw(topic, msgtype, log_time_ns, typestore().serialize_cdr(msg, msgtype))
 
     def write_image(self, topic: str, image: np.ndarray, stamp_ns: int, frame_id: str,
-                    log_time_ns: int | None = None) -> None:
-        """(H, W, 3) uint8 -> bgr8; (H, W) uint8/uint16/float32 -> mono8/mono16/32FC1."""
-        self.write_message(topic, image_message(image, stamp_ns, frame_id),
-                           stamp_ns if log_time_ns is None else log_time_ns)
+                    log_time_ns: int | None = None, compressed: bool = False,
+                    quality: int = 90) -> None:
+        """(H, W, 3) uint8 -> bgr8; (H, W) uint8/uint16/float32 -> mono8/mono16/32FC1;
+        ``compressed``: a CompressedImage instead (see :func:`compressed_image_message`),
+        on the ``topic`` given (name it ``.../compressed`` by image_transport's convention)."""
+        msg = (compressed_image_message(image, stamp_ns, frame_id, quality) if compressed
+               else image_message(image, stamp_ns, frame_id))
+        self.write_message(topic, msg, stamp_ns if log_time_ns is None else log_time_ns)
 
     def write_camera_info(self, topic: str, calibration: CameraCalibration, stamp_ns: int,
                           frame_id: str, log_time_ns: int | None = None) -> None:
@@ -274,6 +286,32 @@ def image_message(image: np.ndarray, stamp_ns: int, frame_id: str):
     return typestore().types[IMAGE](
         header=_header(stamp_ns, frame_id), height=int(image.shape[0]), width=int(image.shape[1]),
         encoding=encoding, is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8))
+
+
+def compressed_image_message(image: np.ndarray, stamp_ns: int, frame_id: str, quality: int = 90):
+    """A rosbags ``sensor_msgs/msg/CompressedImage`` as image_transport's ``compressed``
+    plugin writes it: BGR or mono8 as JPEG, mono16 as PNG (see :func:`encode_compressed`)."""
+    format_, data = encode_compressed(image, quality)
+    return typestore().types[COMPRESSED_IMAGE](header=_header(stamp_ns, frame_id), format=format_,
+                                               data=np.frombuffer(data, np.uint8))
+
+
+def to_raw(msg: Any):
+    """An Image of a deserialized CompressedImage (stamp and frame_id kept): grey stays
+    grey at its depth (mono8, mono16, 32FC1), colour becomes bgr8 (16-bit >> 8)."""
+    image = decode_compressed(msg.format, msg.data)
+    if image.ndim == 3 and image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    return image_message(image, stamp_ns_of(msg), msg.header.frame_id)
+
+
+def to_compressed(msg: Any, quality: int = 90):
+    """A CompressedImage of a deserialized Image (stamp and frame_id kept): colour as
+    "bgr8; jpeg compressed bgr8", mono8 as JPEG, mono16 as PNG.  Float (32FC1) has
+    no such format: ``ImageFormatError``."""
+    image = decode_image(msg.encoding, msg.height, msg.width, msg.step,
+                         bool(msg.is_bigendian), msg.data)
+    return compressed_image_message(image, stamp_ns_of(msg), msg.header.frame_id, quality)
 
 
 def diagnostic_array(statuses: Iterable[Status], stamp_ns: int, frame_id: str = ""):
@@ -337,8 +375,8 @@ def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
 
 
 def image_topics(path: str | Path) -> dict[str, int]:
-    """``{topic: message count}`` of the bag's ``sensor_msgs/msg/Image`` topics."""
-    return {t: n for t, (msgtype, n) in bag_topics(path).items() if msgtype == IMAGE}
+    """``{topic: message count}`` of the bag's ``Image`` and ``CompressedImage`` topics."""
+    return {t: n for t, (msgtype, n) in bag_topics(path).items() if msgtype in IMAGE_TYPES}
 
 
 def _words(topic: str) -> set[str]:
@@ -365,7 +403,10 @@ def guess_pair_topics(topics: Iterable[str], thermal: str | None = None,
         matches = [t for t in topics if _words(t) & words and t not in others]
         if len(matches) > 1:  # prefer raw images over e.g. rectified or fused ones
             raw = [t for t in matches if "raw" in _words(t)]
-            matches = raw if len(raw) == 1 else matches
+            matches = raw or matches
+        if len(matches) > 1:  # recorded both ways: the Image, not image_transport's copies
+            plain = [t for t in matches if t.rstrip("/").rsplit("/", 1)[-1] not in _TRANSPORTS]
+            matches = plain or matches
         if len(matches) != 1:
             what = "no" if not matches else "several"
             raise ValueError(f"{what} {role} image topic{'s' if matches else ''} found "
@@ -375,21 +416,24 @@ def guess_pair_topics(topics: Iterable[str], thermal: str | None = None,
     return chosen["thermal"], chosen["rgb"]  # type: ignore[return-value]
 
 
-def decode_image_message(msg: Any, role: str | None = None) -> np.ndarray:
-    """numpy array of a deserialized Image: ``role="thermal"`` gives (H, W) (colour
-    thermal is converted to grey), ``"rgb"`` (H, W, 3) BGR, ``None`` either."""
-    fields = (msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
-    if role == "rgb" or (role is None and msg.encoding not in THERMAL_ENCODINGS):
-        return decode_rgb(*fields)
-    if role == "thermal" and msg.encoding in RGB_ENCODINGS and msg.encoding not in THERMAL_ENCODINGS:
-        import cv2
-        return cv2.cvtColor(decode_rgb(*fields), cv2.COLOR_BGR2GRAY)
-    return decode_thermal(*fields)
+def decode_image_message(msg: Any, role: str | None = None,
+                         max_pixels: int | None = None) -> np.ndarray:
+    """numpy array of a deserialized Image or CompressedImage, as the node decodes it:
+    ``role="thermal"`` gives (H, W) (colour thermal becomes its luma), ``"rgb"``
+    (H, W, 3) BGR uint8, ``None`` grey as grey and colour as BGR.  Bad data raises
+    ``ImageFormatError``."""
+    if hasattr(msg, "format"):  # CompressedImage
+        decode = {"thermal": decode_compressed_thermal, "rgb": decode_compressed_rgb}.get(
+            role, decode_compressed)
+        return decode(msg.format, msg.data, max_pixels=max_pixels)
+    decode = {"thermal": decode_thermal, "rgb": decode_rgb}.get(role, decode_image)
+    return decode(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian),
+                  msg.data, max_pixels=max_pixels)
 
 
 @dataclass(frozen=True)
 class BagImage:
-    """One image read from a bag."""
+    """One image read from a bag (``encoding``: a CompressedImage's ``format``)."""
 
     topic: str
     log_time_ns: int
@@ -401,7 +445,7 @@ class BagImage:
 
 def read_images(path: str | Path, topics: Iterable[str] | None = None,
                 roles: Mapping[str, str] | None = None) -> Iterator[BagImage]:
-    """Image messages of ``topics`` (default: all Image topics) in log-time order.
+    """Image and CompressedImage messages of ``topics`` (default: all) in log-time order.
 
     ``roles`` maps a topic to ``"thermal"`` or ``"rgb"`` for
     :func:`decode_image_message`.
@@ -411,14 +455,15 @@ def read_images(path: str | Path, topics: Iterable[str] | None = None,
     reader = open_reader(path)
     try:
         wanted = set(topics) if topics is not None else None
-        connections = [c for c in reader.connections if c.msgtype == IMAGE
+        connections = [c for c in reader.connections if c.msgtype in IMAGE_TYPES
                        and (wanted is None or c.topic in wanted)]
         if not connections:
             return
         for connection, log_time, raw in read_messages(reader, path, connections=connections):
             msg = store.deserialize_cdr(raw, connection.msgtype)
             yield BagImage(connection.topic, log_time, stamp_ns_of(msg), msg.header.frame_id,
-                           msg.encoding, decode_image_message(msg, roles.get(connection.topic)))
+                           msg.format if hasattr(msg, "format") else msg.encoding,
+                           decode_image_message(msg, roles.get(connection.topic)))
     finally:
         reader.close()
 

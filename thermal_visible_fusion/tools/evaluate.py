@@ -3,13 +3,19 @@
 Reads a rosbag2 bag (mcap or sqlite3, with ``rosbags``; no ROS needed), pairs
 the thermal and RGB images with the node's :class:`StampPairer` (flushed at the
 end of the bag), fuses every pair with the node's :class:`FusionEngine` and
-writes into ``--out DIR``:
+writes into ``--out DIR``.  The thermal and RGB topics may be ``sensor_msgs/Image``
+(any encoding the node takes) or ``sensor_msgs/CompressedImage`` (image_transport's
+``compressed``/``compressedDepth``, e.g. ``/rgb/image_raw/compressed``), decoded as
+the node decodes them.  Outputs:
 
-* ``fused_bag/``: every topic of the input bag, plus ``/fusion_node/fused``
-  (bgr8, stamp and frame_id of the RGB input) and
-  ``/fusion_node/temporal_consistency`` (DiagnosticArray with the keys the node
-  publishes per frame), in log-time order; fused messages are logged at their
-  RGB message's log time.
+* ``fused_bag/``: every topic of the input bag, plus the node's outputs under its
+  names in the root namespace: ``/fused/image_raw`` (bgr8, stamp and frame_id of
+  the RGB input) -- with ``--compressed`` instead ``/fused/image_raw/compressed``
+  (JPEG, "bgr8; jpeg compressed bgr8", quality ``--jpeg-quality``, default the
+  node's ``jpeg_quality``) -- and ``/fused/temporal_consistency`` (DiagnosticArray
+  with the keys the node publishes per frame), in log-time order; fused messages
+  are logged at their RGB message's log time.  Those topics in the input bag (a
+  recording of a live node) are replaced, not mixed with the new ones.
 * ``report.json``: mean and p5/p50/p95 over frames of every per-frame metric,
   pairing counters, fuser and device, frame count; ``frames.csv``: the
   per-frame values; ``report.md``: the same as Markdown tables.
@@ -61,8 +67,11 @@ import numpy as np
 from thermal_visible_fusion.frame_diagnostics import (TEMPORAL_KEYS, format_value, frame_values,
                                                       status_message)
 
-FUSED_TOPIC = "/fusion_node/fused"
-TEMPORAL_TOPIC = "/fusion_node/temporal_consistency"
+# the node's relative output names, resolved in the root namespace
+FUSED_TOPIC = "/fused/image_raw"
+FUSED_COMPRESSED_TOPIC = "/fused/image_raw/compressed"
+TEMPORAL_TOPIC = "/fused/temporal_consistency"
+OUTPUT_TOPICS = (FUSED_TOPIC, FUSED_COMPRESSED_TOPIC, TEMPORAL_TOPIC)
 NODE_NAME = "fusion_node"
 # per-frame numbers summarised in the report (the temporal keys that are measurements)
 FRAME_METRICS = ("temporal_error_fused", "temporal_error_thermal", "temporal_error_rgb",
@@ -77,9 +86,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True,
                         help="output folder (created; an existing non-empty one needs --force)")
     parser.add_argument("--thermal-topic", default=None,
-                        help="thermal Image topic (default: guessed from the names)")
+                        help="thermal Image or CompressedImage topic (default: guessed from "
+                             "the names, Image preferred)")
     parser.add_argument("--rgb-topic", default=None,
-                        help="RGB Image topic (default: guessed from the names)")
+                        help="RGB Image or CompressedImage topic (default: guessed from the "
+                             "names, Image preferred)")
     parser.add_argument("--params", default=None,
                         help="node parameters YAML (default: the shipped config/fusion.yaml)")
     parser.add_argument("--fuser", choices=FUSER_NAMES, default=None)
@@ -101,6 +112,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames shown in samples.png (default 4)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
                         help="storage of the output bag (default mcap)")
+    parser.add_argument("--compressed", action="store_true",
+                        help=f"write the fused images as CompressedImage (JPEG) on "
+                             f"{FUSED_COMPRESSED_TOPIC} instead of Image on {FUSED_TOPIC}")
+    parser.add_argument("--jpeg-quality", type=int, default=None,
+                        help="JPEG quality 1..100 of --compressed (default: the node's "
+                             "jpeg_quality)")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing non-empty OUT whole (never one holding the bag)")
 
@@ -126,6 +143,7 @@ def node_parameters(args) -> dict:
         values.update({k: v for k, v in found.items() if k in values})  # as the node: known only
     overrides = {"fuser": args.fuser, "weights": args.weights, "device": args.device,
                  "queue_size": args.queue_size,
+                 "jpeg_quality": getattr(args, "jpeg_quality", None),
                  "sync_slop": None if args.slop_ms is None else args.slop_ms / 1000.0}
     values.update({k: v for k, v in overrides.items() if v is not None})
     if args.no_memory:
@@ -235,7 +253,9 @@ class Evaluation:
     def run(self, bag: Path, out_bag: Path) -> None:
         from thermal_visible_fusion.engine import geometry_problem
         from thermal_visible_fusion.image_codec import ImageFormatError
-        from thermal_visible_fusion.tools.bag_io import (IMAGE, DIAGNOSTIC_ARRAY, BagWriter,
+        from thermal_visible_fusion.image_codec import OversizeImageError
+        from thermal_visible_fusion.tools.bag_io import (COMPRESSED_IMAGE, DIAGNOSTIC_ARRAY, IMAGE,
+                                                         IMAGE_TYPES, BagWriter,
                                                          decode_image_message, guess_pair_topics,
                                                          open_reader, progress, read_messages,
                                                          stamp_ns_of, typestore)
@@ -244,7 +264,7 @@ class Evaluation:
         max_pixels = int(self.params["max_pixels"])
         reader = open_reader(bag)
         try:
-            images = [t for t, info in reader.topics.items() if info.msgtype == IMAGE]
+            images = [t for t, info in reader.topics.items() if info.msgtype in IMAGE_TYPES]
             self.thermal_topic, self.rgb_topic = guess_pair_topics(
                 images, self.args.thermal_topic, self.args.rgb_topic)
             streams = {self.thermal_topic: "thermal", self.rgb_topic: "rgb"}
@@ -254,27 +274,34 @@ class Evaluation:
                 self.sample_at = {int(round(x)) for x in
                                   np.linspace(0, expected - 1, min(self.args.samples, expected))}
             self.writer = BagWriter(out_bag, storage=self.args.storage, reorder=True)
+            replaced = sorted({c.topic for c in reader.connections if c.topic in OUTPUT_TOPICS})
+            if replaced:
+                print(f"[evaluate] the bag's {', '.join(replaced)} replaced by this evaluation's",
+                      file=sys.stderr)
             with self.writer:
                 for connection in reader.connections:
-                    self.writer.copy_topic(connection)
-                self.writer.add_topic(FUSED_TOPIC, IMAGE)
+                    if connection.topic not in OUTPUT_TOPICS:
+                        self.writer.copy_topic(connection)
+                if self.args.compressed:
+                    self.writer.add_topic(FUSED_COMPRESSED_TOPIC, COMPRESSED_IMAGE)
+                else:
+                    self.writer.add_topic(FUSED_TOPIC, IMAGE)
                 self.writer.add_topic(TEMPORAL_TOPIC, DIAGNOSTIC_ARRAY)
                 messages = read_messages(reader, bag)
                 for connection, log_time, raw in progress(messages, total=reader.message_count,
                                                           desc="evaluate", unit="message"):
-                    self.writer.write_raw(connection.topic, connection.msgtype, log_time, raw)
+                    if connection.topic not in OUTPUT_TOPICS:
+                        self.writer.write_raw(connection.topic, connection.msgtype, log_time, raw)
                     stream = streams.get(connection.topic)
                     if stream is not None:
                         self.received[stream] += 1
                         msg = store.deserialize_cdr(raw, connection.msgtype)
                         try:
-                            pixels = int(msg.height) * int(msg.width)
-                            if pixels > max_pixels:  # the node's decode check, before decoding
+                            try:  # the node's decoding: the size is checked before decoding
+                                image = decode_image_message(msg, stream, max_pixels)
+                            except OversizeImageError:
                                 self.oversize[stream] += 1
-                                raise ImageFormatError(
-                                    f"image {msg.width}x{msg.height} ({pixels} pixels) "
-                                    f"exceeds max_pixels={max_pixels}")
-                            image = decode_image_message(msg, stream)
+                                raise
                             if problem := geometry_problem(*image.shape[:2]):  # as the node
                                 raise ImageFormatError(problem)
                             if image.dtype.kind == "f" and not np.isfinite(image).all():
@@ -330,7 +357,13 @@ class Evaluation:
         # with look-ahead this includes the wait for the K later pairs
         latency = time.perf_counter() - max(thermal.read_at, rgb.read_at)
         stamp, frame_id, log_time = pair.rgb_stamp_ns, rgb.frame_id, rgb.log_time_ns
-        self.writer.write_image(FUSED_TOPIC, result.fused, stamp, frame_id, log_time_ns=log_time)
+        if self.args.compressed:
+            self.writer.write_image(FUSED_COMPRESSED_TOPIC, result.fused, stamp, frame_id,
+                                    log_time_ns=log_time, compressed=True,
+                                    quality=int(self.params.get("jpeg_quality", 90)))
+        else:
+            self.writer.write_image(FUSED_TOPIC, result.fused, stamp, frame_id,
+                                    log_time_ns=log_time)
         values = frame_values(result, latency, pair.skew_ns)
         status = Status(name=f"{NODE_NAME}: temporal consistency", level=0,
                         hardware_id=self.engine.fuser.name, message=status_message(result),
@@ -422,7 +455,8 @@ def markdown(report: dict) -> str:
              f"({report['frames_per_second']:.1f} frames/s)",
              f"- memory resets: {report['memory_resets']}"
              + ("".join(f"; {n}× {r}" for r, n in report["reset_reasons"].items())),
-             f"- output bag: `{report['output_bag']}`", "",
+             f"- output bag: `{report['output_bag']}` (fused images on "
+             f"`{report['fused_topic']}`)", "",
              "## Pairing", "",
              "| stream | " + " | ".join(report["pairing_keys"]) + " | decode/stamp errors |",
              "|---" * (len(report["pairing_keys"]) + 2) + "|"]
@@ -534,6 +568,7 @@ def _evaluate_into(run: Evaluation, params: dict, bag: Path, out: Path, folder: 
     config.update(sync_slop=params["sync_slop"], queue_size=params["queue_size"])
     report = {
         "bag": str(bag), "output_bag": str(out / "fused_bag"),
+        "fused_topic": FUSED_COMPRESSED_TOPIC if args.compressed else FUSED_TOPIC,
         "thermal_topic": run.thermal_topic, "rgb_topic": run.rgb_topic,
         "fuser": run.engine.fuser.name, "device": run.engine.device,
         "fuser_warning": run.engine.fuser_warning,

@@ -14,6 +14,11 @@ to exercise the stamp pairing; J must stay below half a frame period so stamps
 keep increasing.  The log time of every message is its header stamp, and
 messages are written in log-time order.
 
+``--compressed`` writes ``sensor_msgs/CompressedImage`` instead, on
+``<topic>/compressed`` (image_transport's name): colour and 8-bit thermal as JPEG
+(``--jpeg-quality``, default 90), 16-bit thermal as lossless PNG, with the formats
+image_transport's ``compressed`` plugin writes ("bgr8; jpeg compressed bgr8", ...).
+
 Calibration: ``--calibration FILE`` is a camera_info YAML (as
 ``camera_calibration`` writes it) with a ``thermal:`` and an ``rgb:`` section;
 ``--thermal-calibration`` / ``--rgb-calibration`` take the usual one-camera
@@ -63,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one-camera camera_info YAML for the thermal camera")
     parser.add_argument("--rgb-calibration", default=None,
                         help="one-camera camera_info YAML for the RGB camera")
+    parser.add_argument("--compressed", action="store_true",
+                        help="write CompressedImage on <topic>/compressed (JPEG; 16-bit: PNG)")
+    parser.add_argument("--jpeg-quality", type=int, default=90,
+                        help="JPEG quality 1..100 of --compressed (default 90)")
     parser.add_argument("--thermal-topic", default=DEFAULT_THERMAL_TOPIC)
     parser.add_argument("--rgb-topic", default=DEFAULT_RGB_TOPIC)
     parser.add_argument("--frames", type=int, default=None, help="at most this many frame pairs")
@@ -118,6 +127,8 @@ def make_bag(args) -> dict:
     from thermal_visible_fusion.tools.bag_io import BagWriter, progress
     from thermal_visible_fusion.tools.output_dir import check_output, staged_output
 
+    if not 1 <= args.jpeg_quality <= 100:
+        raise ValueError("--jpeg-quality must be in 1..100")
     cameras = calibrations(args)
     out = Path(args.out)
     inputs = [p for p in (args.ir, args.rgb, args.calibration, args.thermal_calibration,
@@ -150,7 +161,12 @@ def make_bag(args) -> dict:
                 for role, topic, frame_id, stamps in streams:
                     image = pair.thermal if role == "thermal" else pair.rgb
                     sizes[role] = (int(image.shape[1]), int(image.shape[0]))
-                    writer.write_image(topic, image, int(stamps[i]), frame_id)
+                    if args.compressed:
+                        writer.write_image(f"{topic.rstrip('/')}/compressed", image,
+                                           int(stamps[i]), frame_id, compressed=True,
+                                           quality=args.jpeg_quality)
+                    else:
+                        writer.write_image(topic, image, int(stamps[i]), frame_id)
                     if role in cameras:
                         writer.write_camera_info(camera_info_topic(topic), cameras[role],
                                                  int(stamps[i]), frame_id)
