@@ -281,6 +281,28 @@ def test_diagnostics_carry_the_namespaced_node_and_camera_frame_ids(session):
                 float(value)
 
 
+def test_corrupt_compressed_frames_are_dropped_with_an_error_and_fusion_continues(session):
+    process, client, cameras = session
+    (thermal_format, thermal_data), (rgb_format, rgb_data) = cameras.frames[0]
+    before = client.received.last_status("rgb input")
+    for data in (rgb_data[: len(rgb_data) // 2], b"not a jpeg", b""):  # cut, garbage, empty
+        Cameras.next_ns += 100_000_000
+        stamp = Cameras.next_ns
+        cameras.thermal_pub.publish(CompressedImage(header=header(stamp, THERMAL_FRAME),
+                                                    format=thermal_format, data=thermal_data))
+        cameras.rgb_pub.publish(CompressedImage(header=header(stamp, RGB_FRAME),
+                                                format=rgb_format, data=data))
+        time.sleep(0.1)
+    index = len(client.received.diagnostics)
+    next_diagnostics(client, 2)
+    errors = [s for s in statuses_since(client, index, "rgb input") if s.level == ERROR]
+    assert any("bad frame" in s.message for s in errors), process.log()
+    after = client.received.last_status("rgb input")
+    assert int(after["errors"]) >= int(before.get("errors", 0)) + 2  # best effort: most arrive
+    assert "dropped rgb frame" in process.log() and "Traceback" not in process.log()
+    assert len(wait_fused(client, cameras.publish(10))) >= 8, "no fusing after corrupt frames"
+
+
 def test_expected_rate_bounds_give_ok_warn_and_error(session):
     """Cameras at 10 Hz: OK against expected_rate 10, WARN against 15 (outside +-10 %),
     ERROR against 30 (below half)."""
