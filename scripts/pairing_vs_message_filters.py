@@ -6,8 +6,8 @@
 Both pairers get the same simulated camera streams, message by message in arrival
 order, with the same slop and queue size, and the table shows per scenario how many
 pairs each emits that are correct and wrong, and how long after the arrival of a pair's
-later message the pair comes out (the reference emits on that arrival; ours waits until
-the pair is provably mutual-nearest).  ``DIR`` is the message_filters source checkout
+later message the pair comes out (the reference emits on that arrival; ours once the
+pair is mutual-nearest, which for a camera with a steady rate is on that arrival too).  ``DIR`` is the message_filters source checkout
 (default ``../shared/ros2/message_filters`` beside the repository); it is imported from
 there, it needs rclpy.  test/test_pairing_reference.py runs the same scenarios.
 

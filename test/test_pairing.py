@@ -168,7 +168,7 @@ def test_constant_offset_pairs_every_frame_with_at_most_one_frame_delay(rgb_firs
     n = 60
     thermal = [i * PERIOD_30HZ for i in range(n)]
     rgb = [t + 5 * MS for t in thermal]
-    pairer = StampPairer(10 * MS)
+    pairer = StampPairer(10 * MS, rate_aware=False)
     emitted_at: dict[int, int] = {}  # frame index -> frame index whose message emitted it
     for i in range(n):
         order = [(RGB, rgb[i]), (THERMAL, thermal[i])] if rgb_first else [(THERMAL, thermal[i]), (RGB, rgb[i])]
@@ -182,6 +182,48 @@ def test_constant_offset_pairs_every_frame_with_at_most_one_frame_delay(rgb_firs
     s = pairer.stats()
     assert s[THERMAL]["paired"] == s[RGB]["paired"] == n
     assert all(s[st][k] == 0 for st in (THERMAL, RGB) for k in DROP_KEYS)
+
+
+@pytest.mark.parametrize("rgb_first", [False, True])
+def test_offset_cameras_pair_without_delay_once_the_rate_is_known(rgb_first):
+    """Rate-aware (the node's pairer): after STEP_MIN_SAMPLES frames a steady camera's
+    next stamp is known to be a period away, so a pair 5 ms apart cannot lose its
+    partner to it: the pair comes out with its second message, not a frame later."""
+    from thermal_visible_fusion.pairing import STEP_MIN_SAMPLES
+
+    n = 60
+    thermal = [i * PERIOD_30HZ for i in range(n)]
+    rgb = [t + 5 * MS for t in thermal]
+    pairer = StampPairer(10 * MS)
+    emitted_at: dict[int, int] = {}
+    for i in range(n):
+        order = [(RGB, rgb[i]), (THERMAL, thermal[i])] if rgb_first else [(THERMAL, thermal[i]), (RGB, rgb[i])]
+        for stream, stamp in order:
+            for p in pairer.add(stream, stamp, None):
+                emitted_at[thermal.index(p.thermal_stamp_ns)] = i
+    assert sorted(emitted_at) == list(range(n))  # nothing left for flush
+    assert all(emitted_at[k] == k for k in range(STEP_MIN_SAMPLES + 1, n))
+    assert pairer.flush() == []
+
+
+def test_rate_aware_pairs_steady_cameras_as_the_exact_rule_does():
+    """Steady cameras with jitter, drops, an offset and different rates, arriving in
+    random interleavings: the rate-aware pairer emits exactly the rule's pairs."""
+    for seed in range(60):
+        rng = random.Random(seed)
+        periods = rng.choice([(33, 33), (111, 33), (17, 33), (33, 17)])
+        offset, jitter = rng.randint(-10, 10), rng.randint(0, 3)
+        streams = []
+        for period, shift_ms in zip(periods, (0, offset)):
+            stamps_ms = [100 + shift_ms + k * period + rng.uniform(-jitter, jitter)
+                         for k in range(int(3000 / period)) if rng.random() > 0.1]
+            streams.append([round(s * MS) for s in stamps_ms])
+        thermal, rgb = streams
+        slop = 15 * MS if min(periods) > 30 else 7 * MS
+        expected = reference_pairs(thermal, rgb, slop)
+        pairer = StampPairer(slop, queue_size=100)
+        out = feed(pairer, random_merge(rng, thermal, rgb)) + pairer.flush()
+        assert stamps(out) == expected, seed
 
 
 def test_jittered_30hz_all_frames_pair():
@@ -268,8 +310,8 @@ def test_random_interleavings_match_reference_and_stay_ordered():
         rgb = random_stream(rng, rng.randint(0, 40))
         slop = rng.randint(0, 10)
         expected = reference_pairs(thermal, rgb, slop)
-        for _ in range(2):
-            pairer = StampPairer(slop, queue_size=100)  # never overflows
+        for rate_aware in (False, True):  # irregular stamps: rate-aware is exact too
+            pairer = StampPairer(slop, queue_size=100, rate_aware=rate_aware)
             out = feed(pairer, random_merge(rng, thermal, rgb)) + pairer.flush()
             assert stamps(out) == expected, seed
             assert_strictly_increasing(out)

@@ -53,7 +53,14 @@ than ``slop_ns`` or provably prefers someone else.  In practice:
 * an exact-stamp pair is emitted the moment its second message arrives
   (together with any older pairs this makes final);
 * with a constant offset (RGB 5 ms after thermal) a pair is emitted when the
-  next frame of the earlier stream arrives: at most one frame of delay;
+  next frame of the earlier stream arrives: at most one frame of delay -- unless that
+  stream's rate is steady (``rate_aware``, the default): once it has sent
+  ``STEP_MIN_SAMPLES`` steps with none much shorter than their median, its next stamp
+  is taken to be at least ``STEP_MARGIN`` times its shortest recent step away, and a
+  pair whose stamps differ by at most half that is emitted the moment its second
+  message arrives (with ``slop_ns`` below half the frame period: every pair).  Only a
+  camera that suddenly sends faster than it did can then make a pair the rule above
+  would not; ``rate_aware=False`` keeps the rule exact whatever the stamps;
 * if one stream goes silent the other waits, bounded by ``queue_size``; when
   the waiting queue overflows while its oldest message is the partner of a pair
   that only waits for the silent stream's next frame (a thermal camera pausing
@@ -118,8 +125,14 @@ class StreamStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+STEP_HISTORY = 16  # stamp steps kept per stream to bound its next step from below
+STEP_MIN_SAMPLES = 8  # steps needed before that bound is trusted
+STEP_MARGIN = 0.9  # the next step may be this much shorter than the shortest seen (jitter)
+STEADY_RATIO = 0.85  # a steady rate: no recent step below this fraction of the median
+
+
 class _Stream:
-    __slots__ = ("name", "queue", "newest", "last_resolved", "last_paired", "stats")
+    __slots__ = ("name", "queue", "newest", "last_resolved", "last_paired", "steps", "stats")
 
     def __init__(self, name: str):
         self.name = name
@@ -127,11 +140,29 @@ class _Stream:
         self.newest: int | None = None  # newest accepted stamp (L_s)
         self.last_resolved: int | None = None  # newest stamp paired or dropped unmatched
         self.last_paired: int | None = None
+        self.steps: deque[int] = deque(maxlen=STEP_HISTORY)  # recent accepted stamp steps
         self.stats = StreamStats()
+
+    def accept(self, stamp_ns: int) -> None:
+        if self.newest is not None:
+            self.steps.append(stamp_ns - self.newest)
+        self.newest = stamp_ns
+
+    def shortest_next_step(self) -> float | None:
+        """A lower bound on the step to this stream's next stamp, or None: only a camera
+        with a steady rate has one (drops only lengthen steps, so the shortest recent
+        step is its frame period less jitter; irregular stamps give no bound)."""
+        if len(self.steps) < STEP_MIN_SAMPLES:
+            return None
+        shortest = min(self.steps)
+        if shortest < STEADY_RATIO * sorted(self.steps)[len(self.steps) // 2]:
+            return None
+        return STEP_MARGIN * shortest
 
     def clear(self) -> None:
         self.stats.dropped_reset += len(self.queue)
         self.queue.clear()
+        self.steps.clear()
         self.newest = self.last_resolved = self.last_paired = None
 
 
@@ -141,7 +172,7 @@ class StampPairer(Generic[T]):
     Not thread-safe by design (no locks): call it from one thread.
     """
 
-    def __init__(self, slop_ns: int, queue_size: int = 10):
+    def __init__(self, slop_ns: int, queue_size: int = 10, rate_aware: bool = True):
         slop_ns = operator.index(slop_ns)
         queue_size = operator.index(queue_size)
         if slop_ns < 0:
@@ -150,6 +181,7 @@ class StampPairer(Generic[T]):
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         self.slop_ns = slop_ns
         self.queue_size = queue_size
+        self.rate_aware = rate_aware
         self._streams = {name: _Stream(name) for name in STREAMS}
 
     # ------------------------------------------------------------------ public
@@ -175,7 +207,7 @@ class StampPairer(Generic[T]):
             else:
                 s.stats.dropped_out_of_order += 1
             return []
-        s.newest = stamp_ns
+        s.accept(stamp_ns)
         s.queue.append((stamp_ns, item))
         out: list[Pair[T]] = []
         waiting_pair = self._resolve(out, final=False)
@@ -303,9 +335,11 @@ class StampPairer(Generic[T]):
                 else:
                     self._emit(out)
                 continue
-            if final:
+            # A future A message in (x, 2y - x) would be nearer to y.  None can come
+            # if A's next step is known to be at least 2d: emit without waiting.
+            step = a.shortest_next_step() if self.rate_aware else None
+            if final or (step is not None and step >= 2 * d):
                 self._emit(out)
                 continue
-            # A future A message in (x, 2y - x) would be nearer to y: wait for A.
-            return True
+            return True  # wait for A's next message
         return False
