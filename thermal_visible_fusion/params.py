@@ -115,7 +115,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("queue_size", 10, "pending messages kept per input while pairing",
               _number(1, 1000, integer=True), runtime=False),
     ParamSpec("sync_slop", 0.015, "largest stamp difference (s) of a thermal/RGB pair; keep it "
-              "below half the frame period",
+              "below half the faster camera's frame period",
               _number(0.0, 10.0)),
     ParamSpec("fuser", "auto", "auto (learned when its weights load, else multiscale), learned, "
               "multiscale, average or max", _choice(FUSER_NAMES), runtime=False),
