@@ -468,3 +468,35 @@ def test_evaluate_rejects_bad_jpeg_quality(frames, tmp_path, capsys):
     assert "jpeg_quality" in capsys.readouterr().err
     assert tvf(["make-bag", "--ir", str(frames / "ir"), "--rgb", str(frames / "vis"),
                 "--out", str(tmp_path / "y"), "--compressed", "--jpeg-quality", "101"]) == 2
+
+
+def test_replay_routes_per_transport():
+    from types import SimpleNamespace
+
+    from thermal_visible_fusion.ros.replay import COMPRESSED_IMAGE, IMAGE, plan_routes
+
+    info = "sensor_msgs/msg/CameraInfo"
+    both = [SimpleNamespace(topic=t, msgtype=m) for t, m in (
+        ("/rgb/image_raw", IMAGE), ("/rgb/image_raw/compressed", COMPRESSED_IMAGE),
+        ("/thermal/image_raw/compressed", COMPRESSED_IMAGE), ("/rgb/camera_info", info))]
+
+    def targets(transport):
+        routes, notes = plan_routes(both, transport)
+        return {k[0]: (r.topic, r.msgtype, r.convert) for k, r in routes.items()}, notes
+
+    routes, notes = targets("recorded")
+    assert all(convert is None and topic == source for source, (topic, _, convert)
+               in routes.items()) and len(routes) == 4 and not notes
+    # raw: compressed topics decoded onto their base topic, unless the bag has it as Image
+    routes, notes = targets("raw")
+    assert routes == {"/rgb/image_raw": ("/rgb/image_raw", IMAGE, None),
+                      "/thermal/image_raw/compressed": ("/thermal/image_raw", IMAGE, "raw"),
+                      "/rgb/camera_info": ("/rgb/camera_info", info, None)}
+    assert len(notes) == 1 and notes[0].startswith("/rgb/image_raw/compressed")
+    routes, notes = targets("compressed")
+    assert routes == {
+        "/rgb/image_raw/compressed": ("/rgb/image_raw/compressed", COMPRESSED_IMAGE, None),
+        "/thermal/image_raw/compressed": ("/thermal/image_raw/compressed", COMPRESSED_IMAGE,
+                                          None),
+        "/rgb/camera_info": ("/rgb/camera_info", info, None)}
+    assert len(notes) == 1 and notes[0].startswith("/rgb/image_raw ")

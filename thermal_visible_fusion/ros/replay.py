@@ -6,7 +6,17 @@ topic (or the ``--topics`` given, of any type rclpy can import) at the pace of
 the messages' log times, scaled by ``--rate``.  Messages go out exactly as
 recorded (serialized bytes, header stamps untouched), images and camera info
 with sensor-data QoS (best effort, like camera drivers), anything else
-reliable.  ``--clock [HZ]`` also publishes ``/clock`` (bag time; before every
+reliable.
+
+``--transport`` chooses how images go out: ``recorded`` (default) as they are in
+the bag; ``raw`` every image as ``sensor_msgs/Image`` (a CompressedImage topic
+``.../compressed`` is decoded and published on its base topic, as image_transport's
+``republish`` does); ``compressed`` every image as ``sensor_msgs/CompressedImage`` on
+``<topic>/compressed`` (JPEG "bgr8; jpeg compressed bgr8" or mono8, ``--jpeg-quality``;
+16-bit grey as PNG), the topics the node subscribes with ``*_transport: compressed``.
+A bag that holds both forms of a camera publishes the recorded one of the chosen
+form only; a message that cannot be converted (corrupt data, 32FC1 to compressed)
+is skipped and counted.  ``--clock [HZ]`` also publishes ``/clock`` (bag time; before every
 message and at HZ, default 40) for nodes with ``use_sim_time``.  ``--loop``
 plays the bag again and again (the node sees stamps jump back and restarts its
 pairing and temporal memory); otherwise the command exits when the bag ends.
@@ -17,7 +27,8 @@ unset (as ``tvf demo`` does), so 640x480 images travel over shared memory.
 Example::
 
     tvf replay scene_bag --rate 0.5 --clock
-    tvf replay eval/scene/fused_bag --topics /fusion_node/fused --loop
+    tvf replay scene_bag --transport compressed --jpeg-quality 80
+    tvf replay eval/scene/fused_bag --topics /fused/image_raw --loop
 """
 
 from __future__ import annotations
@@ -27,10 +38,15 @@ import importlib
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-SENSOR_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage",
-                "sensor_msgs/msg/CameraInfo")
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+SENSOR_TYPES = (IMAGE, COMPRESSED_IMAGE, "sensor_msgs/msg/CameraInfo")
+TRANSPORTS = ("recorded", "raw", "compressed")
+# image_transport's topic suffixes of the encoded forms
+_SUFFIXES = ("/compressed", "/compressedDepth")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="first wait up to SECONDS until every image topic has a subscriber")
     parser.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
                         help="sleep before the first message (after any waiting)")
+    parser.add_argument("--transport", choices=TRANSPORTS, default="recorded",
+                        help="images as recorded (default), all as Image ('raw') or all as "
+                             "CompressedImage on <topic>/compressed ('compressed')")
+    parser.add_argument("--jpeg-quality", type=int, default=90,
+                        help="JPEG quality 1..100 of --transport compressed (default 90)")
 
 
 def message_class(msgtype: str):
@@ -77,21 +98,60 @@ def select_connections(reader, topics: list[str] | None):
     return playable, skipped
 
 
+def base_topic(topic: str) -> str:
+    """``/rgb/image_raw/compressed`` -> ``/rgb/image_raw``; other names unchanged."""
+    for suffix in _SUFFIXES:
+        if topic.endswith(suffix) and len(topic) > len(suffix):
+            return topic[: -len(suffix)]
+    return topic
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one recorded (topic, type) goes: ``convert`` None publishes the bytes."""
+
+    topic: str
+    msgtype: str
+    convert: str | None = None  # "raw" or "compressed"
+
+
+def plan_routes(connections, transport: str) -> tuple[dict, list[str]]:
+    """``{(topic, msgtype): Route}`` of the connections to play, and notes on recorded
+    topics left out because the bag holds the chosen form already."""
+    recorded = {(c.topic, c.msgtype) for c in connections}
+    routes, notes = {}, []
+    for topic, msgtype in sorted(recorded):
+        route = Route(topic, msgtype)
+        if transport == "raw" and msgtype == COMPRESSED_IMAGE:
+            route = Route(base_topic(topic), IMAGE, "raw")
+        elif transport == "compressed" and msgtype == IMAGE:
+            route = Route(f"{topic.rstrip('/')}/compressed", COMPRESSED_IMAGE, "compressed")
+        if route.convert and (route.topic, route.msgtype) in recorded:
+            notes.append(f"{topic} (the bag has {route.topic} as {route.msgtype} already)")
+            continue
+        routes[(topic, msgtype)] = route
+    return routes, notes
+
+
 class Player:
-    def __init__(self, node, connections, clock_hz: float | None):
+    def __init__(self, node, connections, clock_hz: float | None, transport: str = "recorded",
+                 jpeg_quality: int = 90):
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
         self.node = node
         self.publishers = {}
+        self.routes, self.notes = plan_routes(connections, transport)
+        self.jpeg_quality = jpeg_quality
+        self.skipped: dict[str, int] = {}
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        for connection in connections:
-            if connection.topic in self.publishers:
+        for route in self.routes.values():
+            if route.topic in self.publishers:
                 continue
-            qos = qos_profile_sensor_data if connection.msgtype in SENSOR_TYPES else reliable
-            self.publishers[connection.topic] = node.create_publisher(
-                message_class(connection.msgtype), connection.topic, qos)
-        self.image_topics = sorted({c.topic for c in connections
-                                    if c.msgtype in SENSOR_TYPES[:2]})
+            qos = qos_profile_sensor_data if route.msgtype in SENSOR_TYPES else reliable
+            self.publishers[route.topic] = node.create_publisher(
+                message_class(route.msgtype), route.topic, qos)
+        self.image_topics = sorted({r.topic for r in self.routes.values()
+                                    if r.msgtype in (IMAGE, COMPRESSED_IMAGE)})
         self.clock_period = 1.0 / clock_hz if clock_hz else None
         self.clock_pub = None
         if clock_hz:
@@ -101,6 +161,26 @@ class Player:
                 Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         self._last_clock = -1.0
         self.published = 0
+
+    def _convert(self, route: Route, connection, raw) -> bytes | None:
+        """CDR bytes of the converted message; None (counted, the first one said) when
+        the data cannot be converted."""
+        from thermal_visible_fusion.image_codec import ImageFormatError
+        from thermal_visible_fusion.tools import bag_io
+
+        store = bag_io.typestore()
+        try:
+            msg = store.deserialize_cdr(raw, connection.msgtype)
+            out = (bag_io.to_raw(msg) if route.convert == "raw"
+                   else bag_io.to_compressed(msg, self.jpeg_quality))
+        except ImageFormatError as error:
+            count = self.skipped.get(connection.topic, 0)
+            if count == 0:
+                print(f"[replay] skipping a message of {connection.topic}: {error}",
+                      file=sys.stderr, flush=True)
+            self.skipped[connection.topic] = count + 1
+            return None
+        return bytes(store.serialize_cdr(out, route.msgtype))
 
     def wait_for_subscribers(self, timeout: float) -> bool:
         end = time.monotonic() + timeout
@@ -141,8 +221,14 @@ class Player:
                     step = min(step, self.clock_period)
                 if step > 0:
                     time.sleep(step)
+            route = self.routes.get((connection.topic, connection.msgtype))
+            if route is None:
+                continue
+            data = self._convert(route, connection, raw) if route.convert else bytes(raw)
+            if data is None:
+                continue
             self.publish_clock(log_time)
-            self.publishers[connection.topic].publish(bytes(raw))
+            self.publishers[route.topic].publish(data)
             sent += 1
         self.published += sent
         return sent
@@ -155,6 +241,8 @@ def replay(args) -> int:
         raise ValueError("--rate must be > 0")
     if args.clock is not None and args.clock <= 0:
         raise ValueError("--clock HZ must be > 0")
+    if not 1 <= args.jpeg_quality <= 100:
+        raise ValueError("--jpeg-quality must be in 1..100")
     if "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ:
         try:
             from thermal_visible_fusion.resources import fastdds_profile
@@ -179,7 +267,10 @@ def replay(args) -> int:
         rclpy.init(args=None, signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("tvf_replay")
         try:
-            player = Player(node, connections, args.clock)
+            player = Player(node, connections, args.clock, args.transport, args.jpeg_quality)
+            for note in player.notes:
+                print(f"[replay] not converting {note}", file=sys.stderr)
+            connections = [c for c in connections if (c.topic, c.msgtype) in player.routes]
             topics = ", ".join(sorted(player.publishers))
             if args.wait_for_subscribers > 0 and not player.wait_for_subscribers(
                     args.wait_for_subscribers):
@@ -195,7 +286,9 @@ def replay(args) -> int:
                 if not args.loop:
                     break
             time.sleep(0.3)  # let the last messages leave before the publishers go
-            print(f"[replay] done: {player.published} messages", flush=True)
+            skipped = sum(player.skipped.values())
+            print(f"[replay] done: {player.published} messages"
+                  + (f" ({skipped} not convertible, skipped)" if skipped else ""), flush=True)
         finally:
             node.destroy_node()
             rclpy.try_shutdown()
