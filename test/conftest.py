@@ -4,16 +4,108 @@ Real data lives outside the repository, in ``../shared/data`` beside the checkou
 (override with ``TVF_SHARED_DATA``).  Tests that need it skip when it is absent,
 so the suite still runs on a machine that only has the repository; with
 ``TVF_REQUIRE_DATA=1`` (CI) they fail instead, so missing data cannot pass unnoticed.
+
+The same holds for ROS tooling (``TVF_REQUIRE_ROS=1``): the launch tooling underlay
+and a workspace built by the README's own commands are session fixtures here
+(``launch_underlay``, ``readme_workspace``), built once per run.
+
+Without torch (a robot's ``colcon test`` where torch was not installed with pip), test
+modules and tests that import it are skipped with that reason; with
+``TVF_REQUIRE_ROS=1`` (CI) nothing is skipped for it: a missing torch fails.
+
+ROS domain ids: tests that start nodes each take their own ``ROS_DOMAIN_ID``
+(test_colcon 1..99, test_node_integration/test_faults/test_node_interfaces 101..221,
+``LAUNCH_DOMAIN_ID`` + 0..5 below for the launch tests).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+LAUNCH_TESTS = REPO_ROOT / "test" / "launch"  # launch_testing files, run by test_launch.py
+LAUNCH_DOMAIN_ID = 222 + os.getpid() % 5  # +0..5: 222..231
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def require_ros() -> bool:
+    return os.environ.get("TVF_REQUIRE_ROS") == "1"
+
+
+def skip_unless_required(reason: str) -> None:
+    """Skip with the reason, or fail with it under TVF_REQUIRE_ROS=1 (CI)."""
+    if require_ros():
+        pytest.fail(f"{reason} (TVF_REQUIRE_ROS=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+# ----------------------------------------------------------------------------- without torch
+
+def _needs_missing_torch(error: BaseException | None) -> bool:
+    while error is not None:
+        if isinstance(error, ModuleNotFoundError) and (error.name or "").split(".")[0] == "torch":
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+TORCH_SKIP = "needs torch, which is not installed (pip install torch; README \"On a robot\")"
+SKIP_WITHOUT_TORCH = not HAS_TORCH and not require_ros()
+
+if SKIP_WITHOUT_TORCH:
+    class _TorchOptionalModule(pytest.Module):
+        """A test module that imports torch at the top is skipped, not an error."""
+
+        def _getobj(self):
+            try:
+                return super()._getobj()
+            except self.CollectError as error:
+                if _needs_missing_torch(error):
+                    pytest.skip(f"{TORCH_SKIP}: {self.path.name} imports it",
+                                allow_module_level=True)
+                raise
+
+    def pytest_pycollect_makemodule(module_path, parent):
+        if module_path.name == "__init__.py" or LAUNCH_TESTS in module_path.parents:
+            return None  # pytest's own (or launch_testing's) collector
+        return _TorchOptionalModule.from_parent(parent, path=module_path)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(item):  # fixtures that import torch (fresh_weights)
+        try:
+            return (yield)
+        except ModuleNotFoundError as error:
+            if _needs_missing_torch(error):
+                pytest.skip(TORCH_SKIP)
+            raise
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(item):  # tests that import torch, or modules that do
+        try:
+            return (yield)
+        except ModuleNotFoundError as error:
+            if _needs_missing_torch(error):
+                pytest.skip(TORCH_SKIP)
+            raise
+
+
+# ----------------------------------------------------------------------------- launch tests
+
+def pytest_ignore_collect(collection_path, config):
+    """test/launch/ holds launch_testing files: launch_testing's pytest plugin collects them
+    where it is installed (a ROS install); elsewhere test_launch.py runs them with
+    ``launch_test`` and pytest must not import them."""
+    if collection_path == LAUNCH_TESTS or LAUNCH_TESTS in collection_path.parents:
+        if not config.pluginmanager.hasplugin("launch_testing"):
+            return True
+    return None
 
 
 def shared_data_dir() -> Path:
@@ -47,3 +139,94 @@ def fresh_weights(tmp_path_factory) -> Path:
     with torch.no_grad():
         model.denoiser[-1].bias[4:] = 0.0  # the temporal gain's logit
     return save_weights(model, tmp_path_factory.mktemp("fresh_weights") / "fresh.pt")
+
+
+# ----------------------------------------------------------------------------- ROS tooling
+
+def clean_environment() -> dict[str, str]:
+    """This environment without workspace / Python path settings that could leak the repo in."""
+    env = dict(os.environ)
+    for name in ("PYTHONPATH", "AMENT_PREFIX_PATH", "COLCON_PREFIX_PATH", "CMAKE_PREFIX_PATH",
+                 "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", "PYTHONSAFEPATH"):
+        env.pop(name, None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def launch_underlay() -> Path:
+    """setup.bash of the ROS 2 launch tooling (ros2 launch, launch_testing, launch_ros),
+    built by scripts/launch_env.py from ../shared/ros2 and cached in the venv: it stands
+    for a robot's /opt/ros/<distro>/setup.bash."""
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    try:
+        import launch_env
+    finally:
+        sys.path.pop(0)
+    try:
+        return launch_env.ensure()
+    except launch_env.Unavailable as error:
+        skip_unless_required(f"ROS 2 launch tooling unavailable: {error}")
+
+
+def readme_robot_commands() -> list[str]:
+    """The command lines of the README's "On a robot" block (continuations joined)."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("## On a robot", 1)[1]
+    block = section.split("```bash", 1)[1].split("```", 1)[0]
+    lines, current = [], ""
+    for line in block.strip().splitlines():
+        continued = line.endswith("\\")
+        part = line[:-1].rstrip() if continued else line
+        current = f"{current} {part.strip()}" if current else part
+        if not continued:
+            lines.append(current)
+            current = ""
+    return lines
+
+
+def readme_command(starting: str) -> str:
+    found = [line for line in readme_robot_commands() if line.startswith(starting)]
+    assert len(found) == 1, f"README 'On a robot' has {len(found)} lines starting {starting!r}"
+    return found[0]
+
+
+@pytest.fixture(scope="session")
+def readme_workspace(tmp_path_factory, launch_underlay) -> dict[str, str]:
+    """The README's robot commands, as far as this machine can run them: in a fresh HOME,
+    with the launch tooling underlay sourced like /opt/ros/<distro>/setup.bash,
+    ``cd ~/ros2_ws/src && git clone <this repository> thermal_visible_fusion`` (a snapshot
+    of the working tree stands for the repository) and ``colcon build --packages-select
+    thermal_visible_fusion && source install/setup.bash``.  (rosdep and pip install torch
+    are not run: no rosdep here, and torch comes from requirements.txt.)  Returns the
+    environment after that, with HOME set; ``ros2 launch`` lines run in it."""
+    if shutil.which("git") is None:
+        skip_unless_required("git not found")
+    if importlib.util.find_spec("colcon_package_selection") is None:
+        skip_unless_required("colcon-package-selection is not installed (requirements-test.txt)")
+    root = tmp_path_factory.mktemp("readme")
+    home, snapshot = root / "home", root / "repository"
+    (home / "ros2_ws" / "src").mkdir(parents=True)
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO_ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        source = REPO_ROOT / name
+        if source.is_file():
+            (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, snapshot / name)
+    git = ["git", "-c", "user.name=tvf-test", "-c", "user.email=tvf-test@localhost"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "working tree"]):
+        subprocess.run([*git, *command], cwd=snapshot, check=True, capture_output=True)
+
+    clone = readme_command("cd ~/ros2_ws/src && git clone").replace("<this repository>",
+                                                                    str(snapshot))
+    build = readme_command("colcon build")
+    lines = [f'. "{launch_underlay}"', clone, "cd ~/ros2_ws", build, 'env -0 > "$HOME/env.bin"']
+    script = "\n".join(f"{line} || exit $?" for line in lines)
+    env = clean_environment()
+    env.update(HOME=str(home), COLCON_HOME=str(home / ".colcon"))
+    result = subprocess.run(["bash", "-c", script], cwd=home, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, (f"README commands failed:\n{script}\n{result.stdout[-4000:]}"
+                                    f"\n{result.stderr[-4000:]}")
+    sourced = (home / "env.bin").read_bytes().decode().split("\0")
+    return dict(entry.split("=", 1) for entry in sourced if "=" in entry)

@@ -6,13 +6,21 @@ look for the executable in ``lib/<package>`` and the files in ``share/<package>`
 found through the ament index), then starts the *installed* ``fusion_node``
 with the *installed* params file, in an environment made by sourcing the
 workspace's ``local_setup.sh``, and checks it fuses images sent over DDS.
+
+Then the README's robot commands themselves (conftest ``readme_workspace``: the
+``git clone`` and ``colcon build --packages-select ... && source install/setup.bash``
+lines run in bash over the launch tooling underlay) and its ``ros2 launch`` line: as
+written (``rviz:=true``) it must stop with a message and start nothing where rviz2 is
+not installed; with ``rviz:=false`` it must fuse and end cleanly on SIGINT.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import LAUNCH_DOMAIN_ID, readme_command
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "thermal_visible_fusion"
@@ -192,3 +202,113 @@ def test_installed_node_fuses_images(workspace, sourced_environment, tmp_path, m
         rclpy.try_shutdown()
         code = node.stop()
     assert code == 0, f"node exit code {code}:\n{node.log()}"
+
+
+# ----------------------------------------------------------------------------- README commands
+
+def _has_rviz2(env: dict[str, str]) -> bool:
+    return any((Path(prefix) / "lib" / "rviz2" / "rviz2").is_file()
+               for prefix in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if prefix)
+
+
+def test_readme_launch_line_without_rviz2_stops_and_starts_nothing(readme_workspace):
+    command = readme_command("ros2 launch")
+    assert "rviz:=true" in command
+    if _has_rviz2(readme_workspace):
+        pytest.skip("rviz2 is installed: the README line opens RViz")
+    env = dict(readme_workspace, ROS_DOMAIN_ID=str(LAUNCH_DOMAIN_ID + 2))
+    result = subprocess.run(["bash", "-c", command], cwd=Path(env["HOME"]) / "ros2_ws",
+                            env=env, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "rviz:=true but rviz2 is not installed" in output, output
+    assert "process started" not in output, output
+
+
+def _feed_pairs(thermal_topic: str, rgb_topic: str, fused_topic: str, pairs: int,
+                process: subprocess.Popen, log: Path) -> int:
+    """Publish image pairs once the node subscribes; return how many fused images came."""
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    rclpy.init()
+    node = rclpy.create_node("tvf_readme_client")
+    try:
+        fused = []
+        node.create_subscription(Image, fused_topic, fused.append, 10)
+        thermal_pub = node.create_publisher(Image, thermal_topic, qos_profile_sensor_data)
+        rgb_pub = node.create_publisher(Image, rgb_topic, qos_profile_sensor_data)
+        end = time.monotonic() + 180
+        while not (thermal_pub.get_subscription_count() and rgb_pub.get_subscription_count()):
+            assert process.poll() is None, f"ros2 launch ended:\n{log.read_text()}"
+            assert time.monotonic() < end, f"the node never subscribed:\n{log.read_text()}"
+            rclpy.spin_once(node, timeout_sec=0.1)
+        rng = np.random.default_rng(0)
+        height, width = 120, 160
+        for index in range(pairs):
+            stamp_ns = node.get_clock().now().nanoseconds
+            thermal = image_message_for(np.full((height, width), 40 + 9 * index, np.uint8),
+                                        "mono8", stamp_ns, "thermal_optical")
+            rgb = image_message_for(rng.integers(0, 255, (height, width, 3), dtype=np.uint8),
+                                    "bgr8", stamp_ns, "rgb_optical")
+            thermal_pub.publish(thermal)
+            rgb_pub.publish(rgb)
+            stop = time.monotonic() + 0.15
+            while time.monotonic() < stop:
+                rclpy.spin_once(node, timeout_sec=0.03)
+        end = time.monotonic() + 30
+        while not fused and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        return len(fused)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def image_message_for(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str):
+    from sensor_msgs.msg import Image
+
+    height, width = array.shape[:2]
+    return Image(header=header(stamp_ns, frame_id), height=height, width=width,
+                 encoding=encoding, step=array.strides[0], data=array.tobytes())
+
+
+def test_readme_launch_line_fuses_and_stops_on_sigint(readme_workspace, tmp_path, monkeypatch):
+    """The README's ros2 launch line with rviz:=false: the node fuses the remapped topics,
+    and SIGINT to ros2 launch (kill -INT, as Ctrl-C) ends it with code 0, node gone."""
+    pytest.importorskip("rclpy")
+    command = readme_command("ros2 launch").replace("rviz:=true", "rviz:=false")
+    topics = dict(re.findall(r"(thermal_topic|rgb_topic):=(\S+)", command))
+    env = dict(readme_workspace, ROS_DOMAIN_ID=str(LAUNCH_DOMAIN_ID + 3),
+               PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+    share = next(Path(p) for p in env["AMENT_PREFIX_PATH"].split(os.pathsep)
+                 if (Path(p) / "share" / PACKAGE / "config").is_dir()) / "share" / PACKAGE
+    for key, value in (("ROS_DOMAIN_ID", env["ROS_DOMAIN_ID"]),
+                       ("FASTDDS_DEFAULT_PROFILES_FILE",
+                        str(share / "config" / "fastdds_large_images.xml"))):
+        monkeypatch.setenv(key, value)  # this process joins the launch's domain
+    log = tmp_path / "launch.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(["bash", "-c", f"exec {command}"],
+                                   cwd=Path(env["HOME"]) / "ros2_ws", env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        fused = _feed_pairs(topics["thermal_topic"], topics["rgb_topic"], "/fused/image_raw",
+                            15, process, log)
+        node_pids = [int(pid) for pid in re.findall(r"process started with pid \[(\d+)\]",
+                                                    log.read_text())]
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    output = log.read_text()
+    assert fused, f"no /fused/image_raw from the README launch line:\n{output}"
+    assert code == 0, f"ros2 launch exit code {code} after SIGINT:\n{output}"
+    assert "process has finished cleanly" in output, output
+    assert node_pids, output
+    for pid in node_pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
