@@ -22,11 +22,13 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "fusion.launch.py"
 NODE_SOURCE = REPO / "thermal_visible_fusion" / "ros" / "fusion_node.py"
 
-LAUNCH_ARGUMENTS = {"thermal_topic", "rgb_topic", "params_file", "use_sim_time", "device",
-                    "namespace", "rviz"}
-EXEC_DEPENDS = {"rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "cv_bridge",
-                "message_filters", "launch", "launch_ros", "rviz2", "python3-numpy",
-                "python3-opencv"}
+LAUNCH_ARGUMENTS = {"thermal_topic", "rgb_topic", "thermal_info_topic", "rgb_info_topic",
+                    "params_file", "use_sim_time", "device", "namespace", "rviz"}
+# run-time imports -> rosdep keys; anything else the package imports comes from pip
+# (torch, rosbags, matplotlib, ...: README) or the standard library
+SYSTEM_MODULES = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml"}
+NOT_DEPENDED_ON = {"cv_bridge", "message_filters", "rviz2"}  # unused, or optional (rviz2)
+ROS_PYTHON_PACKAGES = {"rclpy", "launch", "launch_ros", "ament_index_python"}
 SHM_SEGMENT_MIN = 32 * 1024 * 1024
 
 
@@ -151,11 +153,42 @@ def test_package_xml_format_name_and_build_type():
         assert (root.findtext(tag) or "").strip(), f"package.xml lacks <{tag}>"
 
 
-def test_package_xml_exec_depends():
+def _imported_top_level_modules() -> set[str]:
+    """Top-level modules imported anywhere in the package and the launch file."""
+    found = set()
+    for path in [*(REPO / "thermal_visible_fusion").rglob("*.py"), LAUNCH_FILE]:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def _ros_dependencies(modules: set[str]) -> set[str]:
+    """The rosdep keys of imported modules: ROS message packages, ROS Python packages
+    and the system Python modules of SYSTEM_MODULES."""
+    keys = {SYSTEM_MODULES[m] for m in modules if m in SYSTEM_MODULES}
+    keys |= {m for m in modules if m.endswith(("_msgs", "_srvs", "_interfaces"))
+             or m in ROS_PYTHON_PACKAGES}
+    return keys
+
+
+def test_package_xml_exec_depends_are_what_the_code_imports():
     depends = {e.text.strip() for e in package_xml().iter()
                if e.tag in ("exec_depend", "depend") and e.text}
-    missing = EXEC_DEPENDS - depends
-    assert not missing, f"package.xml misses exec_depend on {sorted(missing)}"
+    imported = _ros_dependencies(_imported_top_level_modules())
+    assert imported == depends, (f"package.xml exec_depend misses {sorted(imported - depends)}"
+                                 f" and declares unused {sorted(depends - imported)}")
+    assert not depends & NOT_DEPENDED_ON
+
+
+def test_license_matches_package_xml_and_setup(distribution):
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("MIT License"), "LICENSE is not the MIT licence"
+    assert package_xml().findtext("license").strip() == "MIT"
+    setup_source = (REPO / "setup.py").read_text()
+    assert 'license="MIT"' in setup_source
 
 
 def test_versions_and_names_agree(distribution):
@@ -237,29 +270,22 @@ def test_launch_arguments(launch_file):
 
 # ----------------------------------------------------------------------------- rviz / Fast DDS
 
-def node_input_topics() -> dict[str, str]:
-    """The node's subscription topics (relative names), read from its source."""
-    tree = ast.parse(NODE_SOURCE.read_text())
-    topics = [call.args[1].value for call in ast.walk(tree)
-              if isinstance(call, ast.Call) and _call_name(call).endswith("create_subscription")
-              and len(call.args) > 1 and isinstance(call.args[1], ast.Constant)]
-    thermal = [t for t in topics if "thermal" in t]
-    rgb = [t for t in topics if "rgb" in t]
-    assert len(thermal) == 1 and len(rgb) == 1, topics
-    return {"thermal": thermal[0], "rgb": rgb[0]}
-
-
-def test_rviz_config_shows_inputs_and_fused_image():
+def test_rviz_config_shows_inputs_and_fused_image(launch_file):
+    """rviz/fusion.rviz shows the node's default names in the root namespace; the launch
+    file remaps exactly those to the topics it was given (RVIZ_TOPICS)."""
     config = yaml.safe_load((REPO / "rviz" / "fusion.rviz").read_text())
     displays = [d for d in config["Visualization Manager"]["Displays"]
                 if d["Class"] == "rviz_default_plugins/Image"]
     assert len(displays) == 3
     by_topic = {d["Topic"]["Value"]: d for d in displays}
-    inputs = node_input_topics()
-    # the node's relative input names, resolved in the root namespace
-    expected_inputs = {"/" + inputs["thermal"].lstrip("/"), "/" + inputs["rgb"].lstrip("/")}
-    assert set(by_topic) == expected_inputs | {"/fusion_node/fused"}
-    for topic in expected_inputs:  # camera topics are best effort (sensor data QoS)
+    rviz_topics = next(ast.literal_eval(node.value) for node in launch_file.tree.body
+                       if isinstance(node, ast.Assign)
+                       and any(getattr(t, "id", "") == "RVIZ_TOPICS" for t in node.targets))
+    assert set(by_topic) == set(rviz_topics) == {"/thermal/image_raw", "/rgb/image_raw",
+                                                 "/fused/image_raw"}
+    node_source = NODE_SOURCE.read_text()
+    assert '"fused/image_raw"' in node_source and '/image_raw"' in node_source
+    for topic in ("/thermal/image_raw", "/rgb/image_raw"):  # camera topics: best effort
         assert by_topic[topic]["Topic"]["Reliability Policy"] == "Best Effort"
     assert all(d.get("Enabled", True) for d in displays)
 
