@@ -53,7 +53,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from thermal_visible_fusion.pairing import RGB, THERMAL, StampPairer  # noqa: E402
+from thermal_visible_fusion.stream.pairing import RGB, THERMAL, StampPairer  # noqa: E402
 
 DEFAULT_MESSAGE_FILTERS = REPO_ROOT.parent / "shared" / "ros2" / "message_filters"
 MS = 1_000_000

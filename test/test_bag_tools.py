@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("rosbags")
 
 from thermal_visible_fusion.cli import main as tvf  # noqa: E402
-from thermal_visible_fusion.synthetic import SyntheticScene  # noqa: E402
+from thermal_visible_fusion.data.synthetic import SyntheticScene  # noqa: E402
 from thermal_visible_fusion.tools import bag_io  # noqa: E402
 from thermal_visible_fusion.tools.evaluate import TEMPORAL_KEYS  # noqa: E402
 from thermal_visible_fusion.tools.make_bag import DEFAULT_START_SEC  # noqa: E402

@@ -22,7 +22,7 @@ def test_benchmark_core_writes_fps_and_the_cpu_agreement(tmp_path, capsys, fresh
     for key, fps in result["engine_fps"].items():
         assert busy[key] > 0
         assert busy[f"{key}_ratio"] == pytest.approx(busy[key] / fps, abs=1e-3)
-    from thermal_visible_fusion.fusers.learned import load_model
+    from thermal_visible_fusion.learned.weights import load_model
     model = load_model(fresh_weights)
     assert result["learned_parameters"] == sum(p.numel() for p in model.parameters())
     # the CPU against itself: the same frames, bit for bit

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from thermal_visible_fusion.degradation import DegradationConfig, VideoDegradation
+from thermal_visible_fusion.data.degradation import DegradationConfig, VideoDegradation
+from thermal_visible_fusion.data.synthetic import SyntheticScene
 from thermal_visible_fusion.metrics.artefacts import block_grid_energy, block_grid_profile
-from thermal_visible_fusion.synthetic import SyntheticScene
 from thermal_visible_fusion.tools import benchmark_quality, quality_videos
 from thermal_visible_fusion.tools.quality_floors import floor_checks
 

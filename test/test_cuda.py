@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from thermal_visible_fusion.fusers.learned import CudaGraphStep, LearnedFuser, _restore
-from thermal_visible_fusion.synthetic import SyntheticScene
+from thermal_visible_fusion.data.synthetic import SyntheticScene
+from thermal_visible_fusion.fusers.learned import LearnedFuser
+from thermal_visible_fusion.learned.runtime import CudaGraphStep, _restore
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

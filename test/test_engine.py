@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from thermal_visible_fusion.engine import EngineConfig, FusionEngine, FusionResult
-from thermal_visible_fusion.thermal_normalizer import ThermalNormalizer
+from thermal_visible_fusion.stream.thermal_normalizer import ThermalNormalizer
 
 PERIOD_NS = 33_333_333  # 30 Hz
 H, W = 120, 160

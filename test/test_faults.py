@@ -22,7 +22,7 @@ from thermal_visible_fusion import params as param_table
 from thermal_visible_fusion import params_file
 from thermal_visible_fusion.engine import (MAX_ASPECT, MIN_SIDE, EngineConfig, FusionEngine,
                                            GeometryError)
-from thermal_visible_fusion.stream_stats import StampLossEstimator
+from thermal_visible_fusion.stream.stats import StampLossEstimator
 
 DOMAIN_BASE = 101 + os.getpid() % 100  # test_node_integration uses +0..+3
 S = 1_000_000_000
@@ -114,7 +114,7 @@ def test_params_file_sections_and_unknown_names(tmp_path):
 
 
 def test_encoding_string_is_cut_in_the_error():
-    from thermal_visible_fusion.image_codec import ImageFormatError, decode_rgb
+    from thermal_visible_fusion.stream.image_codec import ImageFormatError, decode_rgb
     with pytest.raises(ImageFormatError) as error:
         decode_rgb("x" * 10_000, 1, 1, 3, 0, b"abc")
     assert len(str(error.value)) < 200 and "10000 chars" in str(error.value)
@@ -131,7 +131,7 @@ from std_msgs.msg import Header  # noqa: E402
 from thermal_visible_fusion.ros.harness import (NodeProcess, PairClient, dds_environment,  # noqa: E402
                                                 paced, process_rss_mb, reset_storm)
 from thermal_visible_fusion.ros.messages import image_message  # noqa: E402
-from thermal_visible_fusion.synthetic import SyntheticScene  # noqa: E402
+from thermal_visible_fusion.data.synthetic import SyntheticScene  # noqa: E402
 
 
 class Clock:
@@ -341,8 +341,8 @@ def test_reset_storm_under_load_answers_every_call(session):
 @pytest.fixture(scope="module")
 def learned_weights(tmp_path_factory) -> Path:
     """A valid learned fuser of our own (the shipped file may be in retraining)."""
-    from thermal_visible_fusion.fusers.learned import save_weights
-    from thermal_visible_fusion.model import StreamingFusionNet
+    from thermal_visible_fusion.learned.model import StreamingFusionNet
+    from thermal_visible_fusion.learned.weights import save_weights
     return save_weights(StreamingFusionNet(), tmp_path_factory.mktemp("weights") / "w.pt")
 
 

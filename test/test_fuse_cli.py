@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from thermal_visible_fusion.cli import main as tvf
-from thermal_visible_fusion.model import StreamingRunner
+from thermal_visible_fusion.learned.runtime import StreamingRunner
 
 N, W, H = 8, 64, 48
 
@@ -78,10 +78,10 @@ def test_lookahead_needs_the_learned_fuser_with_memory(frames, tmp_path, capsys,
 
 def _expected(frames: Path, weights: Path, lookahead: int) -> list[np.ndarray]:
     """What the network gives offline for each frame, in order: the look-ahead runner's
-    restored pairs (model.StreamingRunner, eager), fused by the multi-scale rule with the
+    restored pairs (learned.runtime.StreamingRunner, eager), fused by the multi-scale rule with the
     frame's chroma, as the learned fuser does."""
     from thermal_visible_fusion.fusers.classic import MultiScaleFuser, merge_luma
-    from thermal_visible_fusion.fusers.learned import load_model
+    from thermal_visible_fusion.learned.weights import load_model
 
     model = load_model(weights)
     thermal = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((frames / "ir").iterdir())]

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import thermal_visible_fusion.fusers as fusers
+from thermal_visible_fusion.data.synthetic import SyntheticScene
 from thermal_visible_fusion.fusers import (CLASSIC_FUSERS, FUSER_NAMES, MultiScaleFuser,
                                            create_fuser)
-from thermal_visible_fusion.synthetic import SyntheticScene
+from thermal_visible_fusion.learned import weights as learned_weights
 
 CLASSIC = sorted(CLASSIC_FUSERS)
 
@@ -170,7 +171,7 @@ def test_create_fuser_rejects_unknown_names(name):
 def test_auto_without_learned_weights_fuses_and_does_not_warn(monkeypatch, tmp_path, recwarn):
     # Whether or not the learned fuser's code is installed, with no weights
     # on disk "auto" must quietly give a working fuser.
-    monkeypatch.setattr(fusers, "default_weights", lambda: None)
+    monkeypatch.setattr(learned_weights, "default_weights", lambda: None)
     fuser, warning = create_fuser("auto", device="cpu")
     assert warning is None
     assert len(recwarn) == 0
@@ -181,7 +182,7 @@ def test_auto_without_learned_weights_fuses_and_does_not_warn(monkeypatch, tmp_p
 
 
 def test_learned_without_any_weights_falls_back_with_a_warning(monkeypatch):
-    monkeypatch.setattr(fusers, "default_weights", lambda: None)
+    monkeypatch.setattr(learned_weights, "default_weights", lambda: None)
     fuser, warning = create_fuser("learned")
     assert fuser.name == fusers.FALLBACK_FUSER
     assert warning and "weights" in warning
@@ -192,7 +193,7 @@ def test_auto_uses_the_shipped_weights_when_they_load(monkeypatch, request):
     file itself loads is test_shipped_weights' business)."""
     pytest.importorskip("torch")
     weights = request.getfixturevalue("fresh_weights")
-    monkeypatch.setattr(fusers, "default_weights", lambda: weights)
+    monkeypatch.setattr(learned_weights, "default_weights", lambda: weights)
     fuser, warning = create_fuser("auto", device="cpu")
     assert warning is None and fuser.name == "learned"
     assert fuser.weights == weights
@@ -209,7 +210,7 @@ def test_shipped_weights_that_do_not_load_fall_back_naming_the_file(monkeypatch,
     stale = tmp_path / "streaming_fusion.pt"
     torch.save({"format": "tvf-streaming-fusion", "version": 1, "config": {},
                 "state_dict": {}}, stale)
-    monkeypatch.setattr(fusers, "default_weights", lambda: stale)
+    monkeypatch.setattr(learned_weights, "default_weights", lambda: stale)
     fuser, warning = create_fuser(name, device="cpu")
     assert fuser.name == fusers.FALLBACK_FUSER
     assert warning and str(stale) in warning and "version" in warning

@@ -13,21 +13,13 @@ import struct
 
 import cv2
 
-from thermal_visible_fusion.image_codec import (
-    ENCODINGS,
-    RGB_ENCODINGS,
-    THERMAL_ENCODINGS,
-    ImageFormatError,
-    decode_compressed,
-    decode_compressed_rgb,
-    decode_compressed_thermal,
-    decode_image,
-    decode_rgb,
-    decode_thermal,
-    encode_compressed,
-    encode_image,
-    encodings_markdown,
-)
+from thermal_visible_fusion.stream.image_codec import (ENCODINGS, RGB_ENCODINGS,
+                                                       THERMAL_ENCODINGS, ImageFormatError,
+                                                       decode_compressed, decode_compressed_rgb,
+                                                       decode_compressed_thermal, decode_image,
+                                                       decode_rgb, decode_thermal,
+                                                       encode_compressed, encode_image,
+                                                       encodings_markdown)
 
 GARBAGE = 0xAB  # padding filler, so a decoder that reads padding gets wrong pixels
 
@@ -410,7 +402,7 @@ def test_zero_copy_where_no_conversion_is_needed(encoding: str, decode) -> None:
 
 def test_docs_quote_the_encodings_table() -> None:
     docs = Path(__file__).resolve().parents[1] / "docs" / "encodings.md"
-    assert encodings_markdown() in docs.read_text(), "regenerate: python -m thermal_visible_fusion.image_codec"
+    assert encodings_markdown() in docs.read_text(), "regenerate: python -m thermal_visible_fusion.stream.image_codec"
 
 
 # --- encode -------------------------------------------------------------------

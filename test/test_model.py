@@ -17,14 +17,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from thermal_visible_fusion.data.synthetic import SyntheticScene
 from thermal_visible_fusion.fusers.classic import MultiScaleFuser
-from thermal_visible_fusion.fusers.learned import (WEIGHTS_FORMAT, LearnedFuser, WeightsError,
-                                                   load_model, load_weights, save_weights)
-from thermal_visible_fusion.model import (ModelConfig, StreamingFusionNet, StreamingRunner,
-                                          _rate, alignment_key, block_flow, column_offsets,
-                                          deblur_kernel, fuse_sequence, multiscale_fuse,
-                                          noise_level, shift)
-from thermal_visible_fusion.synthetic import SyntheticScene
+from thermal_visible_fusion.fusers.learned import LearnedFuser
+from thermal_visible_fusion.learned.model import (ModelConfig, StreamingFusionNet, _rate,
+                                                  alignment_key, block_flow, column_offsets,
+                                                  deblur_kernel, multiscale_fuse, noise_level,
+                                                  shift)
+from thermal_visible_fusion.learned.runtime import StreamingRunner, fuse_sequence
+from thermal_visible_fusion.learned.weights import (WEIGHTS_FORMAT, WeightsError, load_model,
+                                                    load_weights, save_weights)
 from thermal_visible_fusion.training.degrade import gaussian_blur
 
 torch.set_num_threads(1)

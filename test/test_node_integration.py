@@ -21,7 +21,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from thermal_visible_fusion.ros.harness import NodeProcess, PairClient, dds_environment, paced  # noqa: E402
 from thermal_visible_fusion.ros.messages import image_message  # noqa: E402
-from thermal_visible_fusion.synthetic import SyntheticScene  # noqa: E402
+from thermal_visible_fusion.data.synthetic import SyntheticScene  # noqa: E402
 
 DOMAIN_ID = 101 + os.getpid() % 100
 

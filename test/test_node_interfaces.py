@@ -21,10 +21,10 @@ from rcl_interfaces.srv import SetParameters  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from thermal_visible_fusion.image_codec import encode_compressed  # noqa: E402
+from thermal_visible_fusion.stream.image_codec import encode_compressed  # noqa: E402
 from thermal_visible_fusion.ros.harness import NodeProcess, PairClient, dds_environment, paced  # noqa: E402
 from thermal_visible_fusion.ros.messages import qos_by_name  # noqa: E402
-from thermal_visible_fusion.synthetic import SyntheticScene  # noqa: E402
+from thermal_visible_fusion.data.synthetic import SyntheticScene  # noqa: E402
 
 DOMAIN_ID = 101 + os.getpid() % 100 + 20  # test_node_integration +0..3, test_faults +10..14
 NS = "/robot1"

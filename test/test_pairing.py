@@ -1,4 +1,4 @@
-"""Tests for thermal_visible_fusion.pairing.StampPairer (ROS-free)."""
+"""Tests for thermal_visible_fusion.stream.pairing.StampPairer (ROS-free)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from thermal_visible_fusion.pairing import RGB, THERMAL, Pair, StampPairer
+from thermal_visible_fusion.stream.pairing import RGB, THERMAL, Pair, StampPairer
 
 MS = 1_000_000
 PERIOD_30HZ = 33_333_333
@@ -189,7 +189,7 @@ def test_offset_cameras_pair_without_delay_once_the_rate_is_known(rgb_first):
     """Rate-aware (the node's pairer): after STEP_MIN_SAMPLES frames a steady camera's
     next stamp is known to be a period away, so a pair 5 ms apart cannot lose its
     partner to it: the pair comes out with its second message, not a frame later."""
-    from thermal_visible_fusion.pairing import STEP_MIN_SAMPLES
+    from thermal_visible_fusion.stream.pairing import STEP_MIN_SAMPLES
 
     n = 60
     thermal = [i * PERIOD_30HZ for i in range(n)]

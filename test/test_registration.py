@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from thermal_visible_fusion.engine import EngineConfig, FusionEngine
-from thermal_visible_fusion.registration import (camera_info_homography, intrinsics_problem,
-                                                 plane_homography, rpy_matrix, scaled_intrinsics)
+from thermal_visible_fusion.stream.registration import (camera_info_homography,
+                                                        intrinsics_problem, plane_homography,
+                                                        rpy_matrix, scaled_intrinsics)
 
 K_THERMAL = [400.0, 0.0, 160.0, 0.0, 400.0, 120.0, 0.0, 0.0, 1.0]     # 320x240
 K_RGB = [800.0, 0.0, 330.0, 0.0, 790.0, 235.0, 0.0, 0.0, 1.0]         # 640x480

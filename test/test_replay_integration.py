@@ -16,10 +16,10 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("rosbags")
 
-from thermal_visible_fusion.image_codec import decode_compressed_rgb, decode_rgb  # noqa: E402
+from thermal_visible_fusion.stream.image_codec import decode_compressed_rgb, decode_rgb  # noqa: E402
 from thermal_visible_fusion.ros.harness import (NodeProcess, PairClient,  # noqa: E402
                                                 dds_environment)
-from thermal_visible_fusion.synthetic import SyntheticScene  # noqa: E402
+from thermal_visible_fusion.data.synthetic import SyntheticScene  # noqa: E402
 from thermal_visible_fusion.tools import bag_io  # noqa: E402
 
 DOMAIN_ID = 31 + os.getpid() % 50

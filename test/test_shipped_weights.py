@@ -16,15 +16,16 @@ import torch
 
 from thermal_visible_fusion import fusers
 from thermal_visible_fusion.fusers.classic import MultiScaleFuser
+from thermal_visible_fusion.learned.weights import default_weights
 
 FRAMES = 20  # every frame of an evaluation clip
 
 
 def shipped():
     """(path, model) of the shipped weights; the test fails when they are not usable."""
-    from thermal_visible_fusion.fusers.learned import WeightsError, load_model
+    from thermal_visible_fusion.learned.weights import WeightsError, load_model
 
-    path = fusers.default_weights()
+    path = default_weights()
     if path is None:
         pytest.fail("no weights shipped: thermal_visible_fusion/weights/streaming_fusion.pt "
                     "(or .safetensors) is missing", pytrace=False)
@@ -62,7 +63,7 @@ def tensor(a: np.ndarray) -> torch.Tensor:
 
 
 def test_the_shipped_weights_load_and_auto_uses_them():
-    from thermal_visible_fusion.fusers.learned import load_weights
+    from thermal_visible_fusion.learned.weights import load_weights
 
     path, _ = shipped()
     _, _, meta = load_weights(path)

@@ -8,13 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from thermal_visible_fusion.sources import (
-    FramePair,
-    SideBySideWriter,
-    list_frames,
-    open_pair,
-    tile,
-)
+from thermal_visible_fusion.data.sources import (FramePair, SideBySideWriter, list_frames,
+                                                 open_pair, tile)
 
 H, W = 12, 16
 

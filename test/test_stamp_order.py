@@ -2,7 +2,7 @@
 
 import pytest
 
-from thermal_visible_fusion.stamp_order import StampOrder, StampOrderError, Verdict
+from thermal_visible_fusion.stream.stamp_order import StampOrder, StampOrderError, Verdict
 
 S = 1_000_000_000
 PERIOD = S // 30

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from thermal_visible_fusion.stream_stats import LatencyWindow, RateWindow, StampLossEstimator
+from thermal_visible_fusion.stream.stats import LatencyWindow, RateWindow, StampLossEstimator
 
 PERIOD_NS = 33_333_333  # 30 Hz
 T0 = 1_700_000_000 * 10**9  # a realistic epoch stamp

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from thermal_visible_fusion.thermal_normalizer import ThermalNormalizer
+from thermal_visible_fusion.stream.thermal_normalizer import ThermalNormalizer
 
 
 def scene(height: int = 120, width: int = 160, low: int = 3000, high: int = 5000) -> np.ndarray:

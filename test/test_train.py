@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from thermal_visible_fusion import train
-from thermal_visible_fusion.fusers.learned import DEFAULT_WEIGHTS, LearnedFuser, load_weights
-from thermal_visible_fusion.model import ModelConfig, StreamingFusionNet
+from thermal_visible_fusion.fusers.learned import LearnedFuser
+from thermal_visible_fusion.learned.model import ModelConfig, StreamingFusionNet
+from thermal_visible_fusion.learned.weights import DEFAULT_WEIGHTS, load_weights
+from thermal_visible_fusion.training import train
 from thermal_visible_fusion.training.data import ClipConfig, ClipSampler, discover
 from thermal_visible_fusion.training.degrade import DegradeConfig, degrade_clip
 

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("thermal_visible_fusion.ros.benchmark", "throughput and latency of the running node"),
     "benchmark-core": ("thermal_visible_fusion.tools.benchmark_core",
                        "engine fps per fuser, diagnostics and metric cost (CPU or GPU)"),
-    "train": ("thermal_visible_fusion.train", "train the streaming fusion network"),
+    "train": ("thermal_visible_fusion.training.train", "train the streaming fusion network"),
     "make-bag": ("thermal_visible_fusion.tools.make_bag",
                  "write an mp4 pair or two frame folders into a rosbag2 bag"),
     "evaluate": ("thermal_visible_fusion.tools.evaluate",

@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 
 from thermal_visible_fusion.fusers import Fuser, create_fuser
-from thermal_visible_fusion.params import normalized_homography
 from thermal_visible_fusion.metrics.temporal import TemporalMonitor, TemporalSample
-from thermal_visible_fusion.thermal_normalizer import ThermalNormalizer
+from thermal_visible_fusion.params import normalized_homography
+from thermal_visible_fusion.stream.thermal_normalizer import ThermalNormalizer
 
 # Degenerate geometry is refused before any work: a 1x4000 frame is within max_pixels
 # but its diagnostics would be upscaled to 160x640000 (GBs), and OpenCV's remap and

@@ -7,23 +7,14 @@ fuser otherwise, so the node always fuses, with or without trained weights.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from thermal_visible_fusion.fusers.base import Fuser
 from thermal_visible_fusion.fusers.classic import AverageFuser, MaxFuser, MultiScaleFuser
+from thermal_visible_fusion.learned import weights as learned_weights  # no torch
 
 CLASSIC_FUSERS = {"average": AverageFuser, "max": MaxFuser, "multiscale": MultiScaleFuser}
 FALLBACK_FUSER = "multiscale"
 FUSER_NAMES = ("auto", "learned", *CLASSIC_FUSERS)
-
-
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-SHIPPED_WEIGHTS = (WEIGHTS_DIR / "streaming_fusion.pt", WEIGHTS_DIR / "streaming_fusion.safetensors")
-
-
-def default_weights() -> Path | None:
-    """The shipped weights file, or None when the package ships none."""
-    return next((path for path in SHIPPED_WEIGHTS if path.is_file()), None)
 
 
 def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
@@ -39,18 +30,18 @@ def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
         raise ValueError(f"unknown fuser {name!r}; choose one of {', '.join(FUSER_NAMES)}")
     if name in CLASSIC_FUSERS:
         return CLASSIC_FUSERS[name](), None
-    path = weights or default_weights()
+    path = weights or learned_weights.default_weights()
     if path is None:
         if name == "auto":
             return MultiScaleFuser(), None  # no trained weights shipped: the fallback is the default
         return MultiScaleFuser(), f"no weights shipped or given; falling back to {FALLBACK_FUSER}"
     try:  # checked before importing torch, so classic-only installs never need it
-        from thermal_visible_fusion.fusers.learned import LearnedFuser, WeightsError
+        from thermal_visible_fusion.fusers.learned import LearnedFuser
     except ImportError as error:
         return MultiScaleFuser(), f"learned fuser needs torch ({error}); falling back to {FALLBACK_FUSER}"
     try:
         fuser = LearnedFuser(path, device=device, use_memory=use_memory, lookahead=lookahead)
-    except WeightsError as error:
+    except learned_weights.WeightsError as error:
         return MultiScaleFuser(), f"{_brief(str(error))}; falling back to {FALLBACK_FUSER}"
     except (RuntimeError, MemoryError) as error:  # a valid config too big to build, ...
         return MultiScaleFuser(), (f"cannot build the learned fuser from {path}: "
@@ -70,4 +61,4 @@ def _brief(text: str, limit: int = 400) -> str:
 
 
 __all__ = ["Fuser", "AverageFuser", "MaxFuser", "MultiScaleFuser", "create_fuser",
-           "CLASSIC_FUSERS", "FUSER_NAMES", "FALLBACK_FUSER", "default_weights"]
+           "CLASSIC_FUSERS", "FUSER_NAMES", "FALLBACK_FUSER"]

@@ -92,7 +92,7 @@ def main(args) -> int:
 def _messages(width: int, height: int, count: int = 30):
     """Pre-encoded frames so publishing costs the benchmark as little as possible."""
     from thermal_visible_fusion.ros.messages import image_message
-    from thermal_visible_fusion.synthetic import SyntheticScene
+    from thermal_visible_fusion.data.synthetic import SyntheticScene
 
     scene = SyntheticScene(width, height)
     return [(image_message(t), image_message(r)) for t, r in (scene.frame(i) for i in range(count))]

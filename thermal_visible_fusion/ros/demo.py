@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from thermal_visible_fusion.frame_diagnostics import TEMPORAL_KEYS
+from thermal_visible_fusion.stream.frame_diagnostics import TEMPORAL_KEYS
 
 
 
@@ -46,12 +46,12 @@ def frame_source(args):
     if bool(args.ir) != bool(args.rgb):
         raise SystemExit("--ir and --rgb go together")
     if args.ir:
-        from thermal_visible_fusion.sources import open_pair
+        from thermal_visible_fusion.data.sources import open_pair
         source = open_pair(args.ir, args.rgb)
         rate = args.rate or source.fps or 30.0
         count = min(args.frames, len(source))
         return ((p.thermal, p.rgb) for p, _ in zip(source, range(count))), count, rate
-    from thermal_visible_fusion.synthetic import SyntheticScene
+    from thermal_visible_fusion.data.synthetic import SyntheticScene
     scene = SyntheticScene(args.width, args.height,
                            thermal_dtype="uint16" if args.thermal_16bit else "uint8")
     frames = (scene.frame(i) for i in range(args.frames))
@@ -104,9 +104,9 @@ def main(args) -> int:
 
 
 def write_outputs(out: Path, published: dict, received, rate: float, elapsed: float) -> dict:
-    from thermal_visible_fusion.image_codec import decode_rgb
+    from thermal_visible_fusion.stream.image_codec import decode_rgb
     from thermal_visible_fusion.ros.harness import rounded_percentile
-    from thermal_visible_fusion.sources import SideBySideWriter, tile
+    from thermal_visible_fusion.data.sources import SideBySideWriter, tile
 
     stamps = sorted(received.fused)
     writer = SideBySideWriter(out / "fused.mp4", rate)

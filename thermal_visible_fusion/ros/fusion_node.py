@@ -44,16 +44,17 @@ from std_srvs.srv import Trigger
 from thermal_visible_fusion import params as param_table
 from thermal_visible_fusion import params_file
 from thermal_visible_fusion.engine import EngineConfig, FusionEngine, geometry_problem
-from thermal_visible_fusion.frame_diagnostics import format_value, frame_values, status_message
-from thermal_visible_fusion.image_codec import ImageFormatError
-from thermal_visible_fusion.pairing import RGB, THERMAL, Pair, StampPairer
-from thermal_visible_fusion.registration import camera_info_homography, intrinsics_problem
-from thermal_visible_fusion.stamp_order import StampOrder, StampOrderError, Verdict
 from thermal_visible_fusion.ros.messages import (camera_info_for, compressed_message,
                                                  compressed_rgb_array, compressed_thermal_array,
-                                                 image_message, qos_by_name, rgb_array,
-                                                 stamp_ns, thermal_array)
-from thermal_visible_fusion.stream_stats import LatencyWindow, RateWindow, StampLossEstimator
+                                                 image_message, qos_by_name, rgb_array, stamp_ns,
+                                                 thermal_array)
+from thermal_visible_fusion.stream.frame_diagnostics import (format_value, frame_values,
+                                                             status_message)
+from thermal_visible_fusion.stream.image_codec import ImageFormatError
+from thermal_visible_fusion.stream.pairing import RGB, THERMAL, Pair, StampPairer
+from thermal_visible_fusion.stream.registration import camera_info_homography, intrinsics_problem
+from thermal_visible_fusion.stream.stamp_order import StampOrder, StampOrderError, Verdict
+from thermal_visible_fusion.stream.stats import LatencyWindow, RateWindow, StampLossEstimator
 
 LOG_THROTTLE_S = 5.0
 STALL_SUMMARY_S = 60.0  # a stalled input is logged on entering the state, then this often

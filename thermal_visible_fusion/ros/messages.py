@@ -10,8 +10,8 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.qos import HistoryPolicy, ReliabilityPolicy, DurabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from thermal_visible_fusion import image_codec
-from thermal_visible_fusion.image_codec import decode_rgb, decode_thermal, encode_image
+from thermal_visible_fusion.stream import image_codec
+from thermal_visible_fusion.stream.image_codec import decode_rgb, decode_thermal, encode_image
 
 
 def qos_by_name(name: str, depth: int = 5) -> QoSProfile:

@@ -165,7 +165,7 @@ class Player:
     def _convert(self, route: Route, connection, raw) -> bytes | None:
         """CDR bytes of the converted message; None (counted, the first one said) when
         the data cannot be converted."""
-        from thermal_visible_fusion.image_codec import ImageFormatError
+        from thermal_visible_fusion.stream.image_codec import ImageFormatError
         from thermal_visible_fusion.tools import bag_io
 
         store = bag_io.typestore()

@@ -75,10 +75,10 @@ def nominal_camera_info(width: int, height: int, hfov_deg: float, frame_id: str)
 
 def _frames(ir: str, rgb: str, count: int, thermal_16bit: bool):
     if ir or rgb:
-        from thermal_visible_fusion.sources import open_pair
+        from thermal_visible_fusion.data.sources import open_pair
         source = open_pair(ir, rgb)
         return [(p.thermal, p.rgb) for p, _ in zip(source, range(count))]
-    from thermal_visible_fusion.synthetic import SyntheticScene
+    from thermal_visible_fusion.data.synthetic import SyntheticScene
     scene = SyntheticScene(thermal_dtype="uint16" if thermal_16bit else "uint8")
     return [scene.frame(i) for i in range(count)]
 

@@ -6,7 +6,7 @@ rosbag2 version 9 in the ``mcap`` (default) or ``sqlite3`` storage, readable by
 with the ROS 2 Humble type store; ``sensor_msgs/Image``, ``CameraInfo`` and
 ``diagnostic_msgs/DiagnosticArray`` are identical in every later distribution.
 
-Images go through :mod:`thermal_visible_fusion.image_codec`, so every encoding
+Images go through :mod:`thermal_visible_fusion.stream.image_codec`, so every encoding
 the node accepts (mono8/16, 32FC1, bgr8/16, rgb8, Bayer, yuv422, ...) can be read,
 from ``sensor_msgs/Image`` and from ``sensor_msgs/CompressedImage`` (image_transport's
 ``compressed`` and ``compressedDepth`` formats) alike; images can be written either way.
@@ -31,10 +31,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from thermal_visible_fusion.image_codec import (decode_compressed, decode_compressed_rgb,
-                                                decode_compressed_thermal, decode_image,
-                                                decode_rgb, decode_thermal, encode_compressed,
-                                                encode_image)
+from thermal_visible_fusion.stream.image_codec import (decode_compressed, decode_compressed_rgb,
+                                                       decode_compressed_thermal, decode_image,
+                                                       decode_rgb, decode_thermal,
+                                                       encode_compressed, encode_image)
 
 __all__ = [
     "CAMERA_INFO", "COMPRESSED_IMAGE", "DIAGNOSTIC_ARRAY", "IMAGE", "IMAGE_TYPES", "STORAGES",

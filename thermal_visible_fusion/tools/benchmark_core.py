@@ -132,7 +132,7 @@ def main(args) -> int:
     from thermal_visible_fusion.engine import EngineConfig, FusionEngine
     from thermal_visible_fusion.metrics.image import compute_all
     from thermal_visible_fusion.metrics.temporal import TemporalMonitor
-    from thermal_visible_fusion.synthetic import SyntheticScene
+    from thermal_visible_fusion.data.synthetic import SyntheticScene
 
     if args.threads:
         torch.set_num_threads(args.threads)

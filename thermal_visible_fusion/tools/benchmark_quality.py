@@ -117,7 +117,7 @@ def evaluate_scene(scene: Path, overrides: dict, args) -> dict[str, list[float]]
     from thermal_visible_fusion.engine import EngineConfig, FusionEngine
     from thermal_visible_fusion.metrics.image import compute_all
     from thermal_visible_fusion.metrics.temporal import flow_distance
-    from thermal_visible_fusion.sources import open_pair
+    from thermal_visible_fusion.data.sources import open_pair
 
     overrides = dict(overrides)
     clean_ir, clean_vis = overrides.pop("clean", (not args.degraded, not args.degraded))

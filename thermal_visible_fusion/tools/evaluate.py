@@ -64,8 +64,8 @@ from pathlib import Path
 
 import numpy as np
 
-from thermal_visible_fusion.frame_diagnostics import (TEMPORAL_KEYS, format_value, frame_values,
-                                                      status_message)
+from thermal_visible_fusion.stream.frame_diagnostics import (TEMPORAL_KEYS, format_value,
+                                                             frame_values, status_message)
 
 # the node's relative output names, resolved in the root namespace
 FUSED_TOPIC = "/fused/image_raw"
@@ -151,7 +151,7 @@ def node_parameters(args) -> dict:
     values["homography"] = [float(v) for v in values.get("homography") or []]
     problems = param_table.validate_all(values)
     if args.lookahead:
-        from thermal_visible_fusion.lookahead import lookahead_problem
+        from thermal_visible_fusion.learned.lookahead import lookahead_problem
         problem = lookahead_problem(args.lookahead, values["fuser"], values["use_memory"])
         if problem:
             problems.append(problem.replace("--no-memory", "use_memory false"))
@@ -217,8 +217,8 @@ class Evaluation:
 
     def __init__(self, args, params: dict):
         from thermal_visible_fusion.engine import EngineConfig, FusionEngine
-        from thermal_visible_fusion.pairing import StampPairer
-        from thermal_visible_fusion.lookahead import DelayedEngine
+        from thermal_visible_fusion.stream.pairing import StampPairer
+        from thermal_visible_fusion.learned.lookahead import DelayedEngine
 
         self.args = args
         self.params = params
@@ -252,10 +252,10 @@ class Evaluation:
 
     def run(self, bag: Path, out_bag: Path) -> None:
         from thermal_visible_fusion.engine import geometry_problem
-        from thermal_visible_fusion.image_codec import ImageFormatError
-        from thermal_visible_fusion.image_codec import OversizeImageError
-        from thermal_visible_fusion.tools.bag_io import (COMPRESSED_IMAGE, DIAGNOSTIC_ARRAY, IMAGE,
-                                                         IMAGE_TYPES, BagWriter,
+        from thermal_visible_fusion.stream.image_codec import ImageFormatError
+        from thermal_visible_fusion.stream.image_codec import OversizeImageError
+        from thermal_visible_fusion.tools.bag_io import (COMPRESSED_IMAGE, DIAGNOSTIC_ARRAY,
+                                                         IMAGE, IMAGE_TYPES, BagWriter,
                                                          decode_image_message, guess_pair_topics,
                                                          open_reader, progress, read_messages,
                                                          stamp_ns_of, typestore)
@@ -381,7 +381,7 @@ class Evaluation:
             row.update(self.image_metrics(result.fused, result.thermal, rgb.image))
         self.rows.append(row)
         if index in self.sample_at:
-            from thermal_visible_fusion.sources import tile
+            from thermal_visible_fusion.data.sources import tile
             self.samples.append((index, _shrink(tile(result.thermal, rgb.image, result.fused))))
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 
 from thermal_visible_fusion.fusers import CLASSIC_FUSERS, FALLBACK_FUSER, FUSER_NAMES
-from thermal_visible_fusion.lookahead import DelayedEngine, lookahead_problem
+from thermal_visible_fusion.learned.lookahead import DelayedEngine, lookahead_problem
 from thermal_visible_fusion.tools.output_dir import check_output, staged_output
 
 
@@ -55,7 +55,7 @@ def _fail(message: str) -> int:
 
 def main(args) -> int:
     from thermal_visible_fusion.engine import EngineConfig, FusionEngine
-    from thermal_visible_fusion.sources import open_pair
+    from thermal_visible_fusion.data.sources import open_pair
 
     problem = lookahead_problem(args.lookahead, args.fuser, not args.no_memory)
     if problem:

@@ -123,7 +123,7 @@ def stamp_plan(count: int, fps: float, offset_ms: float, jitter_ms: float, seed:
 
 
 def make_bag(args) -> dict:
-    from thermal_visible_fusion.sources import open_pair
+    from thermal_visible_fusion.data.sources import open_pair
     from thermal_visible_fusion.tools.bag_io import BagWriter, progress
     from thermal_visible_fusion.tools.output_dir import check_output, staged_output
 

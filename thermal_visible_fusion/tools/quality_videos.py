@@ -130,10 +130,10 @@ def run_video(video: VideoPair, condition: str, rows: list[tuple[str, dict]], ar
     condition, the number of frames fused and the degradation's parameters."""
     import cv2
 
-    from thermal_visible_fusion.degradation import DegradationConfig, VideoDegradation
+    from thermal_visible_fusion.data.degradation import DegradationConfig, VideoDegradation
     from thermal_visible_fusion.engine import EngineConfig, FusionEngine
     from thermal_visible_fusion.metrics.temporal import visible_flow
-    from thermal_visible_fusion.sources import open_pair
+    from thermal_visible_fusion.data.sources import open_pair
 
     engines = {label: FusionEngine(EngineConfig(weights=args.weights, device=args.device,
                                                 **overrides))

@@ -27,7 +27,7 @@ def is_vifb_folder(folder: Path) -> bool:
 
 
 def images(folder: Path, names: str | None) -> list[str]:
-    from thermal_visible_fusion.sources import IMAGE_EXTENSIONS
+    from thermal_visible_fusion.data.sources import IMAGE_EXTENSIONS
 
     found = sorted(p.stem for p in (folder / "ir").iterdir()
                    if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -40,7 +40,7 @@ def images(folder: Path, names: str | None) -> list[str]:
 
 
 def _path(folder: Path, stem: str) -> Path:
-    from thermal_visible_fusion.sources import IMAGE_EXTENSIONS
+    from thermal_visible_fusion.data.sources import IMAGE_EXTENSIONS
 
     return next(p for p in sorted(folder.iterdir())
                 if p.stem == stem and p.suffix.lower() in IMAGE_EXTENSIONS)

@@ -1,5 +1,4 @@
-"""Training data of the streaming fusion network: real clips and their degradations.
-
-The entry point is ``thermal_visible_fusion.train`` (``tvf train``), which holds the
-training loop and the losses.  Nothing here is needed at inference time.
+"""Training of the streaming fusion network: the loop and the losses (``train``, run as
+``tvf train``), real clips and still pairs (``data``) and their degradations (``degrade``).
+Nothing here is needed at inference time.
 """

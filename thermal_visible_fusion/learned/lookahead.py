@@ -1,6 +1,6 @@
 """Offline look-ahead: hand each fused frame back with the pair it belongs to.
 
-The learned fuser with ``lookahead=K`` answers K frames late (see ``model.StreamingRunner``);
+The learned fuser with ``lookahead=K`` answers K frames late (see ``runtime.StreamingRunner``);
 ``tvf fuse`` and ``tvf evaluate`` use ``DelayedEngine`` so every output still carries
 its own frame's name, stamp and sources.
 """

@@ -40,17 +40,15 @@ Per frame, with the memory (``MemoryState``) of the frames before:
    mix, restores the frame.  Image-wide: no block or seam artefacts.
 5. **Fusion**: ``multiscale_fuse`` of the restored frames.
 
-``StreamingRunner`` carries the memory across a stream, with an optional look-ahead of k
-frames (frame t's output averages the forward-memory output with one from a memory run
-from frame t+k down to t); ``fuse_sequence`` does it offline.
+``learned.runtime.StreamingRunner`` carries the memory across a stream (with an optional
+look-ahead); ``learned.runtime.fuse_sequence`` does it offline.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -444,89 +442,3 @@ def _pad(x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
     ph, pw = max(-h % STRIDE, 2 * STRIDE - h), max(-w % STRIDE, 2 * STRIDE - w)
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-
-
-# --------------------------------------------------------------------------- streaming
-
-class StreamingRunner:
-    """Feeds a stream of frames through the model, carrying the memory.
-
-    ``push`` returns the restored pair, (1,2,H,W): IR then visible, ready to fuse.
-    ``lookahead=0``: the restored pair of the frames just pushed.
-    ``lookahead=k``: the output is delayed by k frames; ``push`` returns the output
-    of the pair pushed k calls earlier: call i returns frame max(0, i - k), so frame 0 is
-    repeated while the window fills and every call returns exactly one frame; ``flush``
-    returns the frames after the last one returned (``fuse_sequence`` does it all offline).
-    A delayed frame t is the average of the forward-memory output (memory of frames ..t-1)
-    and a backward-memory output (memory run from frame t+k down to t+1, then applied to t).
-
-    Tensors are (1,1,H,W) in [0, 1] on the model's device.  ``use_memory=False`` runs every
-    frame with an empty memory (and disables look-ahead, which needs the memory).
-    ``step(ir, vis, state) -> (restored pair, new_state)`` replaces the model call (e.g. a
-    traced version of it, see ``fusers/learned.py``).
-    """
-
-    def __init__(self, model: StreamingFusionNet, use_memory: bool = True, lookahead: int = 0,
-                 step: Callable | None = None):
-        if lookahead < 0:
-            raise ValueError("lookahead must be >= 0")
-        self.model = model
-        self.step = step or self._model_step
-        self.use_memory = use_memory
-        self.lookahead = lookahead if use_memory else 0
-        self.reset()
-
-    def _model_step(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None
-                    ) -> tuple[torch.Tensor, MemoryState]:
-        out, new_state = self.model(ir, vis, state, fuse=False)
-        return torch.cat([out.restored_ir, out.restored_vis], 1), new_state
-
-    def reset(self) -> None:
-        self.state: MemoryState | None = None
-        self.window: deque = deque()  # (ir, vis, forward output); window[0] was output last
-
-    @torch.no_grad()
-    def _step(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        restored, state = self.step(ir, vis, self.state)
-        self.state = state if self.use_memory else None
-        return restored
-
-    @torch.no_grad()
-    def _with_lookahead(self, index: int) -> torch.Tensor:
-        """Output for window[index], using the frames after it in the window."""
-        state = None
-        for j in range(len(self.window) - 1, index, -1):  # newest down to index+1
-            _, state = self.step(self.window[j][0], self.window[j][1], state)
-        ir, vis, forward = self.window[index]
-        if state is None:
-            return forward
-        backward, _ = self.step(ir, vis, state)
-        return 0.5 * (forward + backward)
-
-    def push(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        restored = self._step(ir, vis)
-        if self.lookahead == 0:
-            return restored
-        self.window.append((ir, vis, restored))
-        if len(self.window) > self.lookahead + 1:
-            self.window.popleft()
-        # while the window fills, frame 0 is output with the look-ahead available so far
-        return self._with_lookahead(0)
-
-    def flush(self) -> list[torch.Tensor]:
-        """The frames still held back by the look-ahead (empty when lookahead=0)."""
-        outputs = [self._with_lookahead(i) for i in range(1, len(self.window))]
-        self.window.clear()
-        return outputs
-
-
-@torch.no_grad()
-def fuse_sequence(model: StreamingFusionNet, irs, viss, use_memory: bool = True,
-                  lookahead: int = 0) -> list[torch.Tensor]:
-    """Offline: exactly one fused (1,1,H,W) tensor per input pair, in order."""
-    irs, viss = list(irs), list(viss)
-    runner = StreamingRunner(model, use_memory=use_memory, lookahead=lookahead)
-    outputs = [runner.push(ir, vis) for ir, vis in zip(irs, viss)]
-    outputs += runner.flush()
-    return [multiscale_fuse(pair[:, :1], pair[:, 1:])  # drop the warm-up repeats of frame 0
-            for pair in outputs[len(outputs) - len(irs):]]

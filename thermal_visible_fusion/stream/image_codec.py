@@ -577,7 +577,7 @@ def _rgb_words(spec: Encoding) -> str:
 
 def encodings_markdown() -> str:
     """:data:`ENCODINGS` as a Markdown table (quoted in ``docs/encodings.md``; print it
-    with ``python -m thermal_visible_fusion.image_codec``)."""
+    with ``python -m thermal_visible_fusion.stream.image_codec``)."""
     lines = ["| encoding | bytes/pixel | thermal input gets (H, W) "
              "| RGB input gets (H, W, 3) BGR uint8 | note |",
              "|---|---|---|---|---|"]

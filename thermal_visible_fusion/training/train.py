@@ -1,4 +1,4 @@
-"""Train the streaming fusion network (``tvf train`` / ``python -m thermal_visible_fusion.train``).
+"""Train the streaming fusion network (``tvf train``, or ``python -m`` this module).
 
 Configuration: ``TrainConfig`` defaults, then an optional ``--config`` JSON/YAML file of
 its fields, then flags (every field is one: ``--max-minutes 40``, ``--exclude-scenes a b``;
@@ -36,14 +36,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from thermal_visible_fusion.fusers.learned import DEFAULT_WEIGHTS, save_weights
-from thermal_visible_fusion.model import (MemoryState, ModelConfig, StreamingFusionNet,
-                                          multiscale_fuse)
+from thermal_visible_fusion.learned.model import (MemoryState, ModelConfig, StreamingFusionNet,
+                                                  multiscale_fuse)
+from thermal_visible_fusion.learned.weights import DEFAULT_WEIGHTS, save_weights
 from thermal_visible_fusion.training.data import (EVAL_SCENES, ClipBatches, ClipConfig,
                                                   ClipSampler, default_cache_dir, discover)
 from thermal_visible_fusion.training.degrade import DegradeConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_data_root() -> Path:
