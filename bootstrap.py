@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Set up a local virtual environment on first use, then run a project command.
+"""
+Set up a local virtual environment on first use, then run a project command.
 
     python3 bootstrap.py demo            # the demo: node + synthetic scene over DDS
     python3 bootstrap.py test            # the whole test suite
@@ -14,10 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 import subprocess
 import sys
 import venv
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("TVF_VENV", ROOT / ".venv"))

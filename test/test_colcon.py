@@ -1,4 +1,5 @@
-"""The package as a ROS 2 user gets it: ``colcon build``, then the installed node.
+"""
+The package as a ROS 2 user gets it: ``colcon build``, then the installed node.
 
 Builds the repository with colcon into a temporary workspace (nothing is written
 into the repository), checks the install tree (``ros2 run`` / ``ros2 launch``
@@ -18,18 +19,18 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import LAUNCH_DOMAIN_ID, readme_command
+from conftest import clean_environment, LAUNCH_DOMAIN_ID, readme_command
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "thermal_visible_fusion"
@@ -52,21 +53,12 @@ INSTALLED_FILES = [
 ]
 
 
-def _clean_environment() -> dict[str, str]:
-    """This environment without workspace / Python path settings that could leak the repo in."""
-    env = dict(os.environ)
-    for name in ("PYTHONPATH", "AMENT_PREFIX_PATH", "COLCON_PREFIX_PATH", "CMAKE_PREFIX_PATH",
-                 "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", "PYTHONSAFEPATH"):
-        env.pop(name, None)
-    return env
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """colcon build --merge-install of the repository; returns the install folder."""
+    """Run colcon build --merge-install of the repository; return the install folder."""
     root = tmp_path_factory.mktemp("colcon_ws")
     before = {name: (REPO / name).exists() for name in ("build", "install", "log")}
-    env = _clean_environment()
+    env = clean_environment()
     env["COLCON_HOME"] = str(root / "colcon_home")  # no user defaults/mixins
     env["COLCON_LOG_PATH"] = str(root / "log")
     command = [str(COLCON), "--log-base", str(root / "log"), "build",
@@ -84,13 +76,14 @@ def workspace(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def sourced_environment(workspace) -> dict[str, str]:
-    """The environment after ``. install/local_setup.sh``, as a user's shell has it."""
+    """Return the environment after ``. install/local_setup.sh``, as a user's shell has it."""
     setup = workspace / "local_setup.sh"
     assert setup.is_file()
     result = subprocess.run(["bash", "-c", f'. "{setup}" && env -0'], cwd=workspace.parent,
-                            env=_clean_environment(), capture_output=True, timeout=60)
+                            env=clean_environment(), capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr.decode()
-    return dict(entry.split("=", 1) for entry in result.stdout.decode().split("\0") if "=" in entry)
+    return dict(entry.split("=", 1) for entry in result.stdout.decode().split("\0")
+                if "=" in entry)
 
 
 def header(stamp_ns: int, frame_id: str):
@@ -275,8 +268,12 @@ def image_message_for(array: np.ndarray, encoding: str, stamp_ns: int, frame_id:
 
 
 def test_readme_launch_line_fuses_and_stops_on_sigint(readme_workspace, tmp_path, monkeypatch):
-    """The README's ros2 launch line with rviz:=false: the node fuses the remapped topics,
-    and SIGINT to ros2 launch (kill -INT, as Ctrl-C) ends it with code 0, node gone."""
+    """
+    Run the README's ros2 launch line with rviz:=false, then stop it with SIGINT.
+
+    The node fuses the remapped topics, and SIGINT to ros2 launch (kill -INT, as
+    Ctrl-C) ends it with code 0, the node gone.
+    """
     pytest.importorskip("rclpy")
     command = readme_command("ros2 launch").replace("rviz:=true", "rviz:=false")
     topics = dict(re.findall(r"(thermal_topic|rgb_topic):=(\S+)", command))

@@ -1,4 +1,5 @@
-"""fusion.launch.py for real, with ROS's own launch tooling.
+"""
+fusion.launch.py for real, with ROS's own launch tooling.
 
 Runs test/launch/test_fusion_launch.py with ``launch_test`` (launch_testing) and the
 launch file's failure paths with ``ros2 launch``, both in the workspace the README's
@@ -42,10 +43,14 @@ def summary(output: str) -> list[str]:
 
 
 def test_launch_testing_fusion_launch(launch_environment, request, tmp_path):
-    """launch_test runs the launch three times (use_sim_time true/True/1); each run's
+    """
+    Run test/launch/test_fusion_launch.py with launch_test.
+
+    launch_test runs the launch three times (use_sim_time true/True/1); each run's
     active test (fused image, compressed, camera_info, temporal consistency and
     /diagnostics on the namespaced topics, parameters, sim time) and post-shutdown tests
-    (exit code 0 after SIGINT, no process left) must pass."""
+    (exit code 0 after SIGINT, no process left) must pass.
+    """
     if request.config.pluginmanager.hasplugin("launch_testing"):
         pytest.skip("launch_testing's pytest plugin runs test/launch/ in this session")
     env = dict(launch_environment, ROS_DOMAIN_ID=str(LAUNCH_DOMAIN_ID))

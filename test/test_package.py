@@ -1,4 +1,5 @@
-"""Static checks of the ament_python packaging (no build, no ROS needed).
+"""
+Static checks of the ament_python packaging (no build, no ROS needed).
 
 ``launch`` / ``launch_ros`` are not installable everywhere the tests run, so the
 launch file is checked by reading it: its package name, executables and the
@@ -10,10 +11,10 @@ from __future__ import annotations
 import ast
 import configparser
 import json
+from pathlib import Path
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 import yaml
@@ -53,8 +54,11 @@ json.dump({"name": dist.get_name(), "version": dist.get_version(),
 
 @pytest.fixture(scope="module")
 def distribution() -> dict:
-    """setup.py evaluated up to its configuration (no command runs, nothing is written),
-    in its own folder as colcon runs it (its globs are relative)."""
+    """
+    Evaluate setup.py up to its configuration (no command runs, nothing is written).
+
+    In its own folder, as colcon runs it (its globs are relative).
+    """
     result = subprocess.run([sys.executable, "-c", SETUP_PROBE], cwd=REPO, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -63,7 +67,7 @@ def distribution() -> dict:
 
 @pytest.fixture(scope="module")
 def data_files(distribution) -> dict[str, set[str]]:
-    """install folder -> repo-relative files setup.py installs there."""
+    """Map each install folder to the repo-relative files setup.py installs there."""
     installed: dict[str, set[str]] = {}
     for folder, files in distribution["data_files"]:
         installed.setdefault(folder, set()).update(files)
@@ -93,7 +97,7 @@ class LaunchFile:
         self.calls = [node for node in ast.walk(self.tree) if isinstance(node, ast.Call)]
 
     def value(self, node: ast.AST):
-        """A string constant, or a module-level string constant's value; else None."""
+        """Return a string constant, or a module-level string constant's value; else None."""
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.Name):
@@ -104,7 +108,7 @@ class LaunchFile:
         return [call for call in self.calls if _call_name(call) == name]
 
     def share_variables(self) -> dict[str, str]:
-        """variable -> package name, for ``x = get_package_share_directory(...)``."""
+        """Map variable to package name, for ``x = get_package_share_directory(...)``."""
         found = {}
         for node in ast.walk(self.tree):
             if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
@@ -166,8 +170,12 @@ def _imported_top_level_modules() -> set[str]:
 
 
 def _ros_dependencies(modules: set[str]) -> set[str]:
-    """The rosdep keys of imported modules: ROS message packages, ROS Python packages
-    and the system Python modules of SYSTEM_MODULES."""
+    """
+    Return the rosdep keys of imported modules.
+
+    ROS message packages, ROS Python packages and the system Python modules of
+    SYSTEM_MODULES.
+    """
     keys = {SYSTEM_MODULES[m] for m in modules if m in SYSTEM_MODULES}
     keys |= {m for m in modules if m.endswith(("_msgs", "_srvs", "_interfaces"))
              or m in ROS_PYTHON_PACKAGES}
@@ -196,7 +204,7 @@ def test_versions_and_names_agree(distribution):
     assert distribution["version"] == package_xml().findtext("version").strip()
 
 
-# ----------------------------------------------------------------------------- setup.py / setup.cfg
+# ---------------------------------------------------------------------------- setup.py, setup.cfg
 
 def test_ament_resource_marker_installed(data_files):
     name = package_name()
@@ -271,8 +279,11 @@ def test_launch_arguments(launch_file):
 # ----------------------------------------------------------------------------- rviz / Fast DDS
 
 def test_rviz_config_shows_inputs_and_fused_image(launch_file):
-    """rviz/fusion.rviz shows the node's default names in the root namespace; the launch
-    file remaps exactly those to the topics it was given (RVIZ_TOPICS)."""
+    """
+    Check rviz/fusion.rviz shows the node's default names in the root namespace.
+
+    The launch file remaps exactly those to the topics it was given (RVIZ_TOPICS).
+    """
     config = yaml.safe_load((REPO / "rviz" / "fusion.rviz").read_text())
     displays = [d for d in config["Visualization Manager"]["Displays"]
                 if d["Class"] == "rviz_default_plugins/Image"]

@@ -1,4 +1,5 @@
-"""launch_testing test of the installed ``fusion.launch.py``, run by ROS's launch_testing.
+"""
+launch_testing test of the installed ``fusion.launch.py``, run by ROS's launch_testing.
 
     launch_test test/launch/test_fusion_launch.py      # in a sourced workspace
 
