@@ -85,11 +85,14 @@ if SKIP_WITHOUT_TORCH:
         """
         Report a test that failed because torch is missing as skipped, with that reason.
 
-        Its own import, a fixture's, or a subprocess's message: the node and the tools
-        say "needs torch (No module named 'torch')".
+        The failure is an import of torch (the test's, a fixture's) or an error whose
+        first line says so (the fuser factory and the tools say "needs torch (No module
+        named 'torch')"); logs quoted further down never count.
         """
         report = yield
-        if report.failed and TORCH_MISSING.search(str(report.longrepr)):
+        error = call.excinfo.value if call.excinfo is not None else None
+        first_line = str(error).split("\n", 1)[0] if error is not None else ""
+        if report.failed and (_needs_missing_torch(error) or TORCH_MISSING.search(first_line)):
             report.outcome = "skipped"
             report.longrepr = (str(item.path), item.location[1] or 0,
                                f"Skipped: {TORCH_SKIP} (in {report.when})")
@@ -166,8 +169,13 @@ def launch_underlay() -> Path:
 
     ros2 launch, launch_testing and launch_ros, built by scripts/launch_env.py from
     ../shared/ros2 and cached in the venv: it stands for a robot's
-    /opt/ros/<distro>/setup.bash.
+    /opt/ros/<distro>/setup.bash.  On a ROS install (ROS_DISTRO set, launch_testing
+    importable) it is that setup.bash itself.
     """
+    distro = os.environ.get("ROS_DISTRO")
+    system = Path(f"/opt/ros/{distro}/setup.bash") if distro else None
+    if system and system.is_file() and importlib.util.find_spec("launch_testing"):
+        return system
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
     try:
         import launch_env
