@@ -38,7 +38,7 @@ setup(
     maintainer_email="tvf-dev@users.noreply.github.com",
     description="Live thermal + visible video fusion node with temporal-consistency diagnostics",
     license="MIT",
-    tests_require=["pytest"],
+    extras_require={"test": ["pytest"]},  # colcon test picks pytest from this
     entry_points={
         "console_scripts": [
             "fusion_node = thermal_visible_fusion.ros.fusion_node:main",
