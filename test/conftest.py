@@ -141,8 +141,8 @@ def fresh_weights(tmp_path_factory) -> Path:
     """
     import torch
 
-    from thermal_visible_fusion.fusers.learned import save_weights
-    from thermal_visible_fusion.model import StreamingFusionNet
+    from thermal_visible_fusion.learned.model import StreamingFusionNet
+    from thermal_visible_fusion.learned.weights import save_weights
 
     torch.manual_seed(0)
     model = StreamingFusionNet().eval()
