@@ -214,8 +214,13 @@ def test_evaluate_bag_with_offset(frames, tmp_path):
     values = {kv.key: kv.value for kv in status.values}
     assert tuple(values) == TEMPORAL_KEYS
     assert float(values["temporal_error_fused"]) >= 0 and values["memory_reset"] == ""
-    assert diagnostics[0][1].status[0].values[0].value == "nan"  # first frame: no previous
-    assert status.hardware_id == "multiscale"
+    # as the node: a value not measured (the first frame has no previous one) is left out,
+    # hardware_id is the RGB camera's frame_id, the name the node's fully qualified one
+    first = {kv.key for kv in diagnostics[0][1].status[0].values}
+    assert first == set(TEMPORAL_KEYS) - {"temporal_error_fused", "temporal_error_thermal",
+                                          "temporal_error_rgb", "brightness_flicker"}
+    assert status.hardware_id == "rgb_optical"
+    assert status.name == "/fusion_node: temporal consistency"
 
 
 def test_evaluate_pairing_follows_stamps(frames, tmp_path):
@@ -293,6 +298,44 @@ def test_evaluate_drops_frames_over_max_pixels(frames, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["frames"] == 0
     assert report["input_errors"] == report["oversize_frames"] == {"thermal": 3, "rgb": 3}
+
+
+def test_evaluate_replays_a_looping_bag_like_the_node(tmp_path):
+    """A bag recorded from a looping source (``ros2 bag play --loop`` re-recorded): the
+    stamps jump back, and RGB, delivered a frame later than thermal, still sends a frame
+    of the old loop after thermal started the new one.  As the live node: pairing and
+    memory restart once, the old-loop RGB frame is dropped as stale, every pair of the
+    new loop is fused, and nothing counts as a bad frame."""
+    scene = SyntheticScene(W, H, seed=2)
+    period, frames = 33_333_333, 20  # a loop of 0.67 s: a jump back over max_stamp_gap
+    bag = tmp_path / "bag"
+    with bag_io.BagWriter(bag, reorder=True) as writer:
+        for loop in range(2):
+            for i in range(frames):
+                thermal, rgb = scene.frame(loop * frames + i)
+                stamp = START_NS + i * period  # the second loop's stamps start again
+                log = START_NS + (loop * frames + i) * period
+                writer.write_image("/thermal/image_raw", thermal, stamp, "thermal_optical",
+                                   log_time_ns=log)
+                writer.write_image("/rgb/image_raw", rgb, stamp + 5_000_000, "rgb_optical",
+                                   log_time_ns=log + 40_000_000)  # after the next thermal
+    report = _evaluate(bag, tmp_path / "eval", "--metrics-every", "0", "--samples", "0")
+    # the first loop's last thermal frame waited for its RGB frame when the stamps jumped back:
+    # dropped with the restart, and that RGB frame, arriving in the new loop, as stale
+    assert report["frames"] == 2 * frames - 1
+    stamps = [int(s) for s in _column(tmp_path / "eval", "thermal_stamp_ns")]
+    assert stamps == [START_NS + i * period for i in [*range(frames - 1), *range(frames)]]
+    assert report["source_restarts"] == {"thermal": 1, "rgb": 1}
+    assert report["input_errors"] == {}
+    assert report["inputs"]["rgb"]["stale_after_restart"] == 1
+    assert report["inputs"]["thermal"]["pairing_dropped_reset"] == 1
+    assert report["reset_reasons"] == {"stamps went backwards": 1}
+
+
+def _column(out: Path, name: str) -> list[str]:
+    import csv
+    with open(out / "frames.csv") as handle:
+        return [row[name] for row in csv.DictReader(handle)]
 
 
 def _skews(out: Path) -> list[float]:

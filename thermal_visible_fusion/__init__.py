@@ -1,7 +1,7 @@
 """Thermal + visible video fusion: a ROS-free core with thin ROS 2 adapters.
 
-Core modules (no ROS needed): ``engine``, ``fusers``, ``image_codec``,
-``thermal_normalizer``, ``pairing``, ``metrics``, ``synthetic``, ``sources``.
+Core (no ROS needed): ``stream`` (the input front end), ``engine``, ``fusers``,
+``learned`` (the network), ``metrics``, ``data`` (frame sources), ``training``, ``tools``.
 ROS adapters live in ``thermal_visible_fusion.ros``.
 """
 

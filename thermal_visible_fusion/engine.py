@@ -1,7 +1,9 @@
 """FusionEngine: numpy in, numpy out; owns the temporal memory.
 
 The node, ``tvf fuse``, ``tvf evaluate`` and the benchmarks all fuse through
-this one class, so a bag evaluated offline behaves exactly like the live node.
+this one class, and the node and ``tvf evaluate`` take their inputs through one front
+end (``stream.gate.InputGate``: the same checks, drops, counters and looping-bag
+restarts), so a bag evaluated offline behaves exactly like the live node.
 Per pair it: maps thermal to 8 bits (smoothed percentile range), brings it onto
 the RGB grid (resize or calibrated homography), fuses, and measures temporal
 consistency.  The memory (fuser state, thermal range, temporal monitor) resets

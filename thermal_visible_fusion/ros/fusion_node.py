@@ -1,9 +1,10 @@
 """fusion_node: pairs thermal + RGB images, fuses them, publishes image and diagnostics.
 
-A thin shell over ``FusionEngine`` (fusion, temporal memory) and ``StampPairer``
-(pairing).  Subscription callbacks only decode, validate and pair; fusion runs
-on a worker thread that always takes the newest pair, so a slow fuser skips
-frames (counted) instead of building a backlog.
+A thin shell over ``FusionEngine`` (fusion, temporal memory) and ``InputGate``
+(decoding, validation, stamp order, pairing: the input front end ``tvf evaluate``
+replays bags through too).  Subscription callbacks only hand messages to the gate; fusion
+runs on a worker thread that always takes the newest pair, so a slow fuser skips frames
+(counted) instead of building a backlog.
 
 Topics (relative, image_pipeline style, so a namespace or remapping applies):
   in:  thermal/image_raw, rgb/image_raw            sensor_msgs/Image (transport raw)
@@ -28,9 +29,8 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -43,22 +43,20 @@ from std_srvs.srv import Trigger
 
 from thermal_visible_fusion import params as param_table
 from thermal_visible_fusion import params_file
-from thermal_visible_fusion.engine import EngineConfig, FusionEngine, geometry_problem
+from thermal_visible_fusion.engine import EngineConfig, FusionEngine
 from thermal_visible_fusion.ros.messages import (camera_info_for, compressed_message,
                                                  compressed_rgb_array, compressed_thermal_array,
                                                  image_message, qos_by_name, rgb_array, stamp_ns,
                                                  thermal_array)
-from thermal_visible_fusion.stream.frame_diagnostics import (format_value, frame_values,
-                                                             status_message)
-from thermal_visible_fusion.stream.image_codec import ImageFormatError
-from thermal_visible_fusion.stream.pairing import RGB, THERMAL, Pair, StampPairer
+from thermal_visible_fusion.stream.frame_diagnostics import diagnostic_values, temporal_status
+from thermal_visible_fusion.stream.gate import Frame, InputGate
+from thermal_visible_fusion.stream.pairing import RGB, THERMAL, Pair
 from thermal_visible_fusion.stream.registration import camera_info_homography, intrinsics_problem
-from thermal_visible_fusion.stream.stamp_order import StampOrder, StampOrderError, Verdict
-from thermal_visible_fusion.stream.stats import LatencyWindow, RateWindow, StampLossEstimator
+from thermal_visible_fusion.stream.stamp_order import Verdict
+from thermal_visible_fusion.stream.stats import LatencyWindow, RateWindow
 
 LOG_THROTTLE_S = 5.0
 STALL_SUMMARY_S = 60.0  # a stalled input is logged on entering the state, then this often
-LOG_TEXT_MAX = 300  # characters of an input error kept in a log line or diagnostic
 # Calls to ~/reset that may wait at once: every one of a burst gets its answer (the
 # default depth of 10 drops the rest of a burst, unanswered).
 SERVICE_DEPTH = 1000
@@ -71,41 +69,33 @@ class ParameterError(ValueError):
 
 @dataclass
 class InputState:
-    """What the node knows about one input stream."""
+    """What the node knows about one input stream beyond the gate's counters
+    (``InputGate.inputs``)."""
 
     name: str
     topic: str
-    received: int = 0
-    errors: int = 0
     errors_since_report: int = 0
-    last_error: str = ""
-    last_receipt: float | None = None
-    frame_id: str = ""  # of the last message: the camera, as /diagnostics' hardware_id
     camera_info: CameraInfo | None = None  # the last one received
     camera_infos: int = 0
-    restarts: int = 0
-    stale: int = 0  # frames of a loop that another input had already restarted
     stalled_since: float | None = None  # monotonic time the stall was first reported
-    rate: RateWindow = field(default_factory=RateWindow)
-    loss: StampLossEstimator = field(default_factory=StampLossEstimator)
 
 
 class LatestPair:
     """A one-slot mailbox: putting a new pair replaces (and counts) an unfused one."""
 
     def __init__(self):
-        self._pair: Pair | None = None
+        self._pair: Pair[Frame] | None = None
         self._ready = threading.Condition()
         self.skipped = 0
 
-    def put(self, pair: Pair) -> None:
+    def put(self, pair: Pair[Frame]) -> None:
         with self._ready:
             if self._pair is not None:
                 self.skipped += 1
             self._pair = pair
             self._ready.notify()
 
-    def take(self, timeout: float) -> Pair | None:
+    def take(self, timeout: float) -> Pair[Frame] | None:
         with self._ready:
             if self._pair is None:
                 self._ready.wait(timeout)
@@ -140,8 +130,7 @@ class FusionNode(Node):
                                f"(warm-up {warmup * 1000:.0f} ms)")
 
         p = self.params
-        self.pairer: StampPairer = StampPairer(round(p["sync_slop"] * 1e9), p["queue_size"])
-        self.stamp_order = StampOrder((THERMAL, RGB), round(p["max_stamp_gap"] * 1e9))
+        self.gate = InputGate.from_params(p)  # touched by executor callbacks only
         compressed = {s: p[f"{s}_transport"] == "compressed" for s in (THERMAL, RGB)}
         image_topics = {s: f"{s}/image_raw/compressed" if compressed[s] else f"{s}/image_raw"
                         for s in (THERMAL, RGB)}
@@ -150,8 +139,6 @@ class FusionNode(Node):
         self._decoders = {
             THERMAL: compressed_thermal_array if compressed[THERMAL] else thermal_array,
             RGB: compressed_rgb_array if compressed[RGB] else rgb_array}
-        for state in self.inputs.values():  # a longer step is a stamp jump, not loss
-            state.loss.max_step_ns = round(p["max_stamp_gap"] * 1e9)
         for stream in (THERMAL, RGB):  # camera_info on the image's QoS, as drivers publish it
             qos = qos_by_name(p[f"{stream}_qos"])
             self.create_subscription(CompressedImage if compressed[stream] else Image,
@@ -212,12 +199,7 @@ class FusionNode(Node):
         if problems:
             return SetParametersResult(successful=False, reason="; ".join(problems))
         self.params.update(updates)
-        if "sync_slop" in updates:
-            self.pairer.slop_ns = round(updates["sync_slop"] * 1e9)
-        if "max_stamp_gap" in updates:
-            self.stamp_order.set_max_gap(round(updates["max_stamp_gap"] * 1e9))
-            for state in self.inputs.values():
-                state.loss.max_step_ns = round(updates["max_stamp_gap"] * 1e9)
+        self.gate.update(updates)  # sync_slop, max_stamp_gap, max_pixels
         engine_fields = EngineConfig.__dataclass_fields__
         with self._requests_lock:  # the worker applies it before its next frame
             self._config_request.update({k: v for k, v in updates.items() if k in engine_fields})
@@ -234,59 +216,32 @@ class FusionNode(Node):
             state.camera_infos += 1
         return on_camera_info
 
-    def _on_image(self, stream: str, msg: Image | CompressedImage) -> None:
-        now = time.monotonic()
+    def _on_image(self, stream: str, msg: Image | CompressedImage,
+                  now: float | None = None) -> None:
+        """One image message into the gate (``now``: its receipt, monotonic seconds)."""
+        now = time.monotonic() if now is None else now
         state = self.inputs[stream]
-        state.received += 1
-        state.last_receipt = now
-        state.frame_id = msg.header.frame_id[:LOG_TEXT_MAX]  # message text: cut short
-        state.rate.add(now)
-        stamp = stamp_ns(msg)
-        try:
-            array = self._decoders[stream](msg, self.params["max_pixels"])
-            if problem := geometry_problem(*array.shape[:2]):  # before any work on it
-                raise ImageFormatError(problem)
-            if array.dtype.kind == "f" and not np.isfinite(array).all():
-                raise ImageFormatError(f"{np.count_nonzero(~np.isfinite(array))} NaN/inf pixels")
-            verdict = self.stamp_order.check(stream, stamp, now)
-        except StampOrderError as error:
-            if error.duplicate:  # a resent frame: counted with the pairing's duplicates
-                self.pairer.count_duplicate(stream)
-                self._throttled_log(f"duplicate-{stream}", "warning",
-                                    f"dropped {stream} frame on {state.topic}: {error}")
-            else:
-                self._input_error(state, str(error))
-            return
-        except ImageFormatError as error:
-            self._input_error(state, str(error))
-            return
-        if verdict is Verdict.STALE:
-            state.stale += 1
-            return
-        if verdict is not Verdict.ACCEPT:
-            self._restarted(state, verdict, stamp)
-        state.loss.add(stamp)
-        for pair in self.pairer.add(stream, stamp, (array, msg.header, now)):
+        decode = self._decoders[stream]
+        offer = self.gate.offer(stream, stamp_ns(msg), lambda max_pixels: decode(msg, max_pixels),
+                                receipt=now, frame_id=msg.header.frame_id, meta=msg.header)
+        if offer.dropped == "duplicate":
+            self._throttled_log(f"duplicate-{stream}", "warning",
+                                f"dropped {stream} frame on {state.topic}: {offer.error}")
+        elif offer.dropped == "error":
+            self._input_error(state, offer.error)
+        if offer.restart is Verdict.RESTART:
+            # a source jumped back (a looping bag): the gate restarted the pairing once,
+            # the engine resets its memory on the stamps going back
+            self.mailbox.clear()
+            self._throttled_log(f"restart-{stream}", "warning",
+                                f"{stream} stamps jumped back to {stamp_ns(msg) / 1e9:.3f} s; "
+                                "restarting pairing and temporal memory")
+        for pair in offer.pairs:
             self.mailbox.put(pair)
 
-    def _restarted(self, state: InputState, verdict: Verdict, stamp: int) -> None:
-        """A source jumped back (a looping bag): pairing and memory restart once, when the
-        first input jumps; the other input follows without a second reset."""
-        state.restarts += 1
-        state.loss.reset()
-        if verdict is Verdict.RESTART:
-            self.pairer.reset()
-            self.mailbox.clear()
-            self._throttled_log(f"restart-{state.name}", "warning",
-                                f"{state.name} stamps jumped back to {stamp / 1e9:.3f} s; "
-                                "restarting pairing and temporal memory")
-
     def _input_error(self, state: InputState, text: str) -> None:
-        if len(text) > LOG_TEXT_MAX:
-            text = text[:LOG_TEXT_MAX] + "..."
-        state.errors += 1
+        """A frame the gate dropped as bad (it counted it; ``text`` is cut short)."""
         state.errors_since_report += 1
-        state.last_error = text
         kind = re.sub(r"[\d.]+", "", text)[:48]  # one throttle per kind of fault, not per size
         self._throttled_log(f"input-{state.name}-{kind}", "error",
                             f"dropped {state.name} frame on {state.topic}: {text}")
@@ -325,9 +280,8 @@ class FusionNode(Node):
                 self.fuse_errors += 1
                 self._throttled_log("fuse", "error", f"fusion failed: {error!r}")
 
-    def _fuse(self, pair: Pair) -> None:
-        thermal, _, thermal_receipt = pair.thermal
-        rgb, header, rgb_receipt = pair.rgb
+    def _fuse(self, pair: Pair[Frame]) -> None:
+        thermal, rgb, header = pair.thermal.image, pair.rgb.image, pair.rgb.meta
         with self._requests_lock:
             reset, self._reset_request = self._reset_request, ""
             config, self._config_request = self._config_request, {}
@@ -355,7 +309,7 @@ class FusionNode(Node):
                                                            self.params["jpeg_quality"]))
             self.compressed_encoded += 1
         now = time.monotonic()
-        latency = now - max(thermal_receipt, rgb_receipt)
+        latency = now - max(pair.thermal.receipt, pair.rgb.receipt)
         self.latency.add(latency)
         self.output_rate.add(now)
         self.fused_count += 1
@@ -402,13 +356,16 @@ class FusionNode(Node):
 
     def _hardware_id(self) -> str:
         """Node-level statuses: the RGB camera (the fused image's frame), else the node."""
-        return self.inputs[RGB].frame_id or self.get_fully_qualified_name()
+        return self.gate.inputs[RGB].frame_id or self.get_fully_qualified_name()
 
     def _temporal_message(self, result, header, pair: Pair, latency: float) -> DiagnosticArray:
-        values = frame_values(result, latency, pair.skew_ns)
-        status = _status(OK, f"{self.get_fully_qualified_name()}: temporal consistency",
-                         status_message(result), values,
-                         hardware_id=header.frame_id or self.get_fully_qualified_name())
+        frame = temporal_status(result, latency, pair.skew_ns, self.get_fully_qualified_name(),
+                                header.frame_id)
+        status = DiagnosticStatus(level=bytes([frame.level]), name=frame.name,
+                                  message=frame.message,
+                                  hardware_id=frame.hardware_id,
+                                  values=[KeyValue(key=k, value=v)
+                                          for k, v in frame.values.items()])
         return DiagnosticArray(header=header, status=[status])
 
     # -- /diagnostics ----------------------------------------------------------------
@@ -421,16 +378,16 @@ class FusionNode(Node):
         self.diagnostics_pub.publish(array)
 
     def _input_status(self, state: InputState, now: float) -> DiagnosticStatus:
-        counts = self.pairer.stats()[state.name]
+        counters = self.gate.inputs[state.name]
         expected, tolerance = self.params["expected_rate"], self.params["rate_tolerance"]
         # A window holding several periods even at low expected rates.
-        state.rate.window = max(2.0, 4.0 / expected) if expected else 2.0
-        rate = state.rate.rate(now)
+        counters.rate.window = max(2.0, 4.0 / expected) if expected else 2.0
+        rate = counters.rate.rate(now)
         findings: list[tuple[bytes, str]] = []
-        silent_for = now - (state.last_receipt or self._started)
+        silent_for = now - (counters.last_receipt or self._started)
         if silent_for > self.params["stall_timeout"]:
             # diagnostic_updater's FrequencyStatus: no events is an ERROR where a rate is expected
-            message = ("no messages yet" if state.last_receipt is None
+            message = ("no messages yet" if counters.last_receipt is None
                        else f"stalled: no message for {silent_for:.1f} s")
             findings.append((ERROR if expected else WARN, message))
             self._log_stall(state, message, now)
@@ -443,20 +400,17 @@ class FusionNode(Node):
                 findings += _rate_findings(rate, expected, tolerance)
         if state.errors_since_report:
             findings.append((ERROR, f"{state.errors_since_report} bad frame(s): "
-                                    f"{state.last_error}"))
+                                    f"{counters.last_error}"))
             state.errors_since_report = 0
         values = {"topic": state.topic, "rate_hz": rate}
         if expected:
             values |= {"expected_rate_hz": expected, "min_rate_hz": expected * (1 - tolerance),
                        "max_rate_hz": expected * (1 + tolerance)}
-        values |= {"received": state.received, "errors": state.errors,
-                   "last_error": state.last_error, "lost_estimate": state.loss.lost,
-                   "stamp_jumps": state.loss.jumps, "source_restarts": state.restarts,
-                   "stale_after_restart": state.stale, "camera_info_received": state.camera_infos,
-                   **{f"pairing_{k}": v for k, v in counts.items()}}
+        values |= self.gate.input_values(state.name)  # as tvf evaluate reports them
+        values["camera_info_received"] = state.camera_infos
         level, message = _worst(findings)
         return _status(level, f"{self.get_fully_qualified_name()}: {state.name} input", message,
-                       values, hardware_id=state.frame_id)
+                       values, hardware_id=counters.frame_id)
 
     def _log_stall(self, state: InputState, message: str, now: float) -> None:
         """Once on entering the stall, then a summary every STALL_SUMMARY_S."""
@@ -538,8 +492,8 @@ def _status(level, name: str, message: str, values: dict, hardware_id: str = "")
     # An unknown value is left out rather than sent as "nan" or text among numbers, so a
     # plotting tool (PlotJuggler) parses every value of a numeric key.
     return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
-                            values=[KeyValue(key=k, value=format_value(v))
-                                    for k, v in values.items() if v is not None])
+                            values=[KeyValue(key=k, value=v)
+                                    for k, v in diagnostic_values(values).items()])
 
 
 def main(args=None) -> int:

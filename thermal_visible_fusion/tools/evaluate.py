@@ -1,23 +1,26 @@
 """``tvf evaluate``: fuse a recorded bag offline exactly like the node, and report.
 
-Reads a rosbag2 bag (mcap or sqlite3, with ``rosbags``; no ROS needed), pairs
-the thermal and RGB images with the node's :class:`StampPairer` (flushed at the
-end of the bag), fuses every pair with the node's :class:`FusionEngine` and
-writes into ``--out DIR``.  The thermal and RGB topics may be ``sensor_msgs/Image``
-(any encoding the node takes) or ``sensor_msgs/CompressedImage`` (image_transport's
-``compressed``/``compressedDepth``, e.g. ``/rgb/image_raw/compressed``), decoded as
-the node decodes them.  Outputs:
+Reads a rosbag2 bag (mcap or sqlite3, with ``rosbags``; no ROS needed), hands each
+thermal and RGB image message, in log-time order, to the node's input front end
+(:class:`stream.gate.InputGate`: decoding, ``max_pixels``, degenerate sizes, NaN/inf,
+stamp order with the restart of a looping bag, pairing; flushed at the end of the bag),
+fuses every pair with the node's :class:`FusionEngine` and writes into ``--out DIR``.
+A message's log time stands for the node's receipt time.  The thermal and RGB topics
+may be ``sensor_msgs/Image`` (any encoding the node takes) or
+``sensor_msgs/CompressedImage`` (image_transport's ``compressed``/``compressedDepth``,
+e.g. ``/rgb/image_raw/compressed``).  Outputs:
 
 * ``fused_bag/``: every topic of the input bag, plus the node's outputs under its
   names in the root namespace: ``/fused/image_raw`` (bgr8, stamp and frame_id of
   the RGB input) -- with ``--compressed`` instead ``/fused/image_raw/compressed``
   (JPEG, "bgr8; jpeg compressed bgr8", quality ``--jpeg-quality``, default the
-  node's ``jpeg_quality``) -- and ``/fused/temporal_consistency`` (DiagnosticArray
-  with the keys the node publishes per frame), in log-time order; fused messages
+  node's ``jpeg_quality``) -- and ``/fused/temporal_consistency`` (the DiagnosticArray
+  the node publishes per frame, from the same function), in log-time order; fused messages
   are logged at their RGB message's log time.  Those topics in the input bag (a
   recording of a live node) are replaced, not mixed with the new ones.
 * ``report.json``: mean and p5/p50/p95 over frames of every per-frame metric,
-  pairing counters, fuser and device, frame count; ``frames.csv``: the
+  pairing counters, the per-input counters under the names of the node's
+  ``/diagnostics`` (``inputs``), fuser and device, frame count; ``frames.csv``: the
   per-frame values; ``report.md``: the same as Markdown tables.
 * ``metrics_over_time.png`` (temporal errors of fused vs inputs, flicker, fuse
   time; needs matplotlib) and ``samples.png`` (thermal | RGB | fused of a few
@@ -31,8 +34,8 @@ Image-quality metrics (EN, SD, ..., from ``metrics.image.compute_all``, against
 the registered thermal and the RGB frame) are computed every
 ``--metrics-every`` frames (0: off).
 
-Frames larger than the node's ``max_pixels`` are dropped and counted, as the
-node does (``input_errors`` and ``oversize_frames`` in the report).
+Frames the node would drop are dropped and counted the same way (``input_errors``,
+``oversize_frames``, ``source_restarts`` and ``inputs`` in the report).
 ``--lookahead K`` (learned fuser with memory only; no node parameter) fuses
 with K frames of look-ahead: each fused frame is still written and scored
 under its own pair's stamps, frame_id, log time and inputs, and the last K
@@ -64,8 +67,8 @@ from pathlib import Path
 
 import numpy as np
 
-from thermal_visible_fusion.stream.frame_diagnostics import (TEMPORAL_KEYS, format_value,
-                                                             frame_values, status_message)
+from thermal_visible_fusion.stream.frame_diagnostics import (TEMPORAL_KEYS, frame_values,
+                                                             temporal_status)
 
 # the node's relative output names, resolved in the root namespace
 FUSED_TOPIC = "/fused/image_raw"
@@ -73,6 +76,7 @@ FUSED_COMPRESSED_TOPIC = "/fused/image_raw/compressed"
 TEMPORAL_TOPIC = "/fused/temporal_consistency"
 OUTPUT_TOPICS = (FUSED_TOPIC, FUSED_COMPRESSED_TOPIC, TEMPORAL_TOPIC)
 NODE_NAME = "fusion_node"
+NODE_FQN = "/" + NODE_NAME  # the node's fully qualified name, in the root namespace
 # per-frame numbers summarised in the report (the temporal keys that are measurements)
 FRAME_METRICS = ("temporal_error_fused", "temporal_error_thermal", "temporal_error_rgb",
                  "brightness_flicker", "fuse_ms", "latency_ms", "stamp_skew_ms")
@@ -180,14 +184,12 @@ def _ros_parameters(data: dict) -> dict:
 # --------------------------------------------------------------------- running
 
 
-@dataclass
+@dataclass(frozen=True)
 class Item:
-    """One decoded input message waiting for its partner."""
+    """What the evaluation keeps of an input message beside the gate's ``Frame``."""
 
-    image: np.ndarray
-    frame_id: str
     log_time_ns: int
-    read_at: float
+    read_at: float  # perf_counter when it was read: the start of its latency
 
 
 def _finite(value) -> float | None:
@@ -217,8 +219,8 @@ class Evaluation:
 
     def __init__(self, args, params: dict):
         from thermal_visible_fusion.engine import EngineConfig, FusionEngine
-        from thermal_visible_fusion.stream.pairing import StampPairer
         from thermal_visible_fusion.learned.lookahead import DelayedEngine
+        from thermal_visible_fusion.stream.gate import InputGate
 
         self.args = args
         self.params = params
@@ -232,16 +234,11 @@ class Evaluation:
                                 if self.engine.fuser_warning else ""))
         # hands each fused frame back with its own pair (the fuser answers K pairs late)
         self.runner = DelayedEngine(self.engine, lookahead)
-        self.pairer = StampPairer(round(params["sync_slop"] * 1e9), params["queue_size"])
+        self.gate = InputGate.from_params(params)  # the node's checks, stamp order, pairing
         self.rows: list[dict] = []
         self.samples: list[tuple[int, np.ndarray]] = []
         self.sample_at: set[int] = set()
-        self.input_errors = Counter()
-        self.oversize = Counter()
-        self.restarts = Counter()
-        self.received = Counter()
         self.reset_reasons = Counter()
-        self._last_stamp: dict[str, int] = {}
         self._pending_log: dict[str, deque] = {"thermal": deque(), "rgb": deque()}
         self._first_stamp: int | None = None
         self.image_metrics = _image_metrics() if args.metrics_every > 0 else None
@@ -251,17 +248,12 @@ class Evaluation:
             self.image_metric_names = tuple(getattr(image_metrics, "METRICS", ()))
 
     def run(self, bag: Path, out_bag: Path) -> None:
-        from thermal_visible_fusion.engine import geometry_problem
-        from thermal_visible_fusion.stream.image_codec import ImageFormatError
-        from thermal_visible_fusion.stream.image_codec import OversizeImageError
         from thermal_visible_fusion.tools.bag_io import (COMPRESSED_IMAGE, DIAGNOSTIC_ARRAY,
                                                          IMAGE, IMAGE_TYPES, BagWriter,
-                                                         decode_image_message, guess_pair_topics,
-                                                         open_reader, progress, read_messages,
-                                                         stamp_ns_of, typestore)
+                                                         guess_pair_topics, open_reader,
+                                                         progress, read_messages, typestore)
 
         store = typestore()
-        max_pixels = int(self.params["max_pixels"])
         reader = open_reader(bag)
         try:
             images = [t for t, info in reader.topics.items() if info.msgtype in IMAGE_TYPES]
@@ -294,54 +286,45 @@ class Evaluation:
                         self.writer.write_raw(connection.topic, connection.msgtype, log_time, raw)
                     stream = streams.get(connection.topic)
                     if stream is not None:
-                        self.received[stream] += 1
-                        msg = store.deserialize_cdr(raw, connection.msgtype)
-                        try:
-                            try:  # the node's decoding: the size is checked before decoding
-                                image = decode_image_message(msg, stream, max_pixels)
-                            except OversizeImageError:
-                                self.oversize[stream] += 1
-                                raise
-                            if problem := geometry_problem(*image.shape[:2]):  # as the node
-                                raise ImageFormatError(problem)
-                            if image.dtype.kind == "f" and not np.isfinite(image).all():
-                                raise ImageFormatError("NaN/inf pixels")
-                        except ImageFormatError as error:
-                            self.input_errors[stream] += 1
-                            print(f"[evaluate] dropped {stream} frame: {error}", file=sys.stderr)
-                            continue
-                        self._add(stream, stamp_ns_of(msg),
-                                  Item(image, msg.header.frame_id, log_time, time.perf_counter()))
+                        self._offer(stream, store.deserialize_cdr(raw, connection.msgtype),
+                                    log_time)
                     # hold back what may still be written before these: inputs waiting
                     # for a partner, pairs waiting for their look-ahead frame
                     pending = [q[0] for q in self._pending_log.values() if q]
-                    pending += [pair.rgb.log_time_ns for pair in self.runner.held_infos()]
+                    pending += [pair.rgb.meta.log_time_ns for pair in self.runner.held_infos()]
                     self.writer.release_before(min(pending + [log_time]))
-                for pair in self.pairer.flush():
+                for pair in self.gate.flush():
                     self._fuse(pair)
                 for pair, result in self.runner.flush():
                     self._record(pair, result)
         finally:
             reader.close()
 
-    def _add(self, stream: str, stamp: int, item: Item) -> None:
-        """The node's stamp checks (restart on a big jump back), then pairing."""
-        last = self._last_stamp.get(stream)
-        if last is not None and last - stamp > self.params["max_stamp_gap"] * 1e9:
-            self.restarts[stream] += 1
-            self.pairer.reset()
-        elif last is not None and stamp <= last:
-            self.input_errors[stream] += 1  # the node drops it as a bad frame too
-            return
-        self._last_stamp[stream] = stamp
-        # The checks above mirror the pairer's, so it accepts the message; it resolves
-        # (and drops) oldest first, so its pending messages are the newest accepted ones.
-        pairs = self.pairer.add(stream, stamp, item)
-        self._pending_log[stream].append(item.log_time_ns)
+    def _offer(self, stream: str, msg, log_time: int) -> None:
+        """One image message into the gate, as the node's callback hands it (the log time
+        for its receipt time); the pairs it completes are fused."""
+        from thermal_visible_fusion.stream.stamp_order import Verdict
+        from thermal_visible_fusion.tools.bag_io import decode_image_message, stamp_ns_of
+
+        def decode(max_pixels):
+            return decode_image_message(msg, stream, max_pixels)  # as the node decodes
+
+        offer = self.gate.offer(stream, stamp_ns_of(msg), decode, receipt=log_time / 1e9,
+                                frame_id=msg.header.frame_id,
+                                meta=Item(log_time, time.perf_counter()))
+        if offer.dropped in ("error", "duplicate"):
+            print(f"[evaluate] dropped {stream} frame: {offer.error}", file=sys.stderr)
+        if offer.restart is Verdict.RESTART:
+            print(f"[evaluate] {stream} stamps jumped back to {stamp_ns_of(msg) / 1e9:.3f} s "
+                  "(a looping bag): restarting pairing and temporal memory", file=sys.stderr)
+        if offer.accepted:
+            self._pending_log[stream].append(log_time)
+        # the pairer resolves (and drops) oldest first, so its pending messages are the
+        # newest accepted ones (none after a restart)
         for name, queue in self._pending_log.items():
-            while len(queue) > self.pairer.pending(name):
+            while len(queue) > self.gate.pending(name):
                 queue.popleft()
-        for pair in pairs:
+        for pair in offer.pairs:
             self._fuse(pair)
 
     def _fuse(self, pair) -> None:
@@ -355,8 +338,8 @@ class Evaluation:
 
         thermal, rgb = pair.thermal, pair.rgb
         # with look-ahead this includes the wait for the K later pairs
-        latency = time.perf_counter() - max(thermal.read_at, rgb.read_at)
-        stamp, frame_id, log_time = pair.rgb_stamp_ns, rgb.frame_id, rgb.log_time_ns
+        latency = time.perf_counter() - max(thermal.meta.read_at, rgb.meta.read_at)
+        stamp, frame_id, log_time = pair.rgb_stamp_ns, rgb.frame_id, rgb.meta.log_time_ns
         if self.args.compressed:
             self.writer.write_image(FUSED_COMPRESSED_TOPIC, result.fused, stamp, frame_id,
                                     log_time_ns=log_time, compressed=True,
@@ -364,17 +347,17 @@ class Evaluation:
         else:
             self.writer.write_image(FUSED_TOPIC, result.fused, stamp, frame_id,
                                     log_time_ns=log_time)
-        values = frame_values(result, latency, pair.skew_ns)
-        status = Status(name=f"{NODE_NAME}: temporal consistency", level=0,
-                        hardware_id=self.engine.fuser.name, message=status_message(result),
-                        values={k: format_value(v) for k, v in values.items()})
+        frame = temporal_status(result, latency, pair.skew_ns, NODE_FQN, frame_id)  # the node's
+        status = Status(name=frame.name, message=frame.message, level=frame.level,
+                        hardware_id=frame.hardware_id, values=frame.values)
         self.writer.write_diagnostics(TEMPORAL_TOPIC, [status], stamp, frame_id,
                                       log_time_ns=log_time)
         index = len(self.rows)
         if self._first_stamp is None:
             self._first_stamp = stamp
         row = {"frame": index, "time_s": (stamp - self._first_stamp) / 1e9,
-               "thermal_stamp_ns": pair.thermal_stamp_ns, "rgb_stamp_ns": stamp, **values}
+               "thermal_stamp_ns": pair.thermal_stamp_ns, "rgb_stamp_ns": stamp,
+               **frame_values(result, latency, pair.skew_ns)}
         if result.reset_reason:
             self.reset_reasons[result.reset_reason] += 1
         if self.image_metrics is not None and index % self.args.metrics_every == 0:
@@ -558,7 +541,12 @@ def _evaluate_into(run: Evaluation, params: dict, bag: Path, out: Path, folder: 
     frame_metrics = list(FRAME_METRICS) + list(run.image_metric_names or sorted(
         {k for r in run.rows for k in r} - set(FRAME_METRICS) - set(TEMPORAL_KEYS)
         - {"frame", "time_s", "thermal_stamp_ns", "rgb_stamp_ns"}))
-    pairing = run.pairer.stats()
+    pairing = run.gate.pairing_stats()
+    inputs = {stream: run.gate.input_values(stream) for stream in run.gate.inputs}
+
+    def nonzero(key: str) -> dict:  # per stream, streams with none left out
+        return {stream: values[key] for stream, values in inputs.items() if values[key]}
+
     plots = []
     if run.rows and plot_metrics(folder / "metrics_over_time.png", run.rows):
         plots.append("metrics_over_time.png")
@@ -574,9 +562,9 @@ def _evaluate_into(run: Evaluation, params: dict, bag: Path, out: Path, folder: 
         "fuser_warning": run.engine.fuser_warning,
         "frames": len(run.rows), "elapsed_s": elapsed,
         "frames_per_second": len(run.rows) / elapsed if elapsed > 0 else 0.0,
-        "input_messages": dict(run.received), "input_errors": dict(run.input_errors),
-        "oversize_frames": dict(run.oversize),
-        "source_restarts": dict(run.restarts),
+        "input_messages": nonzero("received"), "input_errors": nonzero("errors"),
+        "oversize_frames": nonzero("oversize_frames"),
+        "source_restarts": nonzero("source_restarts"), "inputs": inputs,
         "pairing": pairing, "pairing_keys": list(next(iter(pairing.values())).keys()),
         "memory_resets": sum(run.reset_reasons.values()),
         "reset_reasons": dict(run.reset_reasons),
