@@ -7,7 +7,7 @@ Fix the mechanical docstring findings of test_pep257.py / test_flake8.py in plac
 
 Only layout, never words: in a multi-line docstring the summary moves to the line after
 the opening quotes (D213, ament's convention) and the closing quotes to a line of their
-own (D209); ``__doc__.splitlines()[0]`` becomes ``__doc__.strip().splitlines()[0]`` so a
+own (D209); ``__doc__.strip().splitlines()[0]`` becomes ``__doc__.strip().splitlines()[0]`` so a
 summary on the second line is still the first line.  What needs rewording (D205/D400
 summaries over several lines, D401 imperative mood, E501 long lines, I100 import order)
 is left for a person: scripts/lint_report.py lists it.
@@ -58,7 +58,7 @@ def fix_source(text: str) -> str:
         lines[first:last + 1] = new
     fixed = "\n".join(lines)
     # a docstring that now starts with a newline has an empty first line
-    return fixed.replace("__doc__.splitlines()[0]", "__doc__.strip().splitlines()[0]")
+    return fixed.replace("__doc__.strip().splitlines()[0]", "__doc__.strip().splitlines()[0]")
 
 
 def files(paths: list[str]) -> list[Path]:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Our StampPairer against ROS 2's message_filters.ApproximateTimeSynchronizer.
+"""
+Our StampPairer against ROS 2's message_filters.ApproximateTimeSynchronizer.
 
     .venv/bin/python scripts/pairing_vs_message_filters.py [--message-filters DIR]
 

@@ -1,5 +1,7 @@
-"""``tvf benchmark-core``: prints and writes its figures; ``--compare-cpu`` measures how
-far a device's learned output is from the CPU path (the GPU benchmark's accuracy check)."""
+"""
+``tvf benchmark-core``: prints and writes its figures; ``--compare-cpu`` measures how
+far a device's learned output is from the CPU path (the GPU benchmark's accuracy check).
+"""
 
 import json
 

@@ -1,8 +1,10 @@
-"""``tvf benchmark-quality`` on small data made here: M3SVD-layout clips (every row is
+"""
+``tvf benchmark-quality`` on small data made here: M3SVD-layout clips (every row is
 scored against the clean frames, ``--bounds`` shows what clean inputs are worth), mp4
 pairs and frame folders (video mode: conditions, windows, plots, JSON), a VIFB-layout
 folder; the degradation protocol, the floor checks and the block-grid energy.  The
-shared-data tests run the real M3SVD videos and VIFB stills briefly."""
+shared-data tests run the real M3SVD videos and VIFB stills briefly.
+"""
 
 import argparse
 import json
@@ -21,8 +23,10 @@ from thermal_visible_fusion.tools.quality_floors import floor_checks
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    """Two scenes of 5 frames: ir/, vis/ clean; ir_degraded/ (noise, column stripes) and
-    vis_degraded/ (Gaussian blur), as in the M3SVD degraded clips."""
+    """
+    Two scenes of 5 frames: ir/, vis/ clean; ir_degraded/ (noise, column stripes) and
+    vis_degraded/ (Gaussian blur), as in the M3SVD degraded clips.
+    """
     root = tmp_path_factory.mktemp("clips")
     rng = np.random.default_rng(0)
     for seed in (1, 2):

@@ -1,7 +1,9 @@
-"""The CUDA path (half precision, channels-last, CUDA graphs).  These run on a CUDA
+"""
+The CUDA path (half precision, channels-last, CUDA graphs).  These run on a CUDA
 machine (``scripts/gpu_benchmark.sh`` runs them first) and skip elsewhere.  They use a
 fresh network whose memory matters (conftest ``fresh_weights``), not the shipped file:
-they compare execution paths, not what the weights learned."""
+they compare execution paths, not what the weights learned.
+"""
 
 import numpy as np
 import pytest
@@ -94,8 +96,10 @@ def test_cuda_graphs_and_the_torchscript_trace_exclude_each_other(weights):
 
 @needs_cuda
 def test_a_graph_step_returns_the_restored_pair_and_memory_of_an_eager_step(weights):
-    """The replayed step gives what the model gives: the restored (IR, visible) pair,
-    (1,2,H,W), and the same memory, frame after frame (a graph per memory presence)."""
+    """
+    The replayed step gives what the model gives: the restored (IR, visible) pair,
+    (1,2,H,W), and the same memory, frame after frame (a graph per memory presence).
+    """
     fuser = LearnedFuser(weights, device="cuda", cuda_graphs=False)
     model, step = fuser.model, CudaGraphStep(fuser.model)
     g = torch.Generator().manual_seed(0)

@@ -1,5 +1,7 @@
-"""FusionEngine behaviour a robot relies on: grid, registration, input types and
-when the temporal memory is (and is not) reset."""
+"""
+FusionEngine behaviour a robot relies on: grid, registration, input types and
+when the temporal memory is (and is not) reset.
+"""
 
 from __future__ import annotations
 
@@ -193,8 +195,10 @@ def test_reset_default_reason_is_not_empty():
 
 
 def test_reset_also_forgets_the_smoothed_thermal_range():
-    """After a reset a radiometric frame is stretched by its own range, not a blend
-    with the range of the frames before the reset."""
+    """
+    After a reset a radiometric frame is stretched by its own range, not a blend
+    with the range of the frames before the reset.
+    """
     ramp = np.linspace(0.0, 1.0, H * W, dtype=np.float64).reshape(H, W)
     frame_a = (1000 + 1000 * ramp).astype(np.uint16)
     frame_b = (1500 + 1000 * ramp).astype(np.uint16)   # overlaps A: smoothing would blend

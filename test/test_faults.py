@@ -1,4 +1,5 @@
-"""Fault injection: bad images, timing faults, parameter faults, a reset storm under load,
+"""
+Fault injection: bad images, timing faults, parameter faults, a reset storm under load,
 size churn, weight-file faults and tool faults.  Nothing lost, nothing hung, nothing
 unbounded.
 
@@ -43,8 +44,10 @@ def test_degenerate_geometry_is_refused_before_any_work(size):
 @pytest.mark.parametrize("size", [(16, 16), (16, 128), (128, 16), (80, 640), (100, 640),
                                   (40, 320)])
 def test_extreme_but_allowed_geometry_fuses_with_diagnostics(size):
-    """Wide frames whose 160-px diagnostics grid would be under 32 px high used to crash
-    OpenCV's DIS flow (segfault); the grid is widened instead."""
+    """
+    Wide frames whose 160-px diagnostics grid would be under 32 px high used to crash
+    OpenCV's DIS flow (segfault); the grid is widened instead.
+    """
     assert (MIN_SIDE, MAX_ASPECT) == (16, 8.0)
     engine = FusionEngine(EngineConfig(fuser="multiscale"))
     rng = np.random.default_rng(0)
@@ -214,8 +217,10 @@ def session(tmp_path_factory):
 
 
 def test_bad_image_matrix_is_dropped_with_error_and_no_balloon(session):
-    """Degenerate sizes far inside max_pixels (1x300 failed in OpenCV remap, 1x4000 took
-    RSS from 136 MB to 1.9 GB), a 10 kB encoding string, and the classic bad fields."""
+    """
+    Degenerate sizes far inside max_pixels (1x300 failed in OpenCV remap, 1x4000 took
+    RSS from 136 MB to 1.9 GB), a 10 kB encoding string, and the classic bad fields.
+    """
     process, client, clock = session
     rss_before = process_rss_mb(process.process.pid)
     bad = [
@@ -347,8 +352,10 @@ def learned_weights(tmp_path_factory) -> Path:
 
 
 def test_reset_storm_with_the_learned_fuser_under_load(session, learned_weights, tmp_path):
-    """The issue's probe: learned fuser, frames at 10 Hz, 100 calls together.  The reset
-    callback waited on the engine lock for a whole fuse: 19 of 100 answered in 30 s."""
+    """
+    The issue's probe: learned fuser, frames at 10 Hz, 100 calls together.  The reset
+    callback waited on the engine lock for a whole fuse: 19 of 100 answered in 30 s.
+    """
     env = dict(os.environ)  # the session's domain; its own namespace
     process = NodeProcess(env, {"fuser": "learned", "weights": str(learned_weights),
                                 "device": "cpu"}, log_path=tmp_path / "node.log",
@@ -423,8 +430,10 @@ def test_bad_homography_stops_the_node_with_the_reason(value):
 
 
 def test_unknown_names_and_foreign_sections_warn_and_stalls_log_once(tmp_path):
-    """Misspelt and nested names, and a file keyed to another node, were silently
-    ignored; a silent input logged "stalled" every 5 s forever."""
+    """
+    Misspelt and nested names, and a file keyed to another node, were silently
+    ignored; a silent input logged "stalled" every 5 s forever.
+    """
     mine = tmp_path / "mine.yaml"
     mine.write_text("/**:\n  ros__parameters:\n    fuser: average\n    sync_slp: 0.01\n"
                     "    max_stamp_gapp: 2.0\n    nested:\n      value: 1\n")
@@ -590,8 +599,10 @@ def test_fuse_unreadable_frame_is_one_line_exit_2_and_no_output(clip, tmp_path):
 
 @pytest.mark.parametrize("start, frame", [(0.0, "frame 0 of 60"), (0.5, "of 60")])
 def test_fuse_incomplete_decoding_is_an_error_naming_the_frame(clip, tmp_path, start, frame):
-    """An mp4 that opens but decodes nothing said "wrote 0 frames", exit 0; one corrupted
-    half-way wrote 49 of 151 frames, exit 0."""
+    """
+    An mp4 that opens but decodes nothing said "wrote 0 frames", exit 0; one corrupted
+    half-way wrote 49 of 151 frames, exit 0.
+    """
     broken = corrupted_mp4(clip / "ir.mp4", tmp_path / "ir.mp4", start)
     out = tmp_path / "out"
     result = tvf("fuse", "--ir", broken, "--rgb", clip / "vis.mp4", "--out", out,
@@ -718,15 +729,19 @@ def test_size_churn_keeps_memory_flat_with_the_multiscale_fuser():
 
 
 def test_size_churn_keeps_memory_flat_with_the_learned_fuser_eager(learned_weights):
-    """Engine, normaliser, registration, diagnostics and the network's memory are bounded
-    per size: with the network run eagerly RSS stays flat after the first round."""
+    """
+    Engine, normaliser, registration, diagnostics and the network's memory are bounded
+    per size: with the network run eagerly RSS stays flat after the first round.
+    """
     rss = churn_rss("learned", learned_weights, jit=False)
     assert rss[-1] - rss[0] < 40, rss
 
 
 def test_size_churn_keeps_memory_flat_with_the_learned_fuser_traced(learned_weights):
-    """The issue's 734 -> 1,546 -> 2,482 -> 3,335 MB: 16 sizes through the traced fuser
-    (each trace keeps memory that freeing it never returns: FrozenStep.MAX_TRACES)."""
+    """
+    The issue's 734 -> 1,546 -> 2,482 -> 3,335 MB: 16 sizes through the traced fuser
+    (each trace keeps memory that freeing it never returns: FrozenStep.MAX_TRACES).
+    """
     rss = churn_rss("learned", learned_weights, jit=True)
     assert rss[-1] - rss[0] < 40, rss
 

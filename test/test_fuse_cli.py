@@ -77,9 +77,11 @@ def test_lookahead_needs_the_learned_fuser_with_memory(frames, tmp_path, capsys,
 
 
 def _expected(frames: Path, weights: Path, lookahead: int) -> list[np.ndarray]:
-    """What the network gives offline for each frame, in order: the look-ahead runner's
+    """
+    What the network gives offline for each frame, in order: the look-ahead runner's
     restored pairs (learned.runtime.StreamingRunner, eager), fused by the multi-scale rule with the
-    frame's chroma, as the learned fuser does."""
+    frame's chroma, as the learned fuser does.
+    """
     from thermal_visible_fusion.fusers.classic import MultiScaleFuser, merge_luma
     from thermal_visible_fusion.learned.weights import load_model
 

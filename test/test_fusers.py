@@ -1,5 +1,7 @@
-"""Classic fusers and the fuser registry: shapes, colour from RGB, warm figures
-lifted out of smoke/darkness, and what ``create_fuser`` does with each name."""
+"""
+Classic fusers and the fuser registry: shapes, colour from RGB, warm figures
+lifted out of smoke/darkness, and what ``create_fuser`` does with each name.
+"""
 
 from __future__ import annotations
 
@@ -105,7 +107,8 @@ def test_chroma_comes_from_rgb(name):
 
 @pytest.mark.parametrize("index", [0, 45, 90])
 def test_multiscale_reveals_figures_hidden_in_rgb(scene, index):
-    """Warm people hidden by smoke/darkness in RGB must stand out in the fused image.
+    """
+    Warm people hidden by smoke/darkness in RGB must stand out in the fused image.
 
     Visibility of a person = mean luminance change their presence causes, measured
     on their (hidden) pixels against the identical frame rendered without people.
@@ -141,8 +144,10 @@ def test_multiscale_figures_stand_out_from_their_surroundings(scene):
 
 @pytest.mark.parametrize("name", FUSER_NAMES)
 def test_every_listed_fuser_name_gives_a_working_fuser(name):
-    """What the node's ``fuser`` parameter accepts: each name fuses a pair, and with the
-    shipped weights ``auto`` and ``learned`` are the learned fuser, without a warning."""
+    """
+    What the node's ``fuser`` parameter accepts: each name fuses a pair, and with the
+    shipped weights ``auto`` and ``learned`` are the learned fuser, without a warning.
+    """
     fuser, warning = create_fuser(name, device="cpu")
     assert warning is None
     assert fuser.name == ("learned" if name == "auto" else name)
@@ -189,8 +194,10 @@ def test_learned_without_any_weights_falls_back_with_a_warning(monkeypatch):
 
 
 def test_auto_uses_the_shipped_weights_when_they_load(monkeypatch, request):
-    """With weights in the package, ``auto`` is the learned fuser (whether the shipped
-    file itself loads is test_shipped_weights' business)."""
+    """
+    With weights in the package, ``auto`` is the learned fuser (whether the shipped
+    file itself loads is test_shipped_weights' business).
+    """
     pytest.importorskip("torch")
     weights = request.getfixturevalue("fresh_weights")
     monkeypatch.setattr(learned_weights, "default_weights", lambda: weights)
@@ -204,8 +211,10 @@ def test_auto_uses_the_shipped_weights_when_they_load(monkeypatch, request):
 @pytest.mark.parametrize("name", ["auto", "learned"])
 def test_shipped_weights_that_do_not_load_fall_back_naming_the_file(monkeypatch, tmp_path,
                                                                     name):
-    """Weights of another network version in the package (a stale install): the node keeps
-    fusing with the fallback and says which file and why."""
+    """
+    Weights of another network version in the package (a stale install): the node keeps
+    fusing with the fallback and says which file and why.
+    """
     torch = pytest.importorskip("torch")
     stale = tmp_path / "streaming_fusion.pt"
     torch.save({"format": "tvf-streaming-fusion", "version": 1, "config": {},

@@ -557,8 +557,10 @@ def test_decode_compressed_bayer_mosaic_is_demosaiced() -> None:
 
 
 def depth_message(png: bytes, quant_a: float = 0.0, quant_b: float = 0.0) -> bytes:
-    """compressed_depth_image_transport's layout: ConfigHeader {int32 format = INV_DEPTH (0),
-    float32 depthParam[2]} (12 bytes), then the PNG."""
+    """
+    compressed_depth_image_transport's layout: ConfigHeader {int32 format = INV_DEPTH (0),
+    float32 depthParam[2]} (12 bytes), then the PNG.
+    """
     return struct.pack("<iff", 0, quant_a, quant_b) + png
 
 

@@ -1,4 +1,5 @@
-"""StreamingFusionNet and LearnedFuser: shapes, the restorations and their memory, the
+"""
+StreamingFusionNet and LearnedFuser: shapes, the restorations and their memory, the
 streaming runner, weights files.
 
 The network restores, then fuses by the multi-scale rule, and each restoration is meant
@@ -36,10 +37,12 @@ torch.set_num_threads(1)
 
 def make_model(config: ModelConfig | None = None, *, blur: int | None = 0,
                gain: float | None = None, seed: int = 0) -> StreamingFusionNet:
-    """A fresh network in eval mode.  ``blur=k`` forces the blur classifier to class k
+    """
+    A fresh network in eval mode.  ``blur=k`` forces the blur classifier to class k
     (0: "none", so the visible frame passes unchanged); None leaves it as initialised.
     ``gain`` sets the logit of the IR filter's temporal gain (the fresh value is -4, a
-    gain of 0.018; 0 gives 0.5, so the memory visibly matters)."""
+    gain of 0.018; 0 gives 0.5, so the memory visibly matters).
+    """
     torch.manual_seed(seed)
     model = StreamingFusionNet(config).eval()
     with torch.no_grad():
@@ -62,8 +65,10 @@ def smooth(h: int, w: int, seed: int = 0, scales=(4, 8, 16, 32)) -> torch.Tensor
 
 
 def scene_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
-    """(1,1,h,w) a clean camera's view: smooth shading and objects with soft edges (real
-    frames' statistics: no column structure beyond what objects bring)."""
+    """
+    (1,1,h,w) a clean camera's view: smooth shading and objects with soft edges (real
+    frames' statistics: no column structure beyond what objects bring).
+    """
     rng = np.random.default_rng(seed)
     image = smooth(h, w, seed, scales=(32, 64))[0, 0].numpy() * 0.6 + 0.2
     for _ in range(12):
@@ -98,9 +103,11 @@ def tensor(a: np.ndarray) -> torch.Tensor:
 
 
 def clean_bgr_stream(n: int, h: int = 240, w: int = 320) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(thermal uint8, BGR uint8) of a clean camera: a panning IR scene with a warm
+    """
+    (thermal uint8, BGR uint8) of a clean camera: a panning IR scene with a warm
     figure walking across it (no noise, no column pattern), and the synthetic street
-    scene's RGB frames."""
+    scene's RGB frames.
+    """
     scene = SyntheticScene(w, h, seed=1)
     pairs = []
     for t, (ir, _) in enumerate(clean_stream(n, h, w, seed=4)):
@@ -140,8 +147,10 @@ def test_shapes_any_size_with_and_without_memory(size):
 
 
 def test_batch_items_do_not_interact():
-    """A batch is several independent streams: each item's outputs and memory are what
-    it gets on its own (every image-wide statistic is per item)."""
+    """
+    A batch is several independent streams: each item's outputs and memory are what
+    it gets on its own (every image-wide statistic is per item).
+    """
     model = make_model(blur=None, gain=0.0)
     frames = [random_frames(2, 40, 56, seed=s) for s in range(3)]
     with torch.no_grad():
@@ -166,8 +175,10 @@ def test_batch_items_do_not_interact():
 # ----------------------------------------------------------------------------- clean input
 
 def test_multiscale_fuse_is_the_multiscale_fuser():
-    """The training's fusion (torch) is what ``--fuser multiscale`` and the learned fuser
-    (OpenCV) make of the same frames, to a grey level."""
+    """
+    The training's fusion (torch) is what ``--fuser multiscale`` and the learned fuser
+    (OpenCV) make of the same frames, to a grey level.
+    """
     for w, h in ((320, 240), (97, 83)):  # odd sizes too; >= 64 px keeps all 4 levels
         thermal, rgb = SyntheticScene(w, h, seed=2).frame(5)
         luma = luma_of(rgb)
@@ -181,8 +192,10 @@ def test_multiscale_fuse_is_the_multiscale_fuser():
 
 
 def test_fresh_network_leaves_a_clean_camera_alone(tmp_path):
-    """Restore-then-fuse is the identity on clean input: a fresh network whose blur
-    estimate says "none" fuses a clean stream as the multi-scale fuser does."""
+    """
+    Restore-then-fuse is the identity on clean input: a fresh network whose blur
+    estimate says "none" fuses a clean stream as the multi-scale fuser does.
+    """
     weights = save_weights(make_model(), tmp_path / "w.pt")
     fuser = LearnedFuser(weights, device="cpu", jit=False)
     rule = MultiScaleFuser()
@@ -193,9 +206,11 @@ def test_fresh_network_leaves_a_clean_camera_alone(tmp_path):
 
 
 def test_clean_frames_pass_the_stripe_gate_unchanged():
-    """With the IR filter's learned part off (residual 0, gain 0), the destriping leaves
+    """
+    With the IR filter's learned part off (residual 0, gain 0), the destriping leaves
     a clean camera's frames exactly as they are, and faint column patterns (below
-    ``stripe_floor``, the level of real scene content) too."""
+    ``stripe_floor``, the level of real scene content) too.
+    """
     model = make_model(gain=-30.0)
     faint = 0.5 / 255 * torch.randn(1, 1, 1, 320, generator=torch.Generator().manual_seed(0))
     for pattern in (0.0, faint):
@@ -233,9 +248,11 @@ def test_stripe_memory_learns_and_removes_fixed_column_stripes():
 
 
 def test_real_clean_cameras_pass_and_real_stripes_are_removed(shared_data):
-    """The M3SVD evaluation clips: the stripe gate leaves every clean clip's IR frames
+    """
+    The M3SVD evaluation clips: the stripe gate leaves every clean clip's IR frames
     exactly as they are, and removes the bulk of the degraded clips' column stripes
-    (the fresh network: the memory does this, not training)."""
+    (the fresh network: the memory does this, not training).
+    """
     clips = sorted(p for p in (shared_data / "m3svd" / "clips").iterdir() if p.is_dir())
     assert clips
     model = make_model(gain=-30.0)
@@ -274,10 +291,12 @@ def test_noise_level_measures_gaussian_noise_and_ignores_stripes():
 # ----------------------------------------------------------------------------- alignment
 
 def _translated(image: str, dy: int, dx: int, h: int = 192, w: int = 256):
-    """(previous, current) (ir, vis) pairs: the current frame is the previous one seen by a
+    """
+    (previous, current) (ir, vis) pairs: the current frame is the previous one seen by a
     camera moved by (dy, dx) px, so current(p) = previous(p + (dy, dx)).  ``image``:
     "street" (the synthetic scene: flat sky and road, sharp edges), "texture" (detail
-    everywhere) or "smooth" (slow shading only)."""
+    everywhere) or "smooth" (slow shading only).
+    """
     if image == "street":
         thermal, rgb = SyntheticScene(w + 96, h + 96, seed=4).frame(0)
         ir, vis = tensor(thermal), tensor(luma_of(rgb))
@@ -292,9 +311,11 @@ def _translated(image: str, dy: int, dx: int, h: int = 192, w: int = 256):
 
 @pytest.mark.parametrize("image", ["street", "texture", "smooth"])
 def test_a_still_camera_does_not_move_its_memory(image):
-    """Identical frames: zero flow everywhere, so the remembered frame stays in place
+    """
+    Identical frames: zero flow everywhere, so the remembered frame stays in place
     (a wrong whole-pixel flow would blend content from up to 8 px away into a still
-    scene)."""
+    scene).
+    """
     (ir, vis), _ = _translated(image, 0, 0)
     key = alignment_key(ir, vis)
     flow = block_flow(key, key, ModelConfig().search)
@@ -366,8 +387,10 @@ def test_deblur_applies_the_filter_of_the_blur_class():
 
 
 def test_blur_memory_picks_the_deblur_filter_of_a_blurred_camera():
-    """Forced to a blur class, the network restores a blurred camera's frames towards the
-    sharp ones (the memory keeps that class)."""
+    """
+    Forced to a blur class, the network restores a blurred camera's frames towards the
+    sharp ones (the memory keeps that class).
+    """
     sharp = smooth(96, 128, seed=6, scales=(2, 4, 8, 16))
     model = make_model(blur=1)  # sigma 1.0
     state = None
@@ -388,8 +411,10 @@ def test_rate_is_a_running_mean_then_exponential():
 
 
 def test_stripe_and_blur_memories_are_running_means_of_the_frames():
-    """Over the first ``stripe_frames`` / ``blur_frames`` frames the memories are the plain
-    means of the per-frame estimates, exponential after; ``count`` is the frames seen."""
+    """
+    Over the first ``stripe_frames`` / ``blur_frames`` frames the memories are the plain
+    means of the per-frame estimates, exponential after; ``count`` is the frames seen.
+    """
     config = ModelConfig(stripe_frames=3, blur_frames=64, stripe_floor=100.0, stripe_full=101.0)
     model = make_model(config, blur=None)  # gate off: the estimates never change the frame
     frames = random_frames(6, 32, 48, seed=2)
@@ -407,8 +432,10 @@ def test_stripe_and_blur_memories_are_running_means_of_the_frames():
 
 
 def test_memories_settle_on_a_still_camera():
-    """A still striped camera with fresh noise every frame: the stripe and blur memories
-    settle (their steps shrink as 1/frames), the stripe memory on the stripes."""
+    """
+    A still striped camera with fresh noise every frame: the stripe and blur memories
+    settle (their steps shrink as 1/frames), the stripe memory on the stripes.
+    """
     model = make_model(blur=None, gain=0.0)
     ir, vis = clean_stream(1, 96, 128)[0]
     g = torch.Generator().manual_seed(1)
@@ -452,9 +479,11 @@ def test_memory_of_another_size_is_refused_and_the_fuser_resets(tmp_path):
 
 @pytest.mark.parametrize("fresh", [True, False])
 def test_gradients_reach_every_parameter(fresh):
-    """Through the fused frame of a short, noisy stream (the temporal filter is on).  A
+    """
+    Through the fused frame of a short, noisy stream (the temporal filter is on).  A
     fresh network's IR filter ends in a zero layer: its gradient starts there and reaches
-    the layers before once that layer has left zero."""
+    the layers before once that layer has left zero.
+    """
     model = make_model(blur=None).train()
     if not fresh:
         torch.nn.init.normal_(model.denoiser[-1].weight, std=0.01)
@@ -475,8 +504,10 @@ def test_gradients_reach_every_parameter(fresh):
 # ----------------------------------------------------------------------------- streaming
 
 def _manual(model, frames, t: int, last: int) -> torch.Tensor:
-    """The restored pair of frame t: forward memory of frames 0..t-1, averaged with a
-    memory run from frame ``last`` down to t+1 when there are frames after t."""
+    """
+    The restored pair of frame t: forward memory of frames 0..t-1, averaged with a
+    memory run from frame ``last`` down to t+1 when there are frames after t.
+    """
     with torch.no_grad():
         state = None
         for ir, vis in frames[:t + 1]:

@@ -1,5 +1,7 @@
-"""The real fusion node in its own process, talking over DDS with default QoS and the
-shipped Fast DDS profile, driven by a real publisher node in this process."""
+"""
+The real fusion node in its own process, talking over DDS with default QoS and the
+shipped Fast DDS profile, driven by a real publisher node in this process.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""The node's ROS interfaces as a user wires them (issue 18), over DDS with real nodes:
+"""
+The node's ROS interfaces as a user wires them (issue 18), over DDS with real nodes:
 compressed camera inputs, fused/image_raw + fused/image_raw/compressed + fused/camera_info,
-a namespaced node, /diagnostics names and hardware ids, and the expected-rate check."""
+a namespaced node, /diagnostics names and hardware ids, and the expected-rate check.
+"""
 
 from __future__ import annotations
 
@@ -43,8 +45,10 @@ def stamp_of(msg) -> int:
 
 
 class Cameras:
-    """Compressed thermal (16-bit PNG) and RGB (JPEG) cameras in /robot1, with CameraInfo
-    on demand, and recorders of the node's camera_info and compressed output."""
+    """
+    Compressed thermal (16-bit PNG) and RGB (JPEG) cameras in /robot1, with CameraInfo
+    on demand, and recorders of the node's camera_info and compressed output.
+    """
 
     next_ns = 2_000 * 1_000_000_000
 
@@ -304,8 +308,10 @@ def test_corrupt_compressed_frames_are_dropped_with_an_error_and_fusion_continue
 
 
 def test_expected_rate_bounds_give_ok_warn_and_error(session):
-    """Cameras at 10 Hz: OK against expected_rate 10, WARN against 15 (outside +-10 %),
-    ERROR against 30 (below half)."""
+    """
+    Cameras at 10 Hz: OK against expected_rate 10, WARN against 15 (outside +-10 %),
+    ERROR against 30 (below half).
+    """
     process, client, cameras = session
     stop = threading.Event()
     load = threading.Thread(target=lambda: cameras.publish(100_000, stop=stop), daemon=True)

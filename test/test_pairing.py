@@ -186,9 +186,11 @@ def test_constant_offset_pairs_every_frame_with_at_most_one_frame_delay(rgb_firs
 
 @pytest.mark.parametrize("rgb_first", [False, True])
 def test_offset_cameras_pair_without_delay_once_the_rate_is_known(rgb_first):
-    """Rate-aware (the node's pairer): after STEP_MIN_SAMPLES frames a steady camera's
+    """
+    Rate-aware (the node's pairer): after STEP_MIN_SAMPLES frames a steady camera's
     next stamp is known to be a period away, so a pair 5 ms apart cannot lose its
-    partner to it: the pair comes out with its second message, not a frame later."""
+    partner to it: the pair comes out with its second message, not a frame later.
+    """
     from thermal_visible_fusion.stream.pairing import STEP_MIN_SAMPLES
 
     n = 60
@@ -207,8 +209,10 @@ def test_offset_cameras_pair_without_delay_once_the_rate_is_known(rgb_first):
 
 
 def test_rate_aware_pairs_steady_cameras_as_the_exact_rule_does():
-    """Steady cameras with jitter, drops, an offset and different rates, arriving in
-    random interleavings: the rate-aware pairer emits exactly the rule's pairs."""
+    """
+    Steady cameras with jitter, drops, an offset and different rates, arriving in
+    random interleavings: the rate-aware pairer emits exactly the rule's pairs.
+    """
     for seed in range(60):
         rng = random.Random(seed)
         periods = rng.choice([(33, 33), (111, 33), (17, 33), (33, 17)])

@@ -1,5 +1,7 @@
-"""The parameter table: defaults are valid, bad values are refused with a reason
-that names the parameter, and config/fusion.yaml matches the table."""
+"""
+The parameter table: defaults are valid, bad values are refused with a reason
+that names the parameter, and config/fusion.yaml matches the table.
+"""
 
 from __future__ import annotations
 

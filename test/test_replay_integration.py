@@ -1,6 +1,8 @@
-"""``tvf replay`` over DDS: a bag played to the real fusion node comes out fused, stamped
+"""
+``tvf replay`` over DDS: a bag played to the real fusion node comes out fused, stamped
 with the bag's RGB stamps, from raw or compressed images; ``--transport`` converts
-between Image and CompressedImage."""
+between Image and CompressedImage.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +30,10 @@ START_NS = 1_700_000_000 * 1_000_000_000
 
 
 def write_bag(path, frames=FRAMES, compressed=False, size=(320, 240)):
-    """30 frames at 30 fps, thermal stamped 4 ms after RGB (pairing must match);
-    ``compressed``: CompressedImage on .../image_raw/compressed."""
+    """
+    30 frames at 30 fps, thermal stamped 4 ms after RGB (pairing must match);
+    ``compressed``: CompressedImage on .../image_raw/compressed.
+    """
     scene = SyntheticScene(*size, seed=7)
     suffix = "/compressed" if compressed else ""
     rgb_stamps, rgb_frames = [], []

@@ -1,4 +1,5 @@
-"""The shipped weights do their job on real clips they never saw (the M3SVD evaluation
+"""
+The shipped weights do their job on real clips they never saw (the M3SVD evaluation
 clips, held out of training): they restore the degraded thermal frames, and they leave a
 clean camera's frames alone.
 
@@ -50,9 +51,11 @@ def read(clip, kind: str, i: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def tone_free_error(x: np.ndarray, clean: np.ndarray) -> float:
-    """Mean absolute error to the clean frame after the best gain and offset: the degraded
+    """
+    Mean absolute error to the clean frame after the best gain and offset: the degraded
     clips' IR carries a camera tone change (~0.8 contrast, +31 grey levels) that no
-    network can know and that training deliberately leaves alone."""
+    network can know and that training deliberately leaves alone.
+    """
     a = np.stack([x.ravel().astype(np.float64), np.ones(x.size)], 1)
     coef, *_ = np.linalg.lstsq(a, clean.ravel().astype(np.float64), rcond=None)
     return float(np.abs(a @ coef - clean.ravel()).mean())
@@ -73,8 +76,10 @@ def test_the_shipped_weights_load_and_auto_uses_them():
 
 
 def test_the_shipped_network_restores_real_degraded_thermal_frames(clips):
-    """Over each clip's 20 frames with memory, the restored IR is clearly closer to the
-    clean IR than the degraded input (noise and column stripes removed)."""
+    """
+    Over each clip's 20 frames with memory, the restored IR is clearly closer to the
+    clean IR than the degraded input (noise and column stripes removed).
+    """
     _, model = shipped()
     before, after = [], []
     for clip in clips:
@@ -95,8 +100,10 @@ def test_the_shipped_network_restores_real_degraded_thermal_frames(clips):
 
 
 def test_the_shipped_network_leaves_clean_clips_alone(clips):
-    """A clean camera: the learned fuser's output (memory on, 20 frames) stays within 2
-    grey levels mean of the multi-scale rule's."""
+    """
+    A clean camera: the learned fuser's output (memory on, 20 frames) stays within 2
+    grey levels mean of the multi-scale rule's.
+    """
     path, _ = shipped()
     from thermal_visible_fusion.fusers.learned import LearnedFuser
 

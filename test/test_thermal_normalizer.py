@@ -124,8 +124,10 @@ def test_flat_float_image_with_non_finite_pixels() -> None:
 
 
 def test_smoothing_suppresses_flicker() -> None:
-    """A small hot object whose reading jitters +-3 % per frame sets the 99th
-    percentile; stretching each frame on its own makes the whole image pump."""
+    """
+    A small hot object whose reading jitters +-3 % per frame sets the 99th
+    percentile; stretching each frame on its own makes the whole image pump.
+    """
     rng = np.random.default_rng(7)
     base = scene().astype(np.float64)
     base += rng.normal(0.0, 15.0, base.shape)  # sensor noise

@@ -1,5 +1,7 @@
-"""Training: data layouts, degradations, the configuration, the truncated-BPTT step and a
-smoke run."""
+"""
+Training: data layouts, degradations, the configuration, the truncated-BPTT step and a
+smoke run.
+"""
 
 from __future__ import annotations
 
@@ -157,9 +159,11 @@ def test_ir_tone_change_keeps_its_pivot_level():
 
 
 def test_low_light_is_tellable_from_a_dim_clean_frame():
-    """Low light is darker than a third of the clean level and noisy, so a dim clean frame
+    """
+    Low light is darker than a third of the clean level and noisy, so a dim clean frame
     does not look like it; its target keeps the scene's light level (dark, noise-free),
-    so the network learns to denoise dark frames, never to brighten them."""
+    so the network learns to denoise dark frames, never to brighten them.
+    """
     vis = torch.full((3, 3, 64, 64), 0.3)  # a dim clean scene
     cfg = DegradeConfig(p_clean=0, p_low_light=1, p_haze=0, vis_blur=(0.5, 0.5))
     for seed in range(20):
@@ -173,8 +177,10 @@ def test_low_light_is_tellable_from_a_dim_clean_frame():
 
 
 def test_training_degradations_leave_the_ir_tone_alone(dataset, monkeypatch):
-    """The network cannot know a thermal camera's gain or offset: training draws neither,
-    or it would learn to guess one and shift clean frames."""
+    """
+    The network cannot know a thermal camera's gain or offset: training draws neither,
+    or it would learn to guess one and shift clean frames.
+    """
     made = {}
     real = train.ClipSampler
 
@@ -264,8 +270,10 @@ def test_the_learning_rate_ends_annealed_whichever_limit_comes_first():
 
 def sequence_batch(frames: int = 4, size: int = 32, batch: int = 2, noise: float = 0.05,
                    seed: int = 0) -> dict[str, torch.Tensor]:
-    """A camera panning one pixel per frame over a smooth scene; ``flow`` is that motion,
-    the degraded frames get noise."""
+    """
+    A camera panning one pixel per frame over a smooth scene; ``flow`` is that motion,
+    the degraded frames get noise.
+    """
     g = torch.Generator().manual_seed(seed)
     scene = torch.nn.functional.interpolate(torch.rand(batch, 4, 8, 8 + frames, generator=g),
                                             size=(size, size + frames), mode="bicubic",
@@ -284,8 +292,10 @@ def sequence_batch(frames: int = 4, size: int = 32, batch: int = 2, noise: float
 
 
 def identity_model() -> StreamingFusionNet:
-    """A network that returns its inputs: blur class "none", no temporal gain, no stripe
-    removal."""
+    """
+    A network that returns its inputs: blur class "none", no temporal gain, no stripe
+    removal.
+    """
     model = StreamingFusionNet(ModelConfig(stripe_floor=100.0, stripe_full=101.0))
     with torch.no_grad():
         model.blur_classifier[-1].weight.zero_()
@@ -295,8 +305,10 @@ def identity_model() -> StreamingFusionNet:
 
 
 def test_losses_vanish_for_a_network_that_returns_the_clean_frames():
-    """When the output is the target (clean input, identity network) every term, the
-    temporal one included, is zero; noisy input makes each restoration term positive."""
+    """
+    When the output is the target (clean input, identity network) every term, the
+    temporal one included, is zero; noisy input makes each restoration term positive.
+    """
     model = identity_model().train()
     clean = sequence_batch(noise=0.0)
     mask = clean["valid"][:, 1].bool()  # the batch's flow is the camera's motion
@@ -315,9 +327,11 @@ def test_losses_vanish_for_a_network_that_returns_the_clean_frames():
 
 
 def test_sequence_losses_step_once_per_window_and_carry_the_memory():
-    """Truncated BPTT: the memory runs through the whole sequence (the last state has
+    """
+    Truncated BPTT: the memory runs through the whole sequence (the last state has
     seen every frame), the gradient only through a window (the state entering a window
-    has no graph), and the optimiser steps once per window."""
+    has no graph), and the optimiser steps once per window.
+    """
     torch.manual_seed(0)
     model = StreamingFusionNet(ModelConfig(channels=8, layers=2)).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}

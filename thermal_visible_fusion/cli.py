@@ -1,4 +1,5 @@
-"""``tvf``: one console script for every tool (``python -m thermal_visible_fusion`` too).
+"""
+``tvf``: one console script for every tool (``python -m thermal_visible_fusion`` too).
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``main(args) -> int``; modules are imported only when their command runs, so
@@ -34,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tvf", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="tvf", description=__doc__.strip().splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text).set_defaults(_module=module)

@@ -19,7 +19,8 @@ def validate_device(spec: str) -> str | None:
 
 
 def resolve_device(spec: str = "auto") -> "torch.device":
-    """Turn a device parameter into a torch.device; 'auto' takes CUDA when available.
+    """
+    Turn a device parameter into a torch.device; 'auto' takes CUDA when available.
 
     Asking for CUDA on a machine without it is an error rather than a silent fallback,
     so a robot misconfigured for its GPU says so at start-up.

@@ -1,4 +1,5 @@
-"""Every node parameter in one table: name, default, meaning and its check.
+"""
+Every node parameter in one table: name, default, meaning and its check.
 
 The node declares its parameters from this table, ``config/fusion.yaml`` must
 list the same names (a test checks), and the README's reference is this table.
@@ -82,8 +83,10 @@ def _vector3(limit: float, unit: str) -> Check:
 
 
 def normalized_homography(values: list[float]) -> list[float]:
-    """The same homography scaled so its largest entry is 1 in magnitude (exact for any
-    finite scale, so neither 1e-300 nor 1e300 over- or underflows later)."""
+    """
+    The same homography scaled so its largest entry is 1 in magnitude (exact for any
+    finite scale, so neither 1e-300 nor 1e300 over- or underflows later).
+    """
     largest = max(abs(v) for v in values)
     return [v / largest for v in values]
 

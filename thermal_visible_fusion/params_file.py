@@ -1,4 +1,5 @@
-"""Checks of a node parameters file (``--params-file``) before and after start-up (ROS-free).
+"""
+Checks of a node parameters file (``--params-file``) before and after start-up (ROS-free).
 
 rclpy applies a params file silently: a misspelt name, a nested value or a section keyed
 to another node name leaves the node on its defaults without a word, and a YAML error or

@@ -1,4 +1,5 @@
-"""Where the package's shared files (config, launch, rviz) are, however it was installed.
+"""
+Where the package's shared files (config, launch, rviz) are, however it was installed.
 
 colcon and ``pip install .`` put them in ``<prefix>/share/thermal_visible_fusion``;
 a source checkout (editable install, tests) has them beside the Python package.

@@ -1,4 +1,5 @@
-"""Seeded, streaming degradation of long thermal/visible videos (numpy/OpenCV, no torch).
+"""
+Seeded, streaming degradation of long thermal/visible videos (numpy/OpenCV, no torch).
 
 The evaluation protocol of ``tvf benchmark-quality`` on videos; it follows the M3SVD
 degraded clips (``m3svd/clips/*/{ir,vis}_degraded``):
@@ -109,8 +110,10 @@ class VideoDegradation:
         return self._stripes[:width]
 
     def apply(self, ir: np.ndarray, bgr: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Degrade frame ``index``: (H, W) uint8/uint16 IR, (H, W, 3) uint8 BGR; the
-        inputs are not modified."""
+        """
+        Degrade frame ``index``: (H, W) uint8/uint16 IR, (H, W, 3) uint8 BGR; the
+        inputs are not modified.
+        """
         frame_rng = np.random.default_rng([*self._entropy, 2, int(index)])
         return self._ir(ir, frame_rng), self._visible(bgr, frame_rng)
 

@@ -1,4 +1,5 @@
-"""Reading registered thermal/RGB input pairs, and writing side-by-side results.
+"""
+Reading registered thermal/RGB input pairs, and writing side-by-side results.
 
 Inputs are either two video files (anything ``cv2.VideoCapture`` reads, e.g. an mp4
 pair) or two folders of frames (images sorted by name, naturally: ``2.png`` before
@@ -41,8 +42,10 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 
 
 class FramePair(NamedTuple):
-    """One registered pair: ``index`` counts from 0; ``name`` is the frame file stem
-    (folders) or the zero-padded index (videos)."""
+    """
+    One registered pair: ``index`` counts from 0; ``name`` is the frame file stem
+    (folders) or the zero-padded index (videos).
+    """
 
     index: int
     name: str
@@ -56,9 +59,11 @@ def _natural_key(path: Path) -> list:
 
 
 def list_frames(folder: str | Path) -> list[Path]:
-    """Image files directly in ``folder`` (extensions in :data:`IMAGE_EXTENSIONS`,
+    """
+    Image files directly in ``folder`` (extensions in :data:`IMAGE_EXTENSIONS`,
     any case), in natural name order.  May be empty; raises ``FileNotFoundError``
-    when ``folder`` does not exist and ``NotADirectoryError`` when it is a file."""
+    when ``folder`` does not exist and ``NotADirectoryError`` when it is a file.
+    """
     folder = Path(folder)
     if not folder.exists():
         raise FileNotFoundError(f"frame folder not found: {folder}")
@@ -182,7 +187,8 @@ def _reader(path: str | Path, thermal: bool):
 
 
 class PairSource:
-    """Registered thermal/RGB frame pairs from two videos or two frame folders.
+    """
+    Registered thermal/RGB frame pairs from two videos or two frame folders.
 
     ``len()`` is the number of pairs: the shorter of the two streams (extra frames
     of the longer one are ignored).  For videos it comes from the container's frame
@@ -244,9 +250,11 @@ class PairSource:
 
 
 def open_pair(ir: str | Path, rgb: str | Path) -> PairSource:
-    """Open a thermal (``ir``) and an RGB input: two videos, two frame folders, or one
+    """
+    Open a thermal (``ir``) and an RGB input: two videos, two frame folders, or one
     of each.  Raises ``FileNotFoundError`` for a missing path and ``ValueError`` for
-    an empty folder or a video that cannot be opened; the message names the path."""
+    an empty folder or a video that cannot be opened; the message names the path.
+    """
     return PairSource(ir, rgb)
 
 
@@ -254,8 +262,10 @@ def open_pair(ir: str | Path, rgb: str | Path) -> PairSource:
 
 
 def _to_display(img: np.ndarray) -> np.ndarray:
-    """Any (H, W) or (H, W, 3) image -> (H, W, 3) uint8 BGR for viewing.  Images that
-    are not 8 bit (16-bit thermal, float) are min-max stretched to 0..255."""
+    """
+    Any (H, W) or (H, W, 3) image -> (H, W, 3) uint8 BGR for viewing.  Images that
+    are not 8 bit (16-bit thermal, float) are min-max stretched to 0..255.
+    """
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.dtype != np.uint8:
@@ -279,10 +289,12 @@ def _label(img: np.ndarray, text: str) -> None:
 
 
 def tile(thermal: np.ndarray, rgb: np.ndarray, fused: np.ndarray, labels: bool = True) -> np.ndarray:
-    """Thermal | RGB | fused side by side as one (H, 3W, 3) uint8 BGR image, with all
+    """
+    Thermal | RGB | fused side by side as one (H, 3W, 3) uint8 BGR image, with all
     three resized to the fused frame's size.  Thermal is shown as grey (colour
     thermal is converted, 16-bit thermal min-max stretched to 8 bit); a grey fused
-    frame is expanded to BGR."""
+    frame is expanded to BGR.
+    """
     h, w = fused.shape[:2]
     panels = []
     for img, text in ((thermal, "thermal"), (rgb, "visible"), (fused, "fused")):
@@ -300,7 +312,8 @@ def tile(thermal: np.ndarray, rgb: np.ndarray, fused: np.ndarray, labels: bool =
 
 
 class SideBySideWriter:
-    """Writes thermal | RGB | fused tiles (see :func:`tile`) into an mp4 ('mp4v').
+    """
+    Writes thermal | RGB | fused tiles (see :func:`tile`) into an mp4 ('mp4v').
 
     The video is opened at the first frame (its size is that tile's size; later
     tiles of another size are resized).  If OpenCV cannot open a video writer, the

@@ -1,4 +1,5 @@
-"""A built-in thermal + visible demo scene that needs no external data.
+"""
+A built-in thermal + visible demo scene that needs no external data.
 
 :class:`SyntheticScene` renders a registered pair for any frame index: a street at
 dusk with warm people walking across it and an idling car, seen by a thermal camera
@@ -62,7 +63,8 @@ class _Actor:
 
 
 class SyntheticScene:
-    """Deterministic street scene at dusk, seen by registered thermal and RGB cameras.
+    """
+    Deterministic street scene at dusk, seen by registered thermal and RGB cameras.
 
     ``frame(index)`` returns ``(thermal, rgb)``: thermal (H, W) uint8 (or uint16 counts
     around 7000-9000 when ``thermal_dtype="uint16"``) and rgb (H, W, 3) uint8 BGR.
@@ -93,7 +95,8 @@ class SyntheticScene:
     # ------------------------------------------------------------------ public API
 
     def frame(self, index: int, figures: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(thermal, rgb)`` for frame ``index``.
+        """
+        Return ``(thermal, rgb)`` for frame ``index``.
 
         ``figures=False`` renders the identical frame (same shake, smoke, noise)
         without the people, which lets tests measure how visible they are.
@@ -121,8 +124,10 @@ class SyntheticScene:
         return sum(1 for a in self._actors if a.kind == "figure")
 
     def figure_boxes(self, index: int) -> list[tuple[int, int, int, int]]:
-        """Boxes ``(x0, y0, x1, y1)`` (clipped to the frame, x1/y1 exclusive) of the
-        people visible at ``index``; people fully outside the frame are left out."""
+        """
+        Boxes ``(x0, y0, x1, y1)`` (clipped to the frame, x1/y1 exclusive) of the
+        people visible at ``index``; people fully outside the frame are left out.
+        """
         boxes = []
         for actor in self._actors:
             if actor.kind != "figure":
@@ -149,8 +154,10 @@ class SyntheticScene:
         return acc > threshold
 
     def rgb_visibility(self, index: int) -> np.ndarray:
-        """(H, W) float32 in [0, 1]: the fraction of scene contrast that survives in the
-        RGB view (smoke transmission times illumination); near 0 = hidden."""
+        """
+        (H, W) float32 in [0, 1]: the fraction of scene contrast that survives in the
+        RGB view (smoke transmission times illumination); near 0 = hidden.
+        """
         smoke = self._smoke_full(index)
         gain = self._gain_full(index)
         return ((1.0 - smoke) * gain).astype(np.float32)
@@ -463,11 +470,13 @@ def _clip_region(x: int, y: int, shape: tuple[int, int], frame_shape: tuple[int,
 
 def _paste(img: np.ndarray, sprite: _Sprite, premult: np.ndarray, x: int, y: int,
            scale: np.ndarray | None = None) -> None:
-    """Composite a premultiplied sprite into ``img`` (in place) with its top-left at (x, y).
+    """
+    Composite a premultiplied sprite into ``img`` (in place) with its top-left at (x, y).
 
     ``img`` is (H, W) or planar (C, H, W); ``premult`` (one of the sprite's) matches it.
     ``scale`` (H, W), when given, multiplies the sprite as it lands (``img`` already
-    carries that factor)."""
+    carries that factor).
+    """
     region = _clip_region(x, y, sprite.alpha.shape, img.shape)
     if region is None:
         return
@@ -603,8 +612,10 @@ def _figure_sprite(h: int, phase: float, facing_left: bool, top_bgr, bottom_bgr,
 
 
 def _vehicle_sprite(w: int, h: int) -> _Sprite:
-    """Side view of an idling car facing left: hot engine bay, warm tyres and exhaust,
-    cold glass (it reflects the sky in LWIR)."""
+    """
+    Side view of an idling car facing left: hot engine bay, warm tyres and exhaust,
+    cold glass (it reflects the sky in LWIR).
+    """
     pad = 3
     H, W = h + 2 * pad, w + 2 * pad
     alpha = np.zeros((H, W), np.float32)

@@ -1,4 +1,5 @@
-"""Fuser registry: names a user can pass as ``fuser`` and how to build each.
+"""
+Fuser registry: names a user can pass as ``fuser`` and how to build each.
 
 ``auto`` picks the learned network when its weights load and the multi-scale
 fuser otherwise, so the node always fuses, with or without trained weights.
@@ -19,7 +20,8 @@ FUSER_NAMES = ("auto", "learned", *CLASSIC_FUSERS)
 
 def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
                  use_memory: bool = True, lookahead: int = 0) -> tuple[Fuser, str | None]:
-    """Build a fuser by name; returns (fuser, warning).
+    """
+    Build a fuser by name; returns (fuser, warning).
 
     ``warning`` is set when ``auto`` or ``learned`` had to fall back to the
     non-learned fuser (weights asked for but missing, or corrupt): the caller
@@ -50,8 +52,10 @@ def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
 
 
 def _brief(text: str, limit: int = 400) -> str:
-    """One line without torch's advice to load with weights_only=False: a file that
-    fails the safe loader must not be loaded unsafely on a log line's word."""
+    """
+    One line without torch's advice to load with weights_only=False: a file that
+    fails the safe loader must not be loaded unsafely on a log line's word.
+    """
     parts = re.split(r"(?<=\.)\s+|\n+", text)
     keep = [p.strip() for p in parts if p.strip() and not re.search(
         r"weights_only|file an issue|Check the documentation|Do it only if", p)]

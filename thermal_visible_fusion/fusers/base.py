@@ -8,7 +8,8 @@ import numpy as np
 
 
 class Fuser(Protocol):
-    """Fuses one registered thermal/RGB pair, possibly using memory of earlier pairs.
+    """
+    Fuses one registered thermal/RGB pair, possibly using memory of earlier pairs.
 
     ``fuse`` takes ``thermal`` as (H, W) uint8 and ``rgb`` as (H, W, 3) uint8 BGR of
     the same size (the engine has already normalised and registered them) and

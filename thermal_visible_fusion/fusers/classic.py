@@ -1,4 +1,5 @@
-"""Non-learned fusers: need no weights, serve as the fallback and as baselines.
+"""
+Non-learned fusers: need no weights, serve as the fallback and as baselines.
 
 All of them fuse luminance only and keep colour from the RGB image (YCrCb), so
 the fused image looks like the RGB camera with thermal structure added.
@@ -49,7 +50,8 @@ class MaxFuser:
 
 
 class MultiScaleFuser:
-    """Laplacian-pyramid fusion of thermal and visible luminance.
+    """
+    Laplacian-pyramid fusion of thermal and visible luminance.
 
     Detail bands take, per pixel, the source with more local energy (smoothed
     into a soft weight so choices do not speckle); the coarsest band is a

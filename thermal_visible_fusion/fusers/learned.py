@@ -1,4 +1,5 @@
-"""LearnedFuser: the streaming fusion network behind the Fuser protocol.
+"""
+LearnedFuser: the streaming fusion network behind the Fuser protocol.
 
 The network restores luminance: the thermal frame and the Y channel of the RGB frame go
 in, the restored pair comes out and is fused by the multi-scale rule
@@ -24,7 +25,8 @@ from thermal_visible_fusion.learned.weights import DEFAULT_WEIGHTS, default_weig
 
 
 class LearnedFuser:
-    """Streaming learned fusion with temporal memory.
+    """
+    Streaming learned fusion with temporal memory.
 
     ``lookahead=k`` delays the output by k frames and uses them (see ``StreamingRunner``);
     ``flush()`` returns the frames still held back.  ``threads`` sets torch's CPU threads.

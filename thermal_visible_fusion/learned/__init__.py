@@ -1,4 +1,5 @@
-"""The learned fuser's network and its runtime: ``model`` (StreamingFusionNet),
+"""
+The learned fuser's network and its runtime: ``model`` (StreamingFusionNet),
 ``weights`` (the shipped file, save/load; importable without torch), ``runtime`` (the
 memory carried over a stream, compiled steps) and ``lookahead`` (offline look-ahead).
 

@@ -1,4 +1,5 @@
-"""Offline look-ahead: hand each fused frame back with the pair it belongs to.
+"""
+Offline look-ahead: hand each fused frame back with the pair it belongs to.
 
 The learned fuser with ``lookahead=K`` answers K frames late (see ``runtime.StreamingRunner``);
 ``tvf fuse`` and ``tvf evaluate`` use ``DelayedEngine`` so every output still carries
@@ -31,7 +32,8 @@ def lookahead_problem(lookahead: int, fuser: str, use_memory: bool) -> str | Non
 
 
 class DelayedEngine:
-    """``FusionEngine.process`` with each fused frame handed back with ITS pair.
+    """
+    ``FusionEngine.process`` with each fused frame handed back with ITS pair.
 
     With ``lookahead=K`` the learned fuser answers late: the call for the i-th pair
     since a memory reset returns frame max(0, i - K) (frame 0, with the look-ahead

@@ -1,4 +1,5 @@
-"""StreamingFusionNet: streaming thermal/visible video fusion, in one file.
+"""
+StreamingFusionNet: streaming thermal/visible video fusion, in one file.
 
 One call fuses one frame: ``forward(ir, vis_y, state) -> (FusionOutput, new_state)``.
 Inputs are float tensors in [0, 1] of shape (B, 1, H, W), any H, W (padded internally to
@@ -150,8 +151,10 @@ class StreamingFusionNet(nn.Module):
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None = None,
                 fuse: bool = True) -> tuple[FusionOutput, MemoryState]:
-        """``fuse=False`` leaves ``fused`` as None: the caller fuses the restored frames
-        (``fusers.learned`` runs the same rule in OpenCV, several times faster on a CPU)."""
+        """
+        ``fuse=False`` leaves ``fused`` as None: the caller fuses the restored frames
+        (``fusers.learned`` runs the same rule in OpenCV, several times faster on a CPU).
+        """
         cfg = self.config
         h, w = ir.shape[-2:]
         ir, vis = _pad(ir), _pad(vis)
@@ -212,8 +215,10 @@ class StreamingFusionNet(nn.Module):
         return out, MemoryState(restored_ir, key, stripes, blur, count)
 
     def deblur(self, vis: torch.Tensor, blur: torch.Tensor) -> torch.Tensor:
-        """Each image filtered, rows then columns, by its mix of the 1-D inverse filters
-        (class 0, no blur: the identity)."""
+        """
+        Each image filtered, rows then columns, by its mix of the 1-D inverse filters
+        (class 0, no blur: the identity).
+        """
         r = self.config.deblur_radius
         kernel = blur[:, 1:] @ self.deblur_kernels  # (B, 2r+1)
         kernel = kernel + blur[:, :1] * self.identity_tap
@@ -244,16 +249,20 @@ def _box_x(x: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def column_offsets(ir: torch.Tensor) -> torch.Tensor:
-    """(B,1,1,W) per-column offset of one frame: the median over rows of the frame minus
-    its horizontal blur (robust to objects that fill less than half a column)."""
+    """
+    (B,1,1,W) per-column offset of one frame: the median over rows of the frame minus
+    its horizontal blur (robust to objects that fill less than half a column).
+    """
     rows = ir[..., ::2, :]  # the blur is horizontal: blurring only the rows used is exact
     seen = (rows - _box_x(rows, 4)).median(dim=-2, keepdim=True).values
     return seen - seen.mean(-1, keepdim=True)
 
 
 def noise_level(x: torch.Tensor) -> torch.Tensor:
-    """(B,1) Gaussian noise sigma from the median absolute diagonal difference (blind to
-    column stripes and to smooth content)."""
+    """
+    (B,1) Gaussian noise sigma from the median absolute diagonal difference (blind to
+    column stripes and to smooth content).
+    """
     x = x[..., :x.shape[-2] // 2 * 2, :x.shape[-1] // 2 * 2]
     d = 0.5 * (x[..., 1::2, 1::2] - x[..., 1::2, ::2] - x[..., ::2, 1::2] + x[..., ::2, ::2])
     return d.abs().flatten(1).median(dim=1).values.unsqueeze(1) / 0.6745
@@ -265,16 +274,20 @@ def alignment_key(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
 
 
 def _normalise(x: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
-    """Local mean and contrast removed; where the contrast is not well above ``floor``
+    """
+    Local mean and contrast removed; where the contrast is not well above ``floor``
     (B,C,1,1: the noise), values stay small, so flat, noisy regions do not decide the
-    motion."""
+    motion.
+    """
     x = x - _box5(x)
     return x / (_box5(x * x).sqrt() + floor)
 
 
 def _box5(x: torch.Tensor) -> torch.Tensor:
-    """5x5 mean, replicated borders, as shifted sums (on a CPU several times faster than
-    a stride-1 average pool or a depthwise convolution)."""
+    """
+    5x5 mean, replicated borders, as shifted sums (on a CPU several times faster than
+    a stride-1 average pool or a depthwise convolution).
+    """
     x = F.pad(x, (2, 2, 2, 2), mode="replicate")
     x = x[..., :-4] + x[..., 1:-3] + x[..., 2:-2] + x[..., 3:-1] + x[..., 4:]
     return (x[..., :-4, :] + x[..., 1:-3, :] + x[..., 2:-2, :] + x[..., 3:-1, :]
@@ -282,9 +295,11 @@ def _box5(x: torch.Tensor) -> torch.Tensor:
 
 
 def _step(key: torch.Tensor, prev: torch.Tensor, radius: int) -> torch.Tensor:
-    """(B,2,h,w) whole-cell offset (dx, dy) of the best match of ``key`` in ``prev`` within
+    """
+    (B,2,h,w) whole-cell offset (dx, dy) of the best match of ``key`` in ``prev`` within
     +-radius cells: least squared difference over 5x5 cells, kept only where it beats no
-    motion clearly, so a still camera and flat regions mean no motion."""
+    motion clearly, so a still camera and flat regions mean no motion.
+    """
     h, w = key.shape[-2:]
     k = 2 * radius + 1
     prev = F.pad(prev, (radius,) * 4, mode="replicate")
@@ -302,11 +317,13 @@ def _step(key: torch.Tensor, prev: torch.Tensor, radius: int) -> torch.Tensor:
 
 def block_flow(key: torch.Tensor, prev_key: torch.Tensor, radius: int,
                noise: torch.Tensor | None = None) -> torch.Tensor:
-    """Current -> previous flow in whole full-res pixels (multiples of 2), (B,2,H,W).
+    """
+    Current -> previous flow in whole full-res pixels (multiples of 2), (B,2,H,W).
 
     Block matching, coarse to fine: at 1/16 resolution over +-radius cells, at 1/4 over
     +-3 cells around that, at 1/2 over +-1 cell around that.  ``noise`` (B,1): the IR
-    frame's noise sigma at full resolution; the IR channel counts less the noisier it is."""
+    frame's noise sigma at full resolution; the IR channel counts less the noisier it is.
+    """
     ir_noise = noise if noise is not None else key.new_zeros(key.shape[0], 1)
     flow = None
     for factor, search in ((8, radius), (2, 3), (1, 1)):  # pooling of the half-res key
@@ -341,10 +358,12 @@ PYRAMID_LEVELS = 4
 
 def blur_features(vis: torch.Tensor, ir: torch.Tensor, noise: torch.Tensor,
                   half: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, 2*PYRAMID_LEVELS+1): log energies of each frame's Laplacian bands relative to
+    """
+    (B, 2*PYRAMID_LEVELS+1): log energies of each frame's Laplacian bands relative to
     its coarsest one (blur shows as missing fine-band energy), the visible frame's coarse
     contrast, and the IR noise level.  ``half``: ``alignment_key(ir, vis)`` if at hand
-    (the first pyramid level, not computed twice)."""
+    (the first pyramid level, not computed twice).
+    """
     x = torch.cat([vis, ir], 1)
     energies = []
     for level in range(PYRAMID_LEVELS):  # a box pyramid: cheap, and blur shows the same
@@ -359,10 +378,12 @@ def blur_features(vis: torch.Tensor, ir: torch.Tensor, noise: torch.Tensor,
 
 def deblur_kernel(sigma: float, nsr: float = 0.01, radius: int = 8, grid: int = 256
                   ) -> torch.Tensor:
-    """(2r+1,) least-squares inverse of a 1-D Gaussian blur of ``sigma``: minimises
+    """
+    (2r+1,) least-squares inverse of a 1-D Gaussian blur of ``sigma``: minimises
     sum_f |G(f) K(f) - 1|^2 + nsr |K(f)|^2 over a frequency grid, with K supported on
     the kernel; unit DC gain.  ``nsr`` bounds the noise gain.  Applied along rows and
-    columns it inverts the 2-D blur, which is separable."""
+    columns it inverts the 2-D blur, which is separable.
+    """
     f = torch.fft.fftfreq(grid, dtype=torch.float64)[:, None]
     blur = torch.exp(-2 * math.pi ** 2 * sigma ** 2 * f ** 2)
     phase = 2 * math.pi * f * torch.arange(-radius, radius + 1, dtype=torch.float64)
@@ -404,7 +425,8 @@ def _pyr_up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def multiscale_fuse(ir: torch.Tensor, vis: torch.Tensor, levels: int = 4) -> torch.Tensor:
-    """``fusers.classic.MultiScaleFuser`` on (N,1,H,W) [0, 1] tensors.
+    """
+    ``fusers.classic.MultiScaleFuser`` on (N,1,H,W) [0, 1] tensors.
 
     Laplacian pyramids; each detail band takes the source with more local energy (a soft
     weight), the base is a saliency-weighted average.  Not clamped.  Small images get

@@ -1,4 +1,5 @@
-"""How the network runs over a stream: the memory carried frame to frame, the
+"""
+How the network runs over a stream: the memory carried frame to frame, the
 look-ahead window, and the compiled forms of one step.
 
 ``StreamingRunner`` carries the ``MemoryState`` across a stream, with an optional
@@ -38,8 +39,10 @@ def _step_key(ir: torch.Tensor, state: MemoryState | None) -> tuple:
 
 
 def _cached(cache: OrderedDict, key: tuple, make: Callable, limit: int):
-    """``cache[key]``, made by ``make()`` on first use; least recently used out past
-    ``limit`` (sizes come from messages: the cache must stay bounded)."""
+    """
+    ``cache[key]``, made by ``make()`` on first use; least recently used out past
+    ``limit`` (sizes come from messages: the cache must stay bounded).
+    """
     if key not in cache:
         cache[key] = make()
         while len(cache) > limit:
@@ -49,7 +52,8 @@ def _cached(cache: OrderedDict, key: tuple, make: Callable, limit: int):
 
 
 class FrozenStep:
-    """The model's inference step, traced and frozen with TorchScript per input size.
+    """
+    The model's inference step, traced and frozen with TorchScript per input size.
 
     Two graphs per size (first frame without memory, later frames with it); faster than
     eager on a CPU.  Falls back to eager, with a warning, if tracing fails.  Each trace
@@ -106,7 +110,8 @@ class FrozenStep:
 
 
 class CudaGraphStep:
-    """The model's inference step replayed as CUDA graphs, one per input size and dtype
+    """
+    The model's inference step replayed as CUDA graphs, one per input size and dtype
     and per memory presence (first frame without it).
 
     An 80k-parameter network runs a few hundred small kernels a frame: on a GPU their
@@ -170,7 +175,8 @@ class CudaGraphStep:
 
 
 class StreamingRunner:
-    """Feeds a stream of frames through the model, carrying the memory.
+    """
+    Feeds a stream of frames through the model, carrying the memory.
 
     ``push`` returns the restored pair, (1,2,H,W): IR then visible, ready to fuse.
     ``lookahead=0``: the restored pair of the frames just pushed.
@@ -240,8 +246,10 @@ class StreamingRunner:
         return self._with_lookahead(0)
 
     def flush_tagged(self) -> list[tuple[torch.Tensor, Any]]:
-        """(frame, tag) of the frames still held back by the look-ahead (empty when
-        lookahead=0), in order."""
+        """
+        (frame, tag) of the frames still held back by the look-ahead (empty when
+        lookahead=0), in order.
+        """
         outputs = [(self._with_lookahead(i), self.window[i][3])
                    for i in range(1, len(self.window))]
         self.window.clear()

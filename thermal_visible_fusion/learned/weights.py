@@ -1,4 +1,5 @@
-"""Weights files of the streaming fusion network: where they ship, how they are written
+"""
+Weights files of the streaming fusion network: where they ship, how they are written
 and read back.
 
 Importable without torch: ``fusers.create_fuser`` asks ``default_weights()`` before it
@@ -28,8 +29,10 @@ WEIGHTS_VERSION = 2  # 1: the network before restore-then-fuse, refused
 
 
 def default_weights() -> Path | None:
-    """The shipped weights file: ``DEFAULT_WEIGHTS``, else its ``.safetensors`` sibling;
-    None when the package ships neither."""
+    """
+    The shipped weights file: ``DEFAULT_WEIGHTS``, else its ``.safetensors`` sibling;
+    None when the package ships neither.
+    """
     for path in (DEFAULT_WEIGHTS, DEFAULT_WEIGHTS.with_suffix(".safetensors")):
         if path.is_file():
             return path

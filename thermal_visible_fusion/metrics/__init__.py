@@ -1,4 +1,5 @@
-"""Fusion quality metrics (ROS-free).
+"""
+Fusion quality metrics (ROS-free).
 
 * :mod:`.image` -- the conventional IVIF metrics of one fused frame against its two
   sources (EN SD SF AG MI SCD VIF Qabf SSIM PSNR CC Nabf); conventions in its

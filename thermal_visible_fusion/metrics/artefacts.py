@@ -1,4 +1,5 @@
-"""Artefact metrics of one fused frame (no reference needed).
+"""
+Artefact metrics of one fused frame (no reference needed).
 
 Block-grid energy: a network that works on patches or strided features can print
 a faint grid on its output, steps in brightness between neighbouring pixels that

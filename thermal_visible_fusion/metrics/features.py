@@ -1,4 +1,5 @@
-"""Deep-feature temporal consistency of a fused video (feaCD-style), ROS-free.
+"""
+Deep-feature temporal consistency of a fused video (feaCD-style), ROS-free.
 
 Idea (TemCoCo's *feaCD*): between two consecutive frames, the deep features of
 the fused video should change the way the features of the source videos change.

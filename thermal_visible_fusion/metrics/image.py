@@ -1,4 +1,5 @@
-"""Image-fusion quality metrics of one fused frame against its two sources (ROS-free).
+"""
+Image-fusion quality metrics of one fused frame against its two sources (ROS-free).
 
 Twelve no-reference / two-source metrics used throughout the infrared-visible
 fusion (IVIF) literature, vectorised with numpy/OpenCV: ``EN SD SF AG MI SCD VIF
@@ -168,7 +169,8 @@ def _mi_u8(x: np.ndarray, y: np.ndarray, hx: float, hy: float) -> float:
 
 
 def correlation(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation of two arrays (0 if either is constant).
+    """
+    Pearson correlation of two arrays (0 if either is constant).
 
     Integer arrays (uint8 planes and their differences) use exact int64 moments;
     anything else float64.  No ``@``: BLAS threads are slow on a busy machine.
@@ -204,7 +206,8 @@ _SSIM_C1, _SSIM_C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
 
 def _valid_filter(x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Separable Gaussian, 'valid' region only (MATLAB ``filter2(w, x, 'valid')``).
+    """
+    Separable Gaussian, 'valid' region only (MATLAB ``filter2(w, x, 'valid')``).
 
     Filtering runs in the input's precision; callers pass float32 planes centred
     on 128 (so second moments stay small and float32 keeps ~1e-6 relative
@@ -259,7 +262,8 @@ def _vif_pyramid(x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def _vif_from(ref_pyr, dist_pyr) -> float:
-    """VIFF of the CDDFuse/MMIF ``compare_viff``.
+    """
+    VIFF of the CDDFuse/MMIF ``compare_viff``.
 
     Its clean-up rules (gain 0 where sigma_ref^2 < eps, sigma_dist^2 < eps or the
     gain is negative) all zero the numerator term, so the term is evaluated only
@@ -322,8 +326,10 @@ _KUMAR_H = np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], np.float32) / 8
 
 
 def _nabf_grad(x32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kumar's ``sobel_fn``: Sobel/8 correlation on the mirror extension
-    (``per_extn_im_fn`` == reflect-101); strength and ``atan(gv/gh)`` (0 where both are 0)."""
+    """
+    Kumar's ``sobel_fn``: Sobel/8 correlation on the mirror extension
+    (``per_extn_im_fn`` == reflect-101); strength and ``atan(gv/gh)`` (0 where both are 0).
+    """
     gv = cv2.filter2D(x32, -1, _KUMAR_V, borderType=cv2.BORDER_REFLECT_101)
     gh = cv2.filter2D(x32, -1, _KUMAR_H, borderType=cv2.BORDER_REFLECT_101)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -446,7 +452,8 @@ def nabf(fused, ir, vis) -> float:
 
 # --------------------------------------------------------------------------- all at once
 def compute_all(fused, ir, vis, metrics: tuple[str, ...] | list[str] | None = None) -> dict[str, float]:
-    """All (or the named subset of) :data:`METRICS` for one frame, sharing the work.
+    """
+    All (or the named subset of) :data:`METRICS` for one frame, sharing the work.
 
     ``ir`` and ``vis`` are the references the fused frame is judged against: the
     inputs of the fusion, or clean frames when evaluating degraded inputs.

@@ -1,4 +1,5 @@
-"""Temporal-consistency metrics of fused video.
+"""
+Temporal-consistency metrics of fused video.
 
 flowD (TemCoCo): the mean per-pixel L2 distance, on the 0-255 scale, between
 the fused frame and the previous fused frame warped onto it by the optical flow

@@ -1,4 +1,5 @@
-"""VIFB-compatible fusion metrics: a faithful numpy/OpenCV port of the VIFB toolbox.
+"""
+VIFB-compatible fusion metrics: a faithful numpy/OpenCV port of the VIFB toolbox.
 
 VIFB (Zhang, Ye, Xiao, "VIFB: A Visible and Infrared Image Fusion Benchmark",
 CVPRW 2020, github.com/xingchenzhang/VIFB, folder ``metrics/``) computes its
@@ -215,7 +216,8 @@ class _Plane:
 
     @property
     def grad(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sobel strength^2, strength and orientation (conv2 'same', zero border).
+        """
+        Sobel strength^2, strength and orientation (conv2 'same', zero border).
 
         Integer-valued planes are filtered in float32, which is exact for them
         (|S| <= 1020), so the script's exact tests ``Sx == 0`` and ``gA == gF``
@@ -236,10 +238,12 @@ class _Plane:
 
 
 class _SourceCache:
-    """Small LRU of source planes: the sources of one image pair are shared by every
+    """
+    Small LRU of source planes: the sources of one image pair are shared by every
     fused result judged against them (as when a benchmark scores many methods one
     image pair at a time).  Keyed by content; holds at most one colour pair of
-    planes up to ``max_pixels`` each (larger planes are not kept)."""
+    planes up to ``max_pixels`` each (larger planes are not kept).
+    """
 
     def __init__(self, size: int = 6, max_pixels: int = 1 << 20) -> None:
         self.size = size
@@ -468,7 +472,8 @@ def cross_entropy(fused, ir, vis) -> float:
 
 
 def compute_vifb(fused, ir, vis) -> dict[str, float]:
-    """All eleven VIFB metrics of ``fused`` against ``ir`` and ``vis``.
+    """
+    All eleven VIFB metrics of ``fused`` against ``ir`` and ``vis``.
 
     Inputs are uint8 arrays as read by OpenCV (2-D gray or H x W x 3 BGR) or
     image paths.  Keys follow VIFB: Entropy, Mutinf, Variance, Avg_gradient,

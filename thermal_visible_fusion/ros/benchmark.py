@@ -1,4 +1,5 @@
-"""``tvf benchmark``: throughput and latency of the running node, ros2_benchmark style.
+"""
+``tvf benchmark``: throughput and latency of the running node, ros2_benchmark style.
 
 The node runs in its own process exactly as deployed; this process publishes
 pre-encoded synthetic pairs and times the fused images coming back.

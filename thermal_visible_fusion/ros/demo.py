@@ -1,4 +1,5 @@
-"""``tvf demo``: the real node fusing a live scene over DDS, results written to a folder.
+"""
+``tvf demo``: the real node fusing a live scene over DDS, results written to a folder.
 
 Starts ``fusion_node`` in its own process (shipped params and Fast DDS profile,
 a private ROS domain), publishes a built-in synthetic thermal + RGB scene (or an

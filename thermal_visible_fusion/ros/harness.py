@@ -1,4 +1,5 @@
-"""Run the real fusion node in its own process and talk to it over DDS.
+"""
+Run the real fusion node in its own process and talk to it over DDS.
 
 Used by ``tvf demo``, ``tvf benchmark`` and the integration tests: the node is
 started exactly as a user starts it (its own process, a params file, the
@@ -26,7 +27,8 @@ from thermal_visible_fusion.resources import config_file, fastdds_profile
 
 
 def dds_environment(domain_id: int | None = None) -> dict[str, str]:
-    """Environment for a private DDS session: own domain, large-image profile.
+    """
+    Environment for a private DDS session: own domain, large-image profile.
 
     Call ``os.environ.update(...)`` with it *before* ``rclpy.init`` in this
     process and pass it to child processes, so both sides use the same domain
@@ -115,9 +117,11 @@ class Received:
 
 @contextmanager
 def node_session(env: dict[str, str], params: dict, log_path: Path, **client_args):
-    """The fusion node in its own process and a ``PairClient`` talking to it (rclpy
+    """
+    The fusion node in its own process and a ``PairClient`` talking to it (rclpy
     initialised here); on exit the client closes, rclpy shuts down and the node stops,
-    its exit code in ``session.code``."""
+    its exit code in ``session.code``.
+    """
     import rclpy
 
     node = NodeProcess(env, params, log_path=log_path)
@@ -139,7 +143,8 @@ def rounded_percentile(values: list[float], q: float) -> float | None:
 
 
 class PairClient:
-    """A node that publishes thermal/RGB pairs to the fusion node and records its output.
+    """
+    A node that publishes thermal/RGB pairs to the fusion node and records its output.
 
     Spins on its own thread so publishing and receiving overlap like separate
     camera and viewer processes would.  Keep at most ``keep`` fused images.
@@ -247,7 +252,8 @@ def paced(count: int, rate_hz: float):
 
 def reset_storm(client: PairClient, calls: int = 100, timeout: float = 30.0,
                 service: str = "/fusion_node/reset") -> list[float | None]:
-    """Send ``calls`` ~/reset requests at once; each one's answer time in ms (None: none).
+    """
+    Send ``calls`` ~/reset requests at once; each one's answer time in ms (None: none).
 
     The client's queue is as deep as the burst, so a lost answer is the server's fault.
     """

@@ -1,5 +1,7 @@
-"""sensor_msgs/Image, CompressedImage and CameraInfo <-> numpy without cv_bridge, and QoS by
-name."""
+"""
+sensor_msgs/Image, CompressedImage and CameraInfo <-> numpy without cv_bridge, and QoS by
+name.
+"""
 
 from __future__ import annotations
 
@@ -70,7 +72,8 @@ def compressed_message(bgr: np.ndarray, header, quality: int) -> CompressedImage
 
 
 def camera_info_for(info: CameraInfo | None, header, width: int, height: int) -> CameraInfo:
-    """The CameraInfo of an image of ``width`` x ``height`` taken with the camera ``info``
+    """
+    The CameraInfo of an image of ``width`` x ``height`` taken with the camera ``info``
     describes, with ``header``.
 
     No ``info``: an uncalibrated camera's message (size only, K = P = 0), what camera

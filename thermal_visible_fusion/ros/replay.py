@@ -1,4 +1,5 @@
-"""``tvf replay``: publish a bag's images over ROS 2 in real time, without ``ros2 bag play``.
+"""
+``tvf replay``: publish a bag's images over ROS 2 in real time, without ``ros2 bag play``.
 
 Reads a rosbag2 bag (mcap or sqlite3) with ``rosbags`` and publishes, with
 rclpy, every ``sensor_msgs/Image``, ``CompressedImage`` and ``CameraInfo``
@@ -116,8 +117,10 @@ class Route:
 
 
 def plan_routes(connections, transport: str) -> tuple[dict, list[str]]:
-    """``{(topic, msgtype): Route}`` of the connections to play, and notes on recorded
-    topics left out because the bag holds the chosen form already."""
+    """
+    ``{(topic, msgtype): Route}`` of the connections to play, and notes on recorded
+    topics left out because the bag holds the chosen form already.
+    """
     recorded = {(c.topic, c.msgtype) for c in connections}
     routes, notes = {}, []
     for topic, msgtype in sorted(recorded):
@@ -163,8 +166,10 @@ class Player:
         self.published = 0
 
     def _convert(self, route: Route, connection, raw) -> bytes | None:
-        """CDR bytes of the converted message; None (counted, the first one said) when
-        the data cannot be converted."""
+        """
+        CDR bytes of the converted message; None (counted, the first one said) when
+        the data cannot be converted.
+        """
         from thermal_visible_fusion.stream.image_codec import ImageFormatError
         from thermal_visible_fusion.tools import bag_io
 

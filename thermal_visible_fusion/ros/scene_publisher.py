@@ -1,4 +1,5 @@
-"""scene_publisher: stand-in cameras publishing the synthetic scene (or files) over ROS.
+"""
+scene_publisher: stand-in cameras publishing the synthetic scene (or files) over ROS.
 
     ros2 run thermal_visible_fusion scene_publisher --ros-args -p rate:=30.0
     ros2 run thermal_visible_fusion scene_publisher --ros-args -p ir:=a.mp4 -p rgb:=b.mp4

@@ -1,4 +1,5 @@
-"""``tvf soak``: run the real node for N frames at a rate and size; report what drifted.
+"""
+``tvf soak``: run the real node for N frames at a rate and size; report what drifted.
 
 The node runs in its own process exactly as deployed (``NodeProcess``); this process
 publishes pre-encoded synthetic pairs on an absolute schedule and matches the fused

@@ -1,4 +1,5 @@
-"""The input front end, ROS-free: everything between a camera message and a fusable pair.
+"""
+The input front end, ROS-free: everything between a camera message and a fusable pair.
 
 Decoding (``image_codec``), thermal scaling (``thermal_normalizer``), stamp order and
 pairing (``stamp_order``, ``pairing``), per-input statistics (``stats``), registration

@@ -1,4 +1,5 @@
-"""``sensor_msgs/Image`` and ``CompressedImage`` fields <-> numpy, without cv_bridge or rclpy.
+"""
+``sensor_msgs/Image`` and ``CompressedImage`` fields <-> numpy, without cv_bridge or rclpy.
 
 The ROS node passes the message fields straight through::
 
@@ -141,9 +142,11 @@ def decode_thermal(
     *,
     max_pixels: int | None = None,
 ) -> np.ndarray:
-    """Decode a thermal image to (H, W), native byte order: grey encodings as they are
+    """
+    Decode a thermal image to (H, W), native byte order: grey encodings as they are
     (uint8, uint16 or float32; NaN/inf in 32FC1 kept), colour, Bayer and YUV as their
-    luma at the same bit depth (see :data:`ENCODINGS`)."""
+    luma at the same bit depth (see :data:`ENCODINGS`).
+    """
     _check_encoding(encoding, THERMAL_ENCODINGS, "thermal")
     pixels = _decode_pixels(encoding, height, width, step, is_bigendian, data, max_pixels)
     return _to_thermal(encoding, pixels)
@@ -159,8 +162,10 @@ def decode_rgb(
     *,
     max_pixels: int | None = None,
 ) -> np.ndarray:
-    """Decode a colour (or grey, Bayer, YUV) image to (H, W, 3) uint8 in BGR order;
-    16-bit data is shifted down 8 bits."""
+    """
+    Decode a colour (or grey, Bayer, YUV) image to (H, W, 3) uint8 in BGR order;
+    16-bit data is shifted down 8 bits.
+    """
     _check_encoding(encoding, RGB_ENCODINGS, "rgb")
     pixels = _decode_pixels(encoding, height, width, step, is_bigendian, data, max_pixels)
     return _to_rgb(encoding, pixels)
@@ -176,15 +181,18 @@ def decode_image(
     *,
     max_pixels: int | None = None,
 ) -> np.ndarray:
-    """Inverse of :func:`encode_image`: grey encodings give (H, W) as
-    :func:`decode_thermal`, the others (H, W, 3) BGR as :func:`decode_rgb`."""
+    """
+    Inverse of :func:`encode_image`: grey encodings give (H, W) as
+    :func:`decode_thermal`, the others (H, W, 3) BGR as :func:`decode_rgb`.
+    """
     grey = encoding in ENCODINGS and ENCODINGS[encoding].kind == "grey"
     decode = decode_thermal if grey else decode_rgb
     return decode(encoding, height, width, step, is_bigendian, data, max_pixels=max_pixels)
 
 
 def encode_image(array: np.ndarray) -> tuple[str, int, bytes]:
-    """Return (encoding, step, data) for publishing ``array`` with is_bigendian=False.
+    """
+    Return (encoding, step, data) for publishing ``array`` with is_bigendian=False.
 
     (H, W, 3) uint8 -> "bgr8"; (H, W) uint8 -> "mono8"; (H, W) uint16 -> "mono16";
     (H, W) float32 -> "32FC1".  Rows are unpadded; multi-byte data is little-endian.
@@ -221,7 +229,8 @@ _CODECS = ("jpeg", "jpg", "png", "tiff", "tif")
 
 
 def decode_compressed(format: str, data: Any, max_pixels: int | None = None) -> np.ndarray:
-    """Decode a ``sensor_msgs/CompressedImage`` of the ``compressed`` or
+    """
+    Decode a ``sensor_msgs/CompressedImage`` of the ``compressed`` or
     ``compressedDepth`` image_transport plugins (or a plain "jpeg"/"png" one).
 
     Returns (H, W) grey (uint8, uint16 -- 16-bit PNG stays 16-bit -- or float32 for
@@ -253,11 +262,13 @@ def decode_compressed_rgb(format: str, data: Any, max_pixels: int | None = None)
 
 
 def encode_compressed(bgr: np.ndarray, quality: int) -> tuple[str, bytes]:
-    """(format, data) of a ``CompressedImage`` as image_transport's ``compressed``
+    """
+    (format, data) of a ``CompressedImage`` as image_transport's ``compressed``
     publisher writes it: (H, W, 3) uint8 BGR -> JPEG "bgr8; jpeg compressed bgr8";
     (H, W) uint8 -> JPEG "mono8; jpeg compressed mono8"; (H, W) uint16 -> PNG
     "mono16; png compressed " (the plugin names no target for grey PNG; ``quality``
-    is then unused: PNG is lossless, written at the plugin's default level 3)."""
+    is then unused: PNG is lossless, written at the plugin's default level 3).
+    """
     array = np.asarray(bgr)
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) \
             or not 1 <= quality <= 100:
@@ -370,8 +381,10 @@ def _grey_name(dtype: np.dtype, format: str) -> str:
 
 
 def _check_declared_size(buffer: np.ndarray, max_pixels: int | None) -> None:
-    """Refuse an image whose PNG/JPEG header declares more than ``max_pixels``, before
-    OpenCV allocates it; other codecs are checked after decoding."""
+    """
+    Refuse an image whose PNG/JPEG header declares more than ``max_pixels``, before
+    OpenCV allocates it; other codecs are checked after decoding.
+    """
     if max_pixels is None:
         return
     size = _png_size(buffer) if buffer[:8].tobytes() == _PNG_MAGIC else (
@@ -457,8 +470,10 @@ def _check_encoding(encoding: str, supported: tuple[str, ...], what: str) -> Non
 
 
 def _families(names: tuple[str, ...]) -> str:
-    """'mono, 8UC1, ..., bayer_*, yuv422': the names without bit depths, so a log line
-    stays short."""
+    """
+    'mono, 8UC1, ..., bayer_*, yuv422': the names without bit depths, so a log line
+    stays short.
+    """
     families: list[str] = []
     for name in names:
         family = name if name[0].isdigit() else name.removesuffix("16").removesuffix("8")
@@ -576,8 +591,10 @@ def _rgb_words(spec: Encoding) -> str:
 
 
 def encodings_markdown() -> str:
-    """:data:`ENCODINGS` as a Markdown table (quoted in ``docs/encodings.md``; print it
-    with ``python -m thermal_visible_fusion.stream.image_codec``)."""
+    """
+    :data:`ENCODINGS` as a Markdown table (quoted in ``docs/encodings.md``; print it
+    with ``python -m thermal_visible_fusion.stream.image_codec``).
+    """
     lines = ["| encoding | bytes/pixel | thermal input gets (H, W) "
              "| RGB input gets (H, W, 3) BGR uint8 | note |",
              "|---|---|---|---|---|"]

@@ -1,4 +1,5 @@
-"""Pair thermal and RGB frames by header stamp (ROS-free, no threads).
+"""
+Pair thermal and RGB frames by header stamp (ROS-free, no threads).
 
 Used by the live node (messages from two topics) and offline (frames read from
 a rosbag); both use :class:`StampPairer`, so both pair identically.
@@ -149,9 +150,11 @@ class _Stream:
         self.newest = stamp_ns
 
     def shortest_next_step(self) -> float | None:
-        """A lower bound on the step to this stream's next stamp, or None: only a camera
+        """
+        A lower bound on the step to this stream's next stamp, or None: only a camera
         with a steady rate has one (drops only lengthen steps, so the shortest recent
-        step is its frame period less jitter; irregular stamps give no bound)."""
+        step is its frame period less jitter; irregular stamps give no bound).
+        """
         if len(self.steps) < STEP_MIN_SAMPLES:
             return None
         shortest = min(self.steps)
@@ -167,7 +170,8 @@ class _Stream:
 
 
 class StampPairer(Generic[T]):
-    """Pairs thermal and RGB messages by stamp; see the module docstring for the rule.
+    """
+    Pairs thermal and RGB messages by stamp; see the module docstring for the rule.
 
     Not thread-safe by design (no locks): call it from one thread.
     """
@@ -186,7 +190,8 @@ class StampPairer(Generic[T]):
 
     # ------------------------------------------------------------------ public
     def add(self, stream: str, stamp_ns: int, item: T) -> list[Pair[T]]:
-        """Queue one message; return the pairs it made final, in increasing stamp order.
+        """
+        Queue one message; return the pairs it made final, in increasing stamp order.
 
         Out-of-order or duplicate stamps are dropped and counted; if the
         stream's queue then exceeds ``queue_size``, its oldest message is dropped
@@ -225,14 +230,17 @@ class StampPairer(Generic[T]):
         return out
 
     def count_duplicate(self, stream: str) -> None:
-        """Count a message dropped before pairing because its stamp repeats the stream's
-        newest one (the caller checked stamp order itself), keeping the invariant."""
+        """
+        Count a message dropped before pairing because its stamp repeats the stream's
+        newest one (the caller checked stamp order itself), keeping the invariant.
+        """
         stats = self._stream(stream).stats
         stats.received += 1
         stats.duplicates += 1
 
     def flush(self) -> list[Pair[T]]:
-        """Decide every pending message as if neither stream will send again.
+        """
+        Decide every pending message as if neither stream will send again.
 
         For the end of an offline bag: the last pair otherwise waits for a next
         frame that never comes.  Returns the final pairs; afterwards nothing is
@@ -252,7 +260,8 @@ class StampPairer(Generic[T]):
         return {name: s.stats.as_dict() for name, s in self._streams.items()}
 
     def reset(self) -> None:
-        """Forget queues and stamp history, e.g. when a bag loops and stamps jump back.
+        """
+        Forget queues and stamp history, e.g. when a bag loops and stamps jump back.
 
         Pending messages are counted as ``dropped_reset``; all counters persist
         (use :meth:`reset_stats` to zero them).  After a reset any stamp is
@@ -262,7 +271,8 @@ class StampPairer(Generic[T]):
             s.clear()
 
     def reset_stats(self) -> None:
-        """Zero all counters; queues and stamp history are kept.
+        """
+        Zero all counters; queues and stamp history are kept.
 
         Messages pending at this moment are counted in a bucket when they
         resolve but not as received, so the invariant holds again once they have.
@@ -291,7 +301,8 @@ class StampPairer(Generic[T]):
         out.append(Pair(ts, ti, rs, ri))  # type: ignore[arg-type]
 
     def _resolve(self, out: list[Pair[T]], final: bool) -> bool:
-        """Decide pending messages oldest first until the oldest cannot be decided.
+        """
+        Decide pending messages oldest first until the oldest cannot be decided.
 
         Returns True when it stops at a pair (the heads of both queues) that only
         waits for the next frame of the stream of its older stamp, False otherwise.

@@ -1,4 +1,5 @@
-"""Thermal -> RGB pixel homography from two cameras' intrinsics and their extrinsic (ROS-free).
+"""
+Thermal -> RGB pixel homography from two cameras' intrinsics and their extrinsic (ROS-free).
 
 For points on a plane, two pinhole views are related by a homography.  With the
 thermal camera's optical frame (x right, y down, z forward) and the plane
@@ -32,9 +33,11 @@ def rpy_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
 
 def scaled_intrinsics(k: Sequence[float], info_size: tuple[int, int],
                       image_size: tuple[int, int]) -> np.ndarray:
-    """K (row-major 9) of a CameraInfo of ``info_size`` (w, h), for an image of
+    """
+    K (row-major 9) of a CameraInfo of ``info_size`` (w, h), for an image of
     ``image_size`` (w, h) of the same field of view (binned or resized), as image_proc's
-    resize scales it."""
+    resize scales it.
+    """
     matrix = np.asarray(k, np.float64).reshape(3, 3).copy()
     (info_w, info_h), (image_w, image_h) = info_size, image_size
     if info_w > 0 and info_h > 0 and (info_w, info_h) != (image_w, image_h):
@@ -58,8 +61,10 @@ def intrinsics_problem(k: Sequence[float]) -> str | None:
 def plane_homography(k_thermal: np.ndarray, k_rgb: np.ndarray, rotation: np.ndarray,
                      translation: Sequence[float], distance: float,
                      normal: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
-    """H (3x3) mapping thermal pixels to RGB pixels for points on the plane ``normal . X =
-    distance`` in the thermal frame (default: fronto-parallel at ``distance`` metres)."""
+    """
+    H (3x3) mapping thermal pixels to RGB pixels for points on the plane ``normal . X =
+    distance`` in the thermal frame (default: fronto-parallel at ``distance`` metres).
+    """
     if not distance > 0:
         raise ValueError(f"plane distance must be positive, got {distance}")
     t = np.asarray(translation, np.float64).reshape(3, 1)
@@ -73,8 +78,10 @@ def camera_info_homography(k_thermal: Sequence[float], thermal_info_size: tuple[
                            rgb_info_size: tuple[int, int], rgb_size: tuple[int, int],
                            translation: Sequence[float], rpy: Sequence[float],
                            distance: float) -> list[float]:
-    """The row-major 9-element homography for the ``homography`` parameter's slot: each K
-    scaled to the image it is applied to (sizes are (width, height))."""
+    """
+    The row-major 9-element homography for the ``homography`` parameter's slot: each K
+    scaled to the image it is applied to (sizes are (width, height)).
+    """
     h = plane_homography(scaled_intrinsics(k_thermal, thermal_info_size, thermal_size),
                          scaled_intrinsics(k_rgb, rgb_info_size, rgb_size),
                          rpy_matrix(*rpy), translation, distance)

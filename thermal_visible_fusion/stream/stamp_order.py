@@ -1,4 +1,5 @@
-"""Stamp order of the input streams, and source restarts (a looping bag) across them.
+"""
+Stamp order of the input streams, and source restarts (a looping bag) across them.
 
 Each stream's stamps must increase.  A jump *back* by more than ``max_gap_ns`` is not a
 stray frame but a restarted source: ``rosbag2 play --loop`` or a replayed recording.  The
@@ -17,8 +18,10 @@ from typing import Iterable
 
 
 class StampOrderError(ValueError):
-    """A duplicate or out-of-order stamp: the frame is dropped.  ``duplicate`` tells
-    the two apart (a repeated stamp is a resent frame, not a broken one)."""
+    """
+    A duplicate or out-of-order stamp: the frame is dropped.  ``duplicate`` tells
+    the two apart (a repeated stamp is a resent frame, not a broken one).
+    """
 
     def __init__(self, message: str, duplicate: bool = False):
         super().__init__(message)
@@ -43,8 +46,10 @@ class StampOrder:
         self._awaiting: dict[str, tuple[int, float]] = {}  # stream -> (epoch stamp, deadline)
 
     def check(self, stream: str, stamp_ns: int, now: float) -> Verdict:
-        """Verdict for ``stamp_ns`` of ``stream`` received at monotonic time ``now``;
-        raises ``StampOrderError`` for a duplicate or out-of-order stamp."""
+        """
+        Verdict for ``stamp_ns`` of ``stream`` received at monotonic time ``now``;
+        raises ``StampOrderError`` for a duplicate or out-of-order stamp.
+        """
         if stream not in self._last:
             raise ValueError(f"unknown stream {stream!r}; expected one of {self.streams}")
         awaiting = self._awaiting.pop(stream, None)

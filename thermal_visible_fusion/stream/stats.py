@@ -1,4 +1,5 @@
-"""Bounded running statistics for the node's diagnostics (ROS-free).
+"""
+Bounded running statistics for the node's diagnostics (ROS-free).
 
 Every window here has a fixed size, so a node that runs for weeks keeps the
 same memory footprint whatever its inputs do.
@@ -13,9 +14,11 @@ import numpy as np
 
 
 class RateWindow:
-    """Events per second over the last ``window`` seconds of monotonic time.
+    """
+    Events per second over the last ``window`` seconds of monotonic time.
 
-    Thread-safe: the node's worker adds while its diagnostics timer reads (and trims)."""
+    Thread-safe: the node's worker adds while its diagnostics timer reads (and trims).
+    """
 
     def __init__(self, window: float = 2.0, max_events: int = 1000):
         self.window = window
@@ -36,7 +39,8 @@ class RateWindow:
 
 
 class StampLossEstimator:
-    """Estimates frames lost before they reached us, from gaps in header stamps.
+    """
+    Estimates frames lost before they reached us, from gaps in header stamps.
 
     The nominal period is the median of recent stamp steps; a step of n periods
     (n >= 1.5) means about n - 1 frames never arrived.  Needs no knowledge of

@@ -1,4 +1,5 @@
-"""Map decoded thermal frames (uint8 / uint16 / float) to uint8 for fusion.
+"""
+Map decoded thermal frames (uint8 / uint16 / float) to uint8 for fusion.
 
 Radiometric (16-bit or float) frames are stretched between a low and a high
 percentile of the frame.  Taken per frame, that range jitters with noise and
@@ -27,7 +28,8 @@ _FLAT_SPAN = 1e-6
 
 
 class ThermalNormalizer:
-    """Stateful thermal -> uint8 mapper; one instance per thermal stream.
+    """
+    Stateful thermal -> uint8 mapper; one instance per thermal stream.
 
     uint8 input is returned unchanged (8-bit thermal is already gain-controlled
     by the camera) and leaves the smoothed range untouched.  Non-finite values

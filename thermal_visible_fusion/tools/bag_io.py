@@ -1,4 +1,5 @@
-"""Read and write rosbag2 bags of camera images with ``rosbags`` (pure Python, no ROS).
+"""
+Read and write rosbag2 bags of camera images with ``rosbags`` (pure Python, no ROS).
 
 Used by ``tvf make-bag``, ``tvf evaluate`` and ``tvf replay``.  Bags are
 rosbag2 version 9 in the ``mcap`` (default) or ``sqlite3`` storage, readable by
@@ -136,8 +137,10 @@ class CameraCalibration:
 
 
 def load_calibrations(path: str | Path) -> dict[str, CameraCalibration]:
-    """Read a camera_info YAML: ``{"thermal": ..., "rgb": ...}`` when the file has
-    ``thermal:`` and/or ``rgb:`` sections, else ``{"camera": ...}`` for a one-camera file."""
+    """
+    Read a camera_info YAML: ``{"thermal": ..., "rgb": ...}`` when the file has
+    ``thermal:`` and/or ``rgb:`` sections, else ``{"camera": ...}`` for a one-camera file.
+    """
     import yaml
 
     path = Path(path)
@@ -166,7 +169,8 @@ class Status:
 
 
 class BagWriter:
-    """Write a rosbag2 bag; use as a context manager.
+    """
+    Write a rosbag2 bag; use as a context manager.
 
     ``reorder=True`` keeps messages in a heap and writes them in log-time order
     when :meth:`release_before` is called (and at :meth:`close`), for callers that
@@ -198,8 +202,10 @@ class BagWriter:
     # connections
     def add_topic(self, topic: str, msgtype: str, *, msgdef: str | None = None,
                   rihs01: str | None = None, offered_qos_profiles: Sequence = ()) -> None:
-        """Register ``topic`` (done automatically on the first write of a known type);
-        pass ``msgdef``/``rihs01`` to copy a connection of a type the store lacks."""
+        """
+        Register ``topic`` (done automatically on the first write of a known type);
+        pass ``msgdef``/``rihs01`` to copy a connection of a type the store lacks.
+        """
         existing = self._connections.get(topic)
         if existing is not None:
             if existing.msgtype != msgtype:
@@ -241,9 +247,11 @@ class BagWriter:
     def write_image(self, topic: str, image: np.ndarray, stamp_ns: int, frame_id: str,
                     log_time_ns: int | None = None, compressed: bool = False,
                     quality: int = 90) -> None:
-        """(H, W, 3) uint8 -> bgr8; (H, W) uint8/uint16/float32 -> mono8/mono16/32FC1;
+        """
+        (H, W, 3) uint8 -> bgr8; (H, W) uint8/uint16/float32 -> mono8/mono16/32FC1;
         ``compressed``: a CompressedImage instead (see :func:`compressed_image_message`),
-        on the ``topic`` given (name it ``.../compressed`` by image_transport's convention)."""
+        on the ``topic`` given (name it ``.../compressed`` by image_transport's convention).
+        """
         msg = (compressed_image_message(image, stamp_ns, frame_id, quality) if compressed
                else image_message(image, stamp_ns, frame_id))
         self.write_message(topic, msg, stamp_ns if log_time_ns is None else log_time_ns)
@@ -289,16 +297,20 @@ def image_message(image: np.ndarray, stamp_ns: int, frame_id: str):
 
 
 def compressed_image_message(image: np.ndarray, stamp_ns: int, frame_id: str, quality: int = 90):
-    """A rosbags ``sensor_msgs/msg/CompressedImage`` as image_transport's ``compressed``
-    plugin writes it: BGR or mono8 as JPEG, mono16 as PNG (see :func:`encode_compressed`)."""
+    """
+    A rosbags ``sensor_msgs/msg/CompressedImage`` as image_transport's ``compressed``
+    plugin writes it: BGR or mono8 as JPEG, mono16 as PNG (see :func:`encode_compressed`).
+    """
     format_, data = encode_compressed(image, quality)
     return typestore().types[COMPRESSED_IMAGE](header=_header(stamp_ns, frame_id), format=format_,
                                                data=np.frombuffer(data, np.uint8))
 
 
 def to_raw(msg: Any):
-    """An Image of a deserialized CompressedImage (stamp and frame_id kept): grey stays
-    grey at its depth (mono8, mono16, 32FC1), colour becomes bgr8 (16-bit >> 8)."""
+    """
+    An Image of a deserialized CompressedImage (stamp and frame_id kept): grey stays
+    grey at its depth (mono8, mono16, 32FC1), colour becomes bgr8 (16-bit >> 8).
+    """
     image = decode_compressed(msg.format, msg.data)
     if image.ndim == 3 and image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
@@ -306,9 +318,11 @@ def to_raw(msg: Any):
 
 
 def to_compressed(msg: Any, quality: int = 90):
-    """A CompressedImage of a deserialized Image (stamp and frame_id kept): colour as
+    """
+    A CompressedImage of a deserialized Image (stamp and frame_id kept): colour as
     "bgr8; jpeg compressed bgr8", mono8 as JPEG, mono16 as PNG.  Float (32FC1) has
-    no such format: ``ImageFormatError``."""
+    no such format: ``ImageFormatError``.
+    """
     image = decode_image(msg.encoding, msg.height, msg.width, msg.step,
                          bool(msg.is_bigendian), msg.data)
     return compressed_image_message(image, stamp_ns_of(msg), msg.header.frame_id, quality)
@@ -352,8 +366,10 @@ class BagReadError(ValueError):
 
 
 def read_messages(reader, path: str | Path, **kwargs) -> Iterator[tuple]:
-    """``reader.messages(**kwargs)``, with a failure of the bag (a chunk cut short)
-    raised as ``BagReadError`` and the caller's own errors left as they are."""
+    """
+    ``reader.messages(**kwargs)``, with a failure of the bag (a chunk cut short)
+    raised as ``BagReadError`` and the caller's own errors left as they are.
+    """
     messages = reader.messages(**kwargs)
     while True:
         try:
@@ -385,7 +401,8 @@ def _words(topic: str) -> set[str]:
 
 def guess_pair_topics(topics: Iterable[str], thermal: str | None = None,
                       rgb: str | None = None) -> tuple[str, str]:
-    """Pick the thermal and RGB image topics by name, unless given.
+    """
+    Pick the thermal and RGB image topics by name, unless given.
 
     Thermal: a name part ``thermal``, ``ir``, ``infrared``, ``lwir`` ...; RGB: ``rgb``,
     ``color``, ``visible``, ``vis`` ...  Raises ``ValueError`` when none or several
@@ -418,10 +435,12 @@ def guess_pair_topics(topics: Iterable[str], thermal: str | None = None,
 
 def decode_image_message(msg: Any, role: str | None = None,
                          max_pixels: int | None = None) -> np.ndarray:
-    """numpy array of a deserialized Image or CompressedImage, as the node decodes it:
+    """
+    numpy array of a deserialized Image or CompressedImage, as the node decodes it:
     ``role="thermal"`` gives (H, W) (colour thermal becomes its luma), ``"rgb"``
     (H, W, 3) BGR uint8, ``None`` grey as grey and colour as BGR.  Bad data raises
-    ``ImageFormatError``."""
+    ``ImageFormatError``.
+    """
     if hasattr(msg, "format"):  # CompressedImage
         decode = {"thermal": decode_compressed_thermal, "rgb": decode_compressed_rgb}.get(
             role, decode_compressed)
@@ -445,7 +464,8 @@ class BagImage:
 
 def read_images(path: str | Path, topics: Iterable[str] | None = None,
                 roles: Mapping[str, str] | None = None) -> Iterator[BagImage]:
-    """Image and CompressedImage messages of ``topics`` (default: all) in log-time order.
+    """
+    Image and CompressedImage messages of ``topics`` (default: all) in log-time order.
 
     ``roles`` maps a topic to ``"thermal"`` or ``"rgb"`` for
     :func:`decode_image_message`.
@@ -472,8 +492,10 @@ def read_images(path: str | Path, topics: Iterable[str] | None = None,
 
 
 class progress:
-    """Iterate with a progress bar on stderr: ``tqdm`` when installed, else a plain
-    line every ~2 s (only when stderr is a terminal or ``always`` is set)."""
+    """
+    Iterate with a progress bar on stderr: ``tqdm`` when installed, else a plain
+    line every ~2 s (only when stderr is a terminal or ``always`` is set).
+    """
 
     def __init__(self, iterable: Iterable, total: int | None = None, desc: str = "",
                  unit: str = "frame", always: bool = False):

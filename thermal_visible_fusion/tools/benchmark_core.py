@@ -1,4 +1,5 @@
-"""``tvf benchmark-core``: speed of the ROS-free core, printed and written as JSON.
+"""
+``tvf benchmark-core``: speed of the ROS-free core, printed and written as JSON.
 
   * engine frames/s per fuser at each resolution (median over ``--frames``,
     after warm-up; the learned fuser with memory on, as the node runs it), and
@@ -94,8 +95,10 @@ class BusyCores:
 
 
 def cpu_agreement(weights: str, device: str, frames: list) -> dict:
-    """The learned fuser's BGR output on ``device`` against the CPU path's, frame by frame
-    of one stream (memory on): mean and max absolute difference in grey levels, PSNR."""
+    """
+    The learned fuser's BGR output on ``device`` against the CPU path's, frame by frame
+    of one stream (memory on): mean and max absolute difference in grey levels, PSNR.
+    """
     from thermal_visible_fusion.fusers.learned import LearnedFuser
 
     fusers = [LearnedFuser(weights or None, device=d) for d in (device, "cpu")]

@@ -1,4 +1,5 @@
-"""``tvf benchmark-quality``: every fuser over clips, long videos or VIFB stills.
+"""
+``tvf benchmark-quality``: every fuser over clips, long videos or VIFB stills.
 
 The layout of DATA picks the mode:
 
@@ -92,8 +93,10 @@ BOUNDS = (("bound: clean IR", (True, False)), ("bound: clean visible", (False, T
 
 
 def rows(args) -> list[tuple[str, dict]]:
-    """(row label, FusionEngine config overrides) for every fuser to compare; bound
-    rows also carry ``clean``: (clean IR?, clean visible?) input choice."""
+    """
+    (row label, FusionEngine config overrides) for every fuser to compare; bound
+    rows also carry ``clean``: (clean IR?, clean visible?) input choice.
+    """
     from thermal_visible_fusion.fusers import create_fuser
 
     wanted = args.fusers.split(",") if args.fusers else None

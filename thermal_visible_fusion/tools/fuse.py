@@ -1,4 +1,5 @@
-"""``tvf fuse``: fuse an mp4 pair or two frame folders offline, one PNG per frame.
+"""
+``tvf fuse``: fuse an mp4 pair or two frame folders offline, one PNG per frame.
 
 Runs the same ``FusionEngine`` as the live node, frame by frame in order, so
 what you see here is what the node publishes for the same input.  Writes

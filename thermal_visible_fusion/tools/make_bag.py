@@ -1,4 +1,5 @@
-"""``tvf make-bag``: turn an mp4 pair or two frame folders into a rosbag2 bag.
+"""
+``tvf make-bag``: turn an mp4 pair or two frame folders into a rosbag2 bag.
 
 Writes a thermal and an RGB ``sensor_msgs/Image`` topic (default
 ``/thermal/image_raw`` mono8 -- mono16 for 16-bit frame files -- and

@@ -1,4 +1,5 @@
-"""``tvf metrics``: fusion quality metrics of fused images or frame folders.
+"""
+``tvf metrics``: fusion quality metrics of fused images or frame folders.
 
     tvf metrics --ir IR --rgb RGB --fused FUSED [--ref-ir REF_IR] [--ref-rgb REF_RGB]
                 [--convention {standard,vifb}] [--metrics EN,MI,...]

@@ -1,4 +1,5 @@
-"""Outputs that never destroy or mix data: written beside, renamed into place when done.
+"""
+Outputs that never destroy or mix data: written beside, renamed into place when done.
 
 Every offline tool writes its output folder through :func:`staged_output`:
 
@@ -43,9 +44,11 @@ def _remove(path: Path) -> None:
 @contextmanager
 def staged_output(out: str | Path, force: bool = False, inputs: Iterable[str | Path] = (),
                   create: bool = True) -> Iterator[Path]:
-    """Check ``out`` (see :func:`check_output`), then yield an empty temporary folder
+    """
+    Check ``out`` (see :func:`check_output`), then yield an empty temporary folder
     beside it (``create=False``: its path only, for writers that create it, such as a
-    bag's); on success it replaces ``out`` whole, on any error it is removed."""
+    bag's); on success it replaces ``out`` whole, on any error it is removed.
+    """
     out = Path(out)
     check_output(out, force, inputs)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Pass/fail floors of the learned fuser on long videos (``tvf benchmark-quality``).
+"""
+Pass/fail floors of the learned fuser on long videos (``tvf benchmark-quality``).
 
 :func:`floor_checks` takes the steady-state numbers of one condition set,
 ``{condition: {fuser: {metric: value}}}`` (conditions ``clean`` and ``degraded``,

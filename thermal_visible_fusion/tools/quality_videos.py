@@ -1,4 +1,5 @@
-"""Video mode of ``tvf benchmark-quality``: every fuser over long thermal/visible videos.
+"""
+Video mode of ``tvf benchmark-quality``: every fuser over long thermal/visible videos.
 
 Inputs: a folder of ``<scene>_infrared.<ext>`` + ``<scene>_visible.<ext>`` pairs (or
 ``<scene>_infrared/`` + ``<scene>_visible/`` frame folders) and/or ``--pair IR VIS``
@@ -126,8 +127,10 @@ def score_frame(fused: np.ndarray, previous: np.ndarray | None, flow: np.ndarray
 
 def run_video(video: VideoPair, condition: str, rows: list[tuple[str, dict]], args,
               schedule: Schedule, metrics: tuple[str, ...]) -> tuple[dict[str, dict], int, dict]:
-    """Per-row series ``{"frame": [...], metric: [...]}`` over one video under one
-    condition, the number of frames fused and the degradation's parameters."""
+    """
+    Per-row series ``{"frame": [...], metric: [...]}`` over one video under one
+    condition, the number of frames fused and the degradation's parameters.
+    """
     import cv2
 
     from thermal_visible_fusion.data.degradation import DegradationConfig, VideoDegradation

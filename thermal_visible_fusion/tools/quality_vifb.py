@@ -1,4 +1,5 @@
-"""VIFB mode of ``tvf benchmark-quality``: our fusers among VIFB's published methods.
+"""
+VIFB mode of ``tvf benchmark-quality``: our fusers among VIFB's published methods.
 
 A VIFB folder holds ``ir/<image>.jpg``, ``vi/<image>.jpg`` and ``metrics.json``
 (``{method: {image: {metric: value}}}``, the toolbox's numbers for the published

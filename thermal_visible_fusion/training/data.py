@@ -1,4 +1,5 @@
-"""Training clips from real infrared/visible data.
+"""
+Training clips from real infrared/visible data.
 
 Layouts understood by ``discover`` (the shared data uses all of them):
 

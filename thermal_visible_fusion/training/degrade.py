@@ -1,4 +1,5 @@
-"""On-the-fly degradations of clean clips (torch, [0, 1] floats).
+"""
+On-the-fly degradations of clean clips (torch, [0, 1] floats).
 
 They follow the protocol of the M3SVD degraded clips: infrared gets Gaussian noise drawn
 anew every frame plus column-stripe noise fixed for the whole clip; visible gets a
@@ -75,8 +76,10 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def degrade_ir(ir: torch.Tensor, cfg: DegradeConfig, gen: torch.Generator | None = None
                ) -> torch.Tensor:
-    """(T,1,H,W) clean IR clip -> clip-fixed tone change, per-frame Gaussian noise and
-    clip-fixed column stripes."""
+    """
+    (T,1,H,W) clean IR clip -> clip-fixed tone change, per-frame Gaussian noise and
+    clip-fixed column stripes.
+    """
     t, _, h, w = ir.shape
     pivot = _uniform(cfg.ir_pivot, gen)
     ir = pivot + _uniform(cfg.ir_gain, gen) * (ir - pivot)
@@ -90,12 +93,14 @@ def degrade_ir(ir: torch.Tensor, cfg: DegradeConfig, gen: torch.Generator | None
 
 def degrade_vis(vis: torch.Tensor, cfg: DegradeConfig, gen: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(T,3,H,W) clean visible clip -> [haze] -> blur, gain/offset -> [low light], all
+    """
+    (T,3,H,W) clean visible clip -> [haze] -> blur, gain/offset -> [low light], all
     fixed per clip.  Returns (degraded, target): the target is the clean clip, except
     under low light, where it is the clean clip at the same light level (dark, sharp,
     noise-free).  Light is part of the scene: a network taught to brighten dark frames
     brightens the dark parts of every real night scene, inventing what no camera saw;
-    where the visible frame is dark, the thermal one should show the scene."""
+    where the visible frame is dark, the thermal one should show the scene.
+    """
     x, target = vis, vis
     if torch.rand((), generator=gen).item() < cfg.p_haze:
         t_top, t_bottom = _uniform(cfg.haze_transmission, gen), _uniform(cfg.haze_transmission, gen)
@@ -117,8 +122,10 @@ def degrade_vis(vis: torch.Tensor, cfg: DegradeConfig, gen: torch.Generator | No
 def degrade_clip(ir: torch.Tensor, vis: torch.Tensor, cfg: DegradeConfig,
                  gen: torch.Generator | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Degrade one clip pair (T,1,H,W) IR and (T,3,H,W) visible; the inputs are untouched.
-    Returns (degraded IR, degraded visible, visible target); see ``degrade_vis``."""
+    """
+    Degrade one clip pair (T,1,H,W) IR and (T,3,H,W) visible; the inputs are untouched.
+    Returns (degraded IR, degraded visible, visible target); see ``degrade_vis``.
+    """
     if torch.rand((), generator=gen).item() < cfg.p_clean:
         return ir.clone(), vis.clone(), vis
     return (degrade_ir(ir, cfg, gen), *degrade_vis(vis, cfg, gen))

@@ -1,4 +1,5 @@
-"""Train the streaming fusion network (``tvf train``, or ``python -m`` this module).
+"""
+Train the streaming fusion network (``tvf train``, or ``python -m`` this module).
 
 Configuration: ``TrainConfig`` defaults, then an optional ``--config`` JSON/YAML file of
 its fields, then flags (every field is one: ``--max-minutes 40``, ``--exclude-scenes a b``;
@@ -112,8 +113,10 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 def sequence_losses(model: StreamingFusionNet, batch: dict[str, torch.Tensor],
                     cfg: TrainConfig, optimiser: torch.optim.Optimizer | None = None
                     ) -> dict[str, float]:
-    """Run the model through a batch of sequences, window by window; with an optimiser,
-    step it after each window.  Returns the mean of each loss over the frames."""
+    """
+    Run the model through a batch of sequences, window by window; with an optimiser,
+    step it after each window.  Returns the mean of each loss over the frames.
+    """
     ir_in, vis_in = batch["ir_degraded"], luma(batch["vis_degraded"])
     ir_ref, vis_ref = batch["ir"], luma(batch["vis"])
     flow, valid = batch["flow"], batch["valid"]
@@ -283,6 +286,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="tvf train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="tvf train", description=__doc__.strip().splitlines()[0])
     add_arguments(parser)
     sys.exit(main(parser.parse_args()))
