@@ -22,6 +22,7 @@ ROS domain ids: tests that start nodes each take their own ``ROS_DOMAIN_ID``
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 from pathlib import Path
 import re
@@ -97,6 +98,33 @@ if SKIP_WITHOUT_TORCH:
             report.longrepr = (str(item.path), item.location[1] or 0,
                                f"Skipped: {TORCH_SKIP} (in {report.when})")
         return report
+
+
+# ----------------------------------------------------------------------------- slow tests
+
+# Tests that start nodes over DDS, build with colcon or run ros2 launch: marked ``slow``,
+# so ``pytest -m "not slow"`` runs the fast ones alone.  The full suite runs both.
+SLOW_MODULES = {"test_colcon", "test_launch", "test_node_fallback", "test_node_integration",
+                "test_node_interfaces", "test_replay_integration"}
+SLOW_FIXTURES = {"session", "readme_workspace", "launch_underlay"}  # a running node, colcon
+SLOW_CALLS = ("run_node(", '"soak"')  # a node process started by the test
+
+
+def _is_slow(item) -> bool:
+    if item.path.stem in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames):
+        return True
+    try:
+        source = inspect.getsource(item.function)
+    except (AttributeError, OSError, TypeError):
+        return False
+    return any(call in source for call in SLOW_CALLS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the slow tests (see SLOW_MODULES)."""
+    for item in items:
+        if _is_slow(item):
+            item.add_marker(pytest.mark.slow)
 
 
 # ----------------------------------------------------------------------------- launch tests
