@@ -4,13 +4,14 @@ Our StampPairer against ROS 2's message_filters.ApproximateTimeSynchronizer.
 
     .venv/bin/python scripts/pairing_vs_message_filters.py [--message-filters DIR]
 
-Both pairers get the same simulated camera streams, message by message in arrival
-order, with the same slop and queue size, and the table shows per scenario how many
-pairs each emits that are correct and wrong, and how long after the arrival of a pair's
-later message the pair comes out (the reference emits on that arrival; ours once the
-pair is mutual-nearest, which for a camera with a steady rate is on that arrival too).  ``DIR`` is the message_filters source checkout
-(default ``../shared/ros2/message_filters`` beside the repository); it is imported from
-there, it needs rclpy.  test/test_pairing_reference.py runs the same scenarios.
+Both pairers get the same simulated camera streams, message by message in arrival order,
+with the same slop and queue size, and the table shows per scenario how many pairs each
+emits that are correct and wrong, and how long after the arrival of a pair's later
+message the pair comes out (the reference emits on that arrival; ours once the pair is
+mutual-nearest, which for a camera with a steady rate is on that arrival too).  ``DIR``
+is the message_filters source checkout (default ``../shared/ros2/message_filters``
+beside the repository); it is imported from there, it needs rclpy.
+test/test_pairing_reference.py runs the same scenarios.
 
 The simulation (see :func:`simulate`)
 -------------------------------------
@@ -43,18 +44,18 @@ The simulation (see :func:`simulate`)
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 import importlib
+from pathlib import Path
 import random
 import statistics
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from thermal_visible_fusion.stream.pairing import RGB, THERMAL, StampPairer  # noqa: E402
+from thermal_visible_fusion.stream.pairing import RGB, StampPairer, THERMAL  # noqa: E402
 
 DEFAULT_MESSAGE_FILTERS = REPO_ROOT.parent / "shared" / "ros2" / "message_filters"
 MS = 1_000_000
@@ -80,7 +81,7 @@ class Scenario:
 
     @property
     def slop_below_half_period(self) -> bool:
-        """The README's rule for ``sync_slop``: below half the faster camera's period."""
+        """Check the README's rule for ``sync_slop``: below half the faster camera's period."""
         return self.slop_ms * MS < half_fast_period_ns(self)
 
 
@@ -201,7 +202,7 @@ def load_message_filters(path: Path = DEFAULT_MESSAGE_FILTERS):
 
 
 def run_reference(scenario: Scenario, frames: list[Frame], message_filters) -> Result:
-    """ApproximateTimeSynchronizer fed through two SimpleFilter inputs, no DDS."""
+    """Run ApproximateTimeSynchronizer fed through two SimpleFilter inputs, no DDS."""
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import Image
 
@@ -256,16 +257,18 @@ def compare(scenario: Scenario, message_filters) -> Row:
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| scenario | slop ms | frames | possible | ours correct / wrong | reference correct / wrong"
-        " | median latency ms ours / ref | extra ms |",
+        "| scenario | slop ms | frames | possible | ours correct / wrong"
+        " | reference correct / wrong | median latency ms ours / ref | extra ms |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.scenario.name} | {r.scenario.slop_ms:g}{'' if r.scenario.slop_below_half_period else ' *'}"
+            f"| {r.scenario.name} | {r.scenario.slop_ms:g}"
+            f"{'' if r.scenario.slop_below_half_period else ' *'}"
             f" | {r.frames} | {r.possible}"
             f" | {r.ours[0]} / {r.ours[1]} | {r.reference[0]} / {r.reference[1]}"
-            f" | {r.ours_latency_ms:.1f} / {r.reference_latency_ms:.1f} | {r.extra_latency_ms:.1f} |")
+            f" | {r.ours_latency_ms:.1f} / {r.reference_latency_ms:.1f}"
+            f" | {r.extra_latency_ms:.1f} |")
     return "\n".join(lines)
 
 
