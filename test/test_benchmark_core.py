@@ -1,4 +1,6 @@
 """
+Tests of ``tvf benchmark-core``.
+
 ``tvf benchmark-core``: prints and writes its figures; ``--compare-cpu`` measures how
 far a device's learned output is from the CPU path (the GPU benchmark's accuracy check).
 """

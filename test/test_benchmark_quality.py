@@ -1,9 +1,11 @@
 """
-``tvf benchmark-quality`` on small data made here: M3SVD-layout clips (every row is
-scored against the clean frames, ``--bounds`` shows what clean inputs are worth), mp4
-pairs and frame folders (video mode: conditions, windows, plots, JSON), a VIFB-layout
-folder; the degradation protocol, the floor checks and the block-grid energy.  The
-shared-data tests run the real M3SVD videos and VIFB stills briefly.
+Tests of ``tvf benchmark-quality`` on small data made here.
+
+M3SVD-layout clips (every row is scored against the clean frames, ``--bounds`` shows
+what clean inputs are worth), mp4 pairs and frame folders (video mode: conditions,
+windows, plots, JSON), a VIFB-layout folder; the degradation protocol, the floor
+checks and the block-grid energy.  The shared-data tests run the real M3SVD videos
+and VIFB stills briefly.
 """
 
 import argparse
@@ -24,6 +26,8 @@ from thermal_visible_fusion.tools.quality_floors import floor_checks
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """
+    Two scenes of 5 frames, clean and degraded.
+
     Two scenes of 5 frames: ir/, vis/ clean; ir_degraded/ (noise, column stripes) and
     vis_degraded/ (Gaussian blur), as in the M3SVD degraded clips.
     """
@@ -182,11 +186,13 @@ def test_explicit_pairs_of_frame_folders(tmp_path):
     ir.mkdir(), vis.mkdir()
     for i in range(12):
         thermal, bgr = scene.frame(i)
-        assert cv2.imwrite(str(ir / f"{i}.png"), thermal) and cv2.imwrite(str(vis / f"{i}.png"), bgr)
+        assert cv2.imwrite(str(ir / f"{i}.png"), thermal)
+        assert cv2.imwrite(str(vis / f"{i}.png"), bgr)
     report, _ = run_cli(tmp_path, "--pair", str(ir), str(vis), "--pair", str(ir), str(vis),
                         "--first", "5", "--steady-from", "8", "--conditions", "clean")
     assert list(report["results"]) == ["gamma", "gamma-2"]
-    a, b = (report["results"][n]["clean"]["rows"]["average"]["series"] for n in ("gamma", "gamma-2"))
+    a, b = (report["results"][n]["clean"]["rows"]["average"]["series"]
+            for n in ("gamma", "gamma-2"))
     assert a["frame"] == [0, 1, 2, 3, 4, 5, 8, 11] and a == b  # same input, same numbers
 
 

@@ -1,8 +1,10 @@
 """
-The CUDA path (half precision, channels-last, CUDA graphs).  These run on a CUDA
-machine (``scripts/gpu_benchmark.sh`` runs them first) and skip elsewhere.  They use a
-fresh network whose memory matters (conftest ``fresh_weights``), not the shipped file:
-they compare execution paths, not what the weights learned.
+The CUDA path (half precision, channels-last, CUDA graphs).
+
+These run on a CUDA machine (``scripts/gpu_benchmark.sh`` runs them first) and skip
+elsewhere.  They use a fresh network whose memory matters (conftest
+``fresh_weights``), not the shipped file: they compare execution paths, not what the
+weights learned.
 """
 
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 
 from thermal_visible_fusion.data.synthetic import SyntheticScene
 from thermal_visible_fusion.fusers.learned import LearnedFuser
-from thermal_visible_fusion.learned.runtime import CudaGraphStep, _restore
+from thermal_visible_fusion.learned.runtime import _restore, CudaGraphStep
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -65,6 +67,7 @@ def test_a_failed_capture_warns_and_fuses_eager(weights, monkeypatch):
     eager = _fuse_all(LearnedFuser(weights, device="cuda", cuda_graphs=False), frames)
 
     class Uncapturable:
+
         def __init__(self):
             raise RuntimeError("capture not supported here")
 
@@ -97,8 +100,10 @@ def test_cuda_graphs_and_the_torchscript_trace_exclude_each_other(weights):
 @needs_cuda
 def test_a_graph_step_returns_the_restored_pair_and_memory_of_an_eager_step(weights):
     """
-    The replayed step gives what the model gives: the restored (IR, visible) pair,
-    (1,2,H,W), and the same memory, frame after frame (a graph per memory presence).
+    The replayed step gives what the model gives.
+
+    The restored (IR, visible) pair, (1,2,H,W), and the same memory, frame after
+    frame (a graph per memory presence).
     """
     fuser = LearnedFuser(weights, device="cuda", cuda_graphs=False)
     model, step = fuser.model, CudaGraphStep(fuser.model)

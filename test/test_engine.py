@@ -1,6 +1,8 @@
 """
-FusionEngine behaviour a robot relies on: grid, registration, input types and
-when the temporal memory is (and is not) reset.
+FusionEngine behaviour a robot relies on.
+
+Grid, registration, input types and when the temporal memory is (and is not)
+reset.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class RecordingFuser:
 
 
 def textured(h: int = H, w: int = W, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A static, textured thermal/RGB pair (smooth blobs so optical flow is well posed)."""
+    """Make a static, textured thermal/RGB pair (smooth blobs so optical flow is well posed)."""
     rng = np.random.default_rng(seed)
     base = cv2.GaussianBlur(rng.uniform(0, 255, (h, w)).astype(np.float32), (0, 0), 3)
     base = cv2.normalize(base, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
@@ -196,6 +198,8 @@ def test_reset_default_reason_is_not_empty():
 
 def test_reset_also_forgets_the_smoothed_thermal_range():
     """
+    A reset forgets the smoothed thermal range.
+
     After a reset a radiometric frame is stretched by its own range, not a blend
     with the range of the frames before the reset.
     """

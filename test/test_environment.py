@@ -1,6 +1,8 @@
 """
-The test environment itself: with ``TVF_REQUIRE_ROS=1`` (CI) the ROS 2 Python
-packages the node needs must import, so ROS tests cannot silently skip.
+The test environment itself.
+
+With ``TVF_REQUIRE_ROS=1`` (CI) the ROS 2 Python packages the node needs must
+import, so ROS tests cannot silently skip.
 """
 
 from __future__ import annotations

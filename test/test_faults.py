@@ -1,7 +1,8 @@
 """
-Fault injection: bad images, timing faults, parameter faults, a reset storm under load,
-size churn, weight-file faults and tool faults.  Nothing lost, nothing hung, nothing
-unbounded.
+Fault injection.
+
+Bad images, timing faults, parameter faults, a reset storm under load, size churn,
+weight-file faults and tool faults.  Nothing lost, nothing hung, nothing unbounded.
 
 Node faults run over DDS against the real node in its own process (each group in its
 own ROS_DOMAIN_ID); tool faults run through the CLI.  Every loop is bounded.
@@ -10,19 +11,19 @@ own ROS_DOMAIN_ID); tool faults run through the CLI.  Every loop is bounded.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from thermal_visible_fusion import params as param_table
 from thermal_visible_fusion import params_file
-from thermal_visible_fusion.engine import (MAX_ASPECT, MIN_SIDE, EngineConfig, FusionEngine,
-                                           GeometryError)
+from thermal_visible_fusion.engine import (EngineConfig, FusionEngine, GeometryError, MAX_ASPECT,
+                                           MIN_SIDE)
 from thermal_visible_fusion.stream.stats import StampLossEstimator
 
 DOMAIN_BASE = 101 + os.getpid() % 100  # test_node_integration uses +0..+3
@@ -38,13 +39,16 @@ def test_degenerate_geometry_is_refused_before_any_work(size):
     engine = FusionEngine(EngineConfig(fuser="multiscale"))
     height, width = size
     with pytest.raises(GeometryError, match="minimum side|aspect ratio"):
-        engine.process(np.zeros((height, width), np.uint8), np.zeros((height, width, 3), np.uint8), 0)
+        engine.process(np.zeros((height, width), np.uint8), np.zeros((height, width, 3), np.uint8),
+                       0)
 
 
 @pytest.mark.parametrize("size", [(16, 16), (16, 128), (128, 16), (80, 640), (100, 640),
                                   (40, 320)])
 def test_extreme_but_allowed_geometry_fuses_with_diagnostics(size):
     """
+    Extreme but allowed geometry fuses, with diagnostics.
+
     Wide frames whose 160-px diagnostics grid would be under 32 px high used to crash
     OpenCV's DIS flow (segfault); the grid is widened instead.
     """
@@ -127,14 +131,14 @@ def test_encoding_string_is_cut_in_the_error():
 
 rclpy = pytest.importorskip("rclpy")
 
-from builtin_interfaces.msg import Time  # noqa: E402
+from builtin_interfaces.msg import Time  # noqa: E402, I100 (after importorskip)
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from thermal_visible_fusion.ros.harness import (NodeProcess, PairClient, dds_environment,  # noqa: E402
-                                                paced, process_rss_mb, reset_storm)
-from thermal_visible_fusion.ros.messages import image_message  # noqa: E402
 from thermal_visible_fusion.data.synthetic import SyntheticScene  # noqa: E402
+from thermal_visible_fusion.ros.harness import (  # noqa: E402
+    dds_environment, NodeProcess, paced, PairClient, process_rss_mb, reset_storm)
+from thermal_visible_fusion.ros.messages import image_message  # noqa: E402
 
 
 class Clock:
@@ -195,7 +199,7 @@ def statuses(client, suffix):
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    """A multiscale node and a client in their own domain; closed after the node tests."""
+    """Start a multiscale node and a client in their own domain; closed after the node tests."""
     env = dds_environment(DOMAIN_BASE + 10)
     os.environ.update(env)
     log = tmp_path_factory.mktemp("faults") / "node.log"
@@ -218,6 +222,8 @@ def session(tmp_path_factory):
 
 def test_bad_image_matrix_is_dropped_with_error_and_no_balloon(session):
     """
+    Bad images are dropped with an error, without ballooning memory.
+
     Degenerate sizes far inside max_pixels (1x300 failed in OpenCV remap, 1x4000 took
     RSS from 136 MB to 1.9 GB), a 10 kB encoding string, and the classic bad fields.
     """
@@ -345,7 +351,7 @@ def test_reset_storm_under_load_answers_every_call(session):
 
 @pytest.fixture(scope="module")
 def learned_weights(tmp_path_factory) -> Path:
-    """A valid learned fuser of our own (the shipped file may be in retraining)."""
+    """Save a valid learned fuser of our own (the shipped file may be in retraining)."""
     from thermal_visible_fusion.learned.model import StreamingFusionNet
     from thermal_visible_fusion.learned.weights import save_weights
     return save_weights(StreamingFusionNet(), tmp_path_factory.mktemp("weights") / "w.pt")
@@ -353,8 +359,10 @@ def learned_weights(tmp_path_factory) -> Path:
 
 def test_reset_storm_with_the_learned_fuser_under_load(session, learned_weights, tmp_path):
     """
-    The issue's probe: learned fuser, frames at 10 Hz, 100 calls together.  The reset
-    callback waited on the engine lock for a whole fuse: 19 of 100 answered in 30 s.
+    The issue's probe: learned fuser, frames at 10 Hz, 100 calls together.
+
+    The reset callback waited on the engine lock for a whole fuse: 19 of 100 answered
+    in 30 s.
     """
     env = dict(os.environ)  # the session's domain; its own namespace
     process = NodeProcess(env, {"fuser": "learned", "weights": str(learned_weights),
@@ -403,7 +411,7 @@ def test_reset_storm_with_the_learned_fuser_under_load(session, learned_weights,
 # ------------------------------------------------------------ parameter faults at start-up
 
 def run_node(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """The node's own entry point, for start-up faults that end it."""
+    """Run the node's own entry point, for start-up faults that end it."""
     env = dds_environment(DOMAIN_BASE + 12)
     return subprocess.run([sys.executable, "-m", "thermal_visible_fusion.ros.fusion_node",
                            "--ros-args", *args], env=env, capture_output=True, text=True,
@@ -431,6 +439,8 @@ def test_bad_homography_stops_the_node_with_the_reason(value):
 
 def test_unknown_names_and_foreign_sections_warn_and_stalls_log_once(tmp_path):
     """
+    Unknown names and foreign sections warn; stalls log once.
+
     Misspelt and nested names, and a file keyed to another node, were silently
     ignored; a silent input logged "stalled" every 5 s forever.
     """
@@ -472,6 +482,7 @@ def _weight_faults(root: Path, good: Path) -> dict[str, Path]:
     import torch
 
     class Payload:
+
         def __reduce__(self):
             return (os.system, ("echo PAYLOAD-RAN",))
 
@@ -523,7 +534,7 @@ def test_node_with_a_bad_weight_config_falls_back_with_a_warn(learned_weights, t
 # ------------------------------------------------------------------------- tool faults
 
 def tvf(*args: str) -> subprocess.CompletedProcess:
-    """The CLI as a user runs it (python -m thermal_visible_fusion)."""
+    """Run the CLI as a user runs it (python -m thermal_visible_fusion)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "thermal_visible_fusion", *map(str, args)],
                           capture_output=True, text=True, timeout=300, env=env)
@@ -592,7 +603,7 @@ def test_fuse_unreadable_frame_is_one_line_exit_2_and_no_output(clip, tmp_path):
     out = tmp_path / "out"
     result = tvf("fuse", "--ir", ir, "--rgb", clip / "vis", "--out", out, "--fuser", "average")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    [line] = [l for l in result.stderr.splitlines() if "error" in l]
+    [line] = [text for text in result.stderr.splitlines() if "error" in text]
     assert "005.png" in line
     assert not out.exists() and leftovers(tmp_path) == []
 
@@ -600,6 +611,8 @@ def test_fuse_unreadable_frame_is_one_line_exit_2_and_no_output(clip, tmp_path):
 @pytest.mark.parametrize("start, frame", [(0.0, "frame 0 of 60"), (0.5, "of 60")])
 def test_fuse_incomplete_decoding_is_an_error_naming_the_frame(clip, tmp_path, start, frame):
     """
+    Incomplete decoding is an error naming the frame.
+
     An mp4 that opens but decodes nothing said "wrote 0 frames", exit 0; one corrupted
     half-way wrote 49 of 151 frames, exit 0.
     """
@@ -616,7 +629,8 @@ def test_fuse_incomplete_decoding_is_an_error_naming_the_frame(clip, tmp_path, s
 @pytest.fixture(scope="module")
 def bag(clip, tmp_path_factory) -> Path:
     bag = tmp_path_factory.mktemp("bags") / "bag"
-    assert tvf("make-bag", "--ir", clip / "ir", "--rgb", clip / "vis", "--out", bag).returncode == 0
+    assert tvf("make-bag", "--ir", clip / "ir", "--rgb", clip / "vis", "--out",
+               bag).returncode == 0
     return bag
 
 
@@ -730,6 +744,8 @@ def test_size_churn_keeps_memory_flat_with_the_multiscale_fuser():
 
 def test_size_churn_keeps_memory_flat_with_the_learned_fuser_eager(learned_weights):
     """
+    Size churn keeps memory flat with the learned fuser run eagerly.
+
     Engine, normaliser, registration, diagnostics and the network's memory are bounded
     per size: with the network run eagerly RSS stays flat after the first round.
     """
@@ -739,6 +755,8 @@ def test_size_churn_keeps_memory_flat_with_the_learned_fuser_eager(learned_weigh
 
 def test_size_churn_keeps_memory_flat_with_the_learned_fuser_traced(learned_weights):
     """
+    Size churn keeps memory flat with the traced learned fuser.
+
     The issue's 734 -> 1,546 -> 2,482 -> 3,335 MB: 16 sizes through the traced fuser
     (each trace keeps memory that freeing it never returns: FrozenStep.MAX_TRACES).
     """

@@ -35,7 +35,7 @@ def frames(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def weights(fresh_weights) -> Path:
-    """A fresh network whose memory (and so look-ahead) visibly matters (conftest)."""
+    """Provide a fresh network whose memory (and so look-ahead) visibly matters (conftest)."""
     return fresh_weights
 
 
@@ -78,9 +78,10 @@ def test_lookahead_needs_the_learned_fuser_with_memory(frames, tmp_path, capsys,
 
 def _expected(frames: Path, weights: Path, lookahead: int) -> list[np.ndarray]:
     """
-    What the network gives offline for each frame, in order: the look-ahead runner's
-    restored pairs (learned.runtime.StreamingRunner, eager), fused by the multi-scale rule with the
-    frame's chroma, as the learned fuser does.
+    Return what the network gives offline for each frame, in order.
+
+    The look-ahead runner's restored pairs (learned.runtime.StreamingRunner, eager), fused by the
+    multi-scale rule with the frame's chroma, as the learned fuser does.
     """
     from thermal_visible_fusion.fusers.classic import MultiScaleFuser, merge_luma
     from thermal_visible_fusion.learned.weights import load_model

@@ -1,6 +1,8 @@
 """
-Classic fusers and the fuser registry: shapes, colour from RGB, warm figures
-lifted out of smoke/darkness, and what ``create_fuser`` does with each name.
+Classic fusers and the fuser registry.
+
+Shapes, colour from RGB, warm figures lifted out of smoke/darkness, and what
+``create_fuser`` does with each name.
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-import thermal_visible_fusion.fusers as fusers
 from thermal_visible_fusion.data.synthetic import SyntheticScene
-from thermal_visible_fusion.fusers import (CLASSIC_FUSERS, FUSER_NAMES, MultiScaleFuser,
-                                           create_fuser)
+import thermal_visible_fusion.fusers as fusers
+from thermal_visible_fusion.fusers import (CLASSIC_FUSERS, create_fuser, FUSER_NAMES,
+                                           MultiScaleFuser)
 from thermal_visible_fusion.learned import weights as learned_weights
 
 CLASSIC = sorted(CLASSIC_FUSERS)
@@ -145,8 +147,10 @@ def test_multiscale_figures_stand_out_from_their_surroundings(scene):
 @pytest.mark.parametrize("name", FUSER_NAMES)
 def test_every_listed_fuser_name_gives_a_working_fuser(name):
     """
-    What the node's ``fuser`` parameter accepts: each name fuses a pair, and with the
-    shipped weights ``auto`` and ``learned`` are the learned fuser, without a warning.
+    What the node's ``fuser`` parameter accepts.
+
+    Each name fuses a pair, and with the shipped weights ``auto`` and ``learned`` are
+    the learned fuser, without a warning.
     """
     fuser, warning = create_fuser(name, device="cpu")
     assert warning is None
@@ -195,6 +199,8 @@ def test_learned_without_any_weights_falls_back_with_a_warning(monkeypatch):
 
 def test_auto_uses_the_shipped_weights_when_they_load(monkeypatch, request):
     """
+    The ``auto`` fuser is the learned one when the package has weights.
+
     With weights in the package, ``auto`` is the learned fuser (whether the shipped
     file itself loads is test_shipped_weights' business).
     """
@@ -212,8 +218,9 @@ def test_auto_uses_the_shipped_weights_when_they_load(monkeypatch, request):
 def test_shipped_weights_that_do_not_load_fall_back_naming_the_file(monkeypatch, tmp_path,
                                                                     name):
     """
-    Weights of another network version in the package (a stale install): the node keeps
-    fusing with the fallback and says which file and why.
+    Weights of another network version in the package (a stale install).
+
+    The node keeps fusing with the fallback and says which file and why.
     """
     torch = pytest.importorskip("torch")
     stale = tmp_path / "streaming_fusion.pt"

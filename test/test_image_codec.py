@@ -5,21 +5,18 @@ from __future__ import annotations
 import array
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import pytest
-
 import struct
 
 import cv2
+import numpy as np
+import pytest
 
-from thermal_visible_fusion.stream.image_codec import (ENCODINGS, RGB_ENCODINGS,
-                                                       THERMAL_ENCODINGS, ImageFormatError,
-                                                       decode_compressed, decode_compressed_rgb,
+from thermal_visible_fusion.stream.image_codec import (decode_compressed, decode_compressed_rgb,
                                                        decode_compressed_thermal, decode_image,
                                                        decode_rgb, decode_thermal,
-                                                       encode_compressed, encode_image,
-                                                       encodings_markdown)
+                                                       encode_compressed, encode_image, ENCODINGS,
+                                                       encodings_markdown, ImageFormatError,
+                                                       RGB_ENCODINGS, THERMAL_ENCODINGS)
 
 GARBAGE = 0xAB  # padding filler, so a decoder that reads padding gets wrong pixels
 
@@ -62,7 +59,8 @@ def test_decode_thermal_float_keeps_non_finite(bigendian: bool) -> None:
 
 @pytest.mark.parametrize(
     ("encoding", "dtype", "bigendian"),
-    [("mono8", "u1", False), ("mono16", ">u2", True), ("16UC1", "<u2", False), ("32FC1", ">f4", True)],
+    [("mono8", "u1", False), ("mono16", ">u2", True), ("16UC1", "<u2", False),
+     ("32FC1", ">f4", True)],
 )
 def test_decode_thermal_strips_row_padding(encoding: str, dtype: str, bigendian: bool) -> None:
     values = np.arange(1, 13).reshape(3, 4).astype(dtype)
@@ -76,7 +74,8 @@ def test_decode_thermal_strips_row_padding(encoding: str, dtype: str, bigendian:
 
 @pytest.mark.parametrize(
     "make",
-    [bytes, bytearray, memoryview, lambda b: array.array("B", b), lambda b: np.frombuffer(b, np.uint8)],
+    [bytes, bytearray, memoryview, lambda b: array.array("B", b),
+     lambda b: np.frombuffer(b, np.uint8)],
     ids=["bytes", "bytearray", "memoryview", "array", "ndarray"],
 )
 def test_decode_accepts_every_buffer_type(make) -> None:
@@ -102,7 +101,8 @@ EXPECTED_BGR = np.array([[RED_BGR, MIX_BGR], [MIX_BGR, RED_BGR]], dtype=np.uint8
 
 def _pixel_bytes(encoding: str, bgr: tuple[int, int, int]) -> bytes:
     b, g, r = bgr
-    return bytes({"bgr8": (b, g, r), "rgb8": (r, g, b), "bgra8": (b, g, r, 77), "rgba8": (r, g, b, 77)}[encoding])
+    return bytes({"bgr8": (b, g, r), "rgb8": (r, g, b), "bgra8": (b, g, r, 77),
+                  "rgba8": (r, g, b, 77)}[encoding])
 
 
 @pytest.mark.parametrize("encoding", ["bgr8", "rgb8", "bgra8", "rgba8"])
@@ -151,10 +151,11 @@ def test_decode_rgb_bayer_recovers_flat_colours(encoding: str, extra: int) -> No
     left, right = (40, 90, 220), (200, 150, 20)  # BGR
     scene = np.empty((height, width, 3), dtype=np.uint8)
     scene[:, : width // 2] = left
-    scene[:, width // 2 :] = right
+    scene[:, width // 2:] = right
     raw = mosaic(scene, BAYER_PATTERNS[encoding])
     step = width + extra
-    out = decode_rgb(encoding, height, width, step, False, padded([r.tobytes() for r in raw], step))
+    out = decode_rgb(encoding, height, width, step, False,
+                     padded([r.tobytes() for r in raw], step))
     assert out.shape == (height, width, 3)
     # Interior of each flat region (away from the colour edge and image border).
     assert np.abs(out[3:-3, 2:5].astype(int) - left).max() <= 2
@@ -192,7 +193,8 @@ def test_negative_size() -> None:
 
 @pytest.mark.parametrize("length", [1000, 921599, 921601, 0])
 def test_wrong_data_length(length: int) -> None:
-    with pytest.raises(ImageFormatError, match=f"data is {length} bytes but step\\*height = .* = 921600"):
+    with pytest.raises(ImageFormatError,
+                       match=f"data is {length} bytes but step\\*height = .* = 921600"):
         decode_rgb("bgr8", 480, 640, 1920, False, bytes(length))
 
 
@@ -272,7 +274,8 @@ def _grey_case(grey: np.ndarray) -> Case:
 
 def _colour_case(order: str, bits: int) -> Case:
     bgr = BGR16 if bits == 16 else BGR8
-    channels = {"b": bgr[..., 0], "g": bgr[..., 1], "r": bgr[..., 2], "a": np.full_like(bgr[..., 0], 99)}
+    channels = {"b": bgr[..., 0], "g": bgr[..., 1], "r": bgr[..., 2],
+                "a": np.full_like(bgr[..., 0], 99)}
     pixels = np.dstack([channels[c] for c in order])
     # cv2's fixed-point luma: within 1 (8-bit) or 2 (16-bit) of the exact value
     return Case(pixels, luma(bgr), BGR8, tolerance=bits / 8)
@@ -283,7 +286,8 @@ def _bayer_case(pattern: str, bits: int) -> Case:
     height, width = 8, 10
     colour16 = np.array([9000, 30000, 52000])  # BGR
     colour = colour16 if bits == 16 else colour16 >> 8
-    scene = np.broadcast_to(colour, (height, width, 3)).astype(np.uint16 if bits == 16 else np.uint8)
+    scene = np.broadcast_to(colour,
+                            (height, width, 3)).astype(np.uint16 if bits == 16 else np.uint8)
     raw = np.empty((height, width), scene.dtype)
     index = {"B": 0, "G": 1, "R": 2}
     for dy in range(2):
@@ -348,12 +352,14 @@ def _message(case: Case, bigendian: bool, padding: int) -> tuple[int, int, int, 
 
 
 @pytest.mark.parametrize("encoding", sorted(ENCODINGS))
-@pytest.mark.parametrize(("bigendian", "padding"), [(False, 0), (True, 3)], ids=["le", "be-padded"])
+@pytest.mark.parametrize(("bigendian", "padding"), [(False, 0), (True, 3)],
+                         ids=["le", "be-padded"])
 def test_every_encoding_round_trips(encoding: str, bigendian: bool, padding: int) -> None:
     case = CASES[encoding]()
     height, width, step, data = _message(case, bigendian, padding)
     thermal = decode_thermal(encoding, height, width, step, bigendian, data)
-    assert thermal.shape == (height, width) and thermal.flags.c_contiguous and thermal.dtype.isnative
+    assert thermal.shape == (height, width) and thermal.flags.c_contiguous
+    assert thermal.dtype.isnative
     expected_dtype = np.uint8 if ENCODINGS[encoding].kind == "yuv" else case.pixels.dtype
     assert thermal.dtype == expected_dtype, encoding
     if ENCODINGS[encoding].kind == "bayer":  # the border is interpolated from fewer samples
@@ -402,7 +408,8 @@ def test_zero_copy_where_no_conversion_is_needed(encoding: str, decode) -> None:
 
 def test_docs_quote_the_encodings_table() -> None:
     docs = Path(__file__).resolve().parents[1] / "docs" / "encodings.md"
-    assert encodings_markdown() in docs.read_text(), "regenerate: python -m thermal_visible_fusion.stream.image_codec"
+    assert encodings_markdown() in docs.read_text(), \
+        "regenerate: python -m thermal_visible_fusion.stream.image_codec"
 
 
 # --- encode -------------------------------------------------------------------
@@ -441,7 +448,8 @@ def test_encode_non_contiguous_input() -> None:
 
 @pytest.mark.parametrize(
     "array_",
-    [np.zeros((2, 2), np.int16), np.zeros((2, 2), np.float64), np.zeros((2, 2, 4), np.uint8), np.zeros(4, np.uint8)],
+    [np.zeros((2, 2), np.int16), np.zeros((2, 2), np.float64), np.zeros((2, 2, 4), np.uint8),
+     np.zeros(4, np.uint8)],
 )
 def test_encode_rejects_unsupported_arrays(array_: np.ndarray) -> None:
     with pytest.raises(ImageFormatError, match="cannot encode"):
@@ -455,7 +463,7 @@ def scene_bgr(height: int = 48, width: int = 64) -> np.ndarray:
     """Flat red left half, flat blue right half: JPEG keeps flat areas near exact."""
     bgr = np.empty((height, width, 3), np.uint8)
     bgr[:, : width // 2] = (20, 30, 230)
-    bgr[:, width // 2 :] = (220, 40, 10)
+    bgr[:, width // 2:] = (220, 40, 10)
     return bgr
 
 
@@ -469,7 +477,8 @@ def assert_scene(out: np.ndarray, tolerance: int = 6) -> None:
 
 def thermal_ramp(height: int = 40, width: int = 50) -> np.ndarray:
     """16-bit counts using the whole range, so a PNG that drops the high byte shows."""
-    return (np.arange(height * width, dtype=np.uint32).reshape(height, width) * 31 + 7000).astype(np.uint16)
+    return (np.arange(height * width, dtype=np.uint32).reshape(height, width) * 31 +
+            7000).astype(np.uint16)
 
 
 def test_encode_compressed_jpeg_round_trip() -> None:
@@ -505,7 +514,8 @@ def test_encode_compressed_mono8_jpeg() -> None:
 
 @pytest.mark.parametrize(
     "format_",
-    ["jpeg", "bgr8; jpeg compressed bgr8", "rgb8; jpeg compressed bgr8", "bgra8; jpeg compressed bgr8",
+    ["jpeg", "bgr8; jpeg compressed bgr8", "rgb8; jpeg compressed bgr8",
+     "bgra8; jpeg compressed bgr8",
      "rgb16; jpeg compressed bgr8", "8UC3; jpeg compressed "],
 )
 def test_decode_compressed_colour_is_bgr(format_: str) -> None:
@@ -535,7 +545,8 @@ def test_decode_compressed_colour_on_thermal_is_luma() -> None:
 
 @pytest.mark.parametrize(
     ("format_", "channels"),
-    [("bgr16; png compressed bgr16", 3), ("bgra8; png compressed bgra8", 4), ("bgra16; png compressed bgra16", 4)],
+    [("bgr16; png compressed bgr16", 3), ("bgra8; png compressed bgra8", 4),
+     ("bgra16; png compressed bgra16", 4)],
 )
 def test_decode_compressed_png_colour_depths_and_alpha(format_: str, channels: int) -> None:
     bgr = scene_bgr()
@@ -558,6 +569,8 @@ def test_decode_compressed_bayer_mosaic_is_demosaiced() -> None:
 
 def depth_message(png: bytes, quant_a: float = 0.0, quant_b: float = 0.0) -> bytes:
     """
+    Build a ``compressedDepth`` message as image_transport writes it.
+
     compressed_depth_image_transport's layout: ConfigHeader {int32 format = INV_DEPTH (0),
     float32 depthParam[2]} (12 bytes), then the PNG.
     """
@@ -585,7 +598,8 @@ def test_decode_compressed_depth_float_inverse_quantisation() -> None:
     depth = np.array([[0.5, 1.0, 2.0], [4.0, 8.0, 20.0]], np.float32)
     quantised = np.where(depth < depth_max, quant_a / depth + quant_b, 0).astype(np.uint16)
     _, png = cv2.imencode(".png", quantised)
-    out = decode_compressed_thermal("32FC1; compressedDepth png", depth_message(png.tobytes(), quant_a, quant_b))
+    out = decode_compressed_thermal("32FC1; compressedDepth png",
+                                    depth_message(png.tobytes(), quant_a, quant_b))
     assert out.dtype == np.float32 and out.shape == (2, 3)
     assert np.isnan(out[1, 2])
     np.testing.assert_allclose(out[~np.isnan(out)], depth[depth < depth_max], rtol=2e-3)
@@ -595,7 +609,8 @@ def test_decode_compressed_depth_float_inverse_quantisation() -> None:
     ("format_", "data", "match"),
     [
         ("16UC1; compressedDepth rvl", struct.pack("<iff", 0, 0, 0) + bytes(20), "only png"),
-        ("16UC1; compressedDepth png", cv2.imencode(".png", thermal_ramp())[1].tobytes(), "12-byte header"),
+        ("16UC1; compressedDepth png", cv2.imencode(".png", thermal_ramp())[1].tobytes(),
+         "12-byte header"),
         ("16UC1; compressedDepth png", b"\x00" * 12, "12-byte header"),
     ],
     ids=["rvl", "no-header", "header-only"],
@@ -605,7 +620,8 @@ def test_decode_compressed_depth_errors(format_: str, data: bytes, match: str) -
         decode_compressed(format_, data)
 
 
-@pytest.mark.parametrize("decode", [decode_compressed, decode_compressed_thermal, decode_compressed_rgb])
+@pytest.mark.parametrize("decode",
+                         [decode_compressed, decode_compressed_thermal, decode_compressed_rgb])
 @pytest.mark.parametrize(
     ("format_", "data", "match"),
     [
@@ -645,7 +661,7 @@ def _declare_png_size(png: bytes, width: int, height: int) -> bytes:
 
 def _declare_jpeg_size(jpeg: bytes, width: int, height: int) -> bytes:
     at = jpeg.index(b"\xff\xc0")  # baseline frame header: FF C0, length, precision, H, W
-    return jpeg[: at + 5] + struct.pack(">HH", height, width) + jpeg[at + 9 :]
+    return jpeg[:at + 5] + struct.pack(">HH", height, width) + jpeg[at + 9:]
 
 
 @pytest.mark.parametrize("kind", ["png", "jpeg"])
@@ -663,7 +679,8 @@ def test_decode_compressed_refuses_huge_declared_size_before_decoding(kind: str)
         decode_compressed(format_, huge)
 
 
-@pytest.mark.parametrize("decode", [decode_compressed, decode_compressed_thermal, decode_compressed_rgb])
+@pytest.mark.parametrize("decode",
+                         [decode_compressed, decode_compressed_thermal, decode_compressed_rgb])
 def test_decode_compressed_max_pixels(decode) -> None:
     format_, data = encode_compressed(scene_bgr(48, 64), 90)
     assert decode(format_, data, max_pixels=48 * 64).shape[:2] == (48, 64)
@@ -673,7 +690,8 @@ def test_decode_compressed_max_pixels(decode) -> None:
 
 def test_decode_compressed_buffer_types() -> None:
     format_, data = encode_compressed(thermal_ramp(), 90)
-    for wrapped in (bytearray(data), memoryview(data), array.array("B", data), np.frombuffer(data, np.uint8)):
+    for wrapped in (bytearray(data), memoryview(data), array.array("B", data),
+                    np.frombuffer(data, np.uint8)):
         np.testing.assert_array_equal(decode_compressed_thermal(format_, wrapped), thermal_ramp())
 
 

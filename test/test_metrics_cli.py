@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -46,7 +46,8 @@ def folders(tmp_path: Path) -> dict[str, Path]:
 def test_natural_sort(tmp_path):
     for name in NAMES + ["notes.txt"]:
         (tmp_path / name).write_bytes(b"")
-    assert [p.name for p in metrics_cli.list_images(tmp_path, "x")] == ["frame_1.png", "frame_2.png", "frame_10.png"]
+    names = [p.name for p in metrics_cli.list_images(tmp_path, "x")]
+    assert names == ["frame_1.png", "frame_2.png", "frame_10.png"]
 
 
 def test_folders_standard_json(folders, tmp_path, capsys):
@@ -75,7 +76,8 @@ def test_references_replace_the_inputs(folders, tmp_path):
     out = tmp_path / "ref.json"
     rc = cli.main(["metrics", "--ir", str(folders["ir"]), "--rgb", str(folders["rgb"]),
                    "--fused", str(folders["fused"]), "--ref-ir", str(folders["fused"]),
-                   "--ref-rgb", str(folders["fused"]), "--metrics", "ssim,PSNR,cc", "--json", str(out)])
+                   "--ref-rgb", str(folders["fused"]), "--metrics", "ssim,PSNR,cc", "--json",
+                   str(out)])
     assert rc == 0
     result = json.loads(out.read_text())
     assert list(result["mean"]) == ["SSIM", "PSNR", "CC"]
@@ -92,11 +94,14 @@ def test_degraded_inputs_score_against_clean_references(folders, tmp_path):
     rng = np.random.default_rng(0)
     for name in NAMES:
         clean = cv2.imread(str(folders["ir"] / name), cv2.IMREAD_UNCHANGED)
-        cv2.imwrite(str(noisy / name), np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.uint8))
-    base = ["metrics", "--rgb", str(folders["rgb"]), "--fused", str(folders["fused"]), "--metrics", "SSIM"]
+        cv2.imwrite(str(noisy / name),
+                    np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.uint8))
+    base = ["metrics", "--rgb", str(folders["rgb"]), "--fused", str(folders["fused"]), "--metrics",
+            "SSIM"]
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     assert cli.main(base + ["--ir", str(noisy), "--json", str(a)]) == 0
-    assert cli.main(base + ["--ir", str(noisy), "--ref-ir", str(folders["ir"]), "--json", str(b)]) == 0
+    assert cli.main(base +
+                    ["--ir", str(noisy), "--ref-ir", str(folders["ir"]), "--json", str(b)]) == 0
     clean_ref = json.loads(b.read_text())["mean"]["SSIM"]
     noisy_ref = json.loads(a.read_text())["mean"]["SSIM"]
     assert clean_ref > noisy_ref  # the fused frames were made from the clean IR
@@ -135,11 +140,13 @@ def test_vifb_image_via_subprocess(shared_data, tmp_path):
         pytest.skip("VIFB data not found")
     name, method = "manWalking", "SeAFusion"  # its IR is a 1-channel JPEG
     out = tmp_path / "vifb.json"
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ,
+               PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(
         [sys.executable, "-m", "thermal_visible_fusion", "metrics",
          "--ir", str(vifb / "ir" / f"{name}.jpg"), "--rgb", str(vifb / "vi" / f"{name}.jpg"),
-         "--fused", str(vifb / "fused" / method / f"{name}.jpg"), "--convention", "vifb", "--json", str(out)],
+         "--fused", str(vifb / "fused" / method / f"{name}.jpg"), "--convention", "vifb", "--json",
+         str(out)],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "vifb convention" in proc.stdout and "Spatial_frequency" in proc.stdout
@@ -154,7 +161,8 @@ def test_vifb_image_via_subprocess(shared_data, tmp_path):
 def test_single_images_standard(folders, tmp_path):
     out = tmp_path / "one.json"
     name = NAMES[0]
-    rc = cli.main(["metrics", "--ir", str(folders["ir"] / name), "--rgb", str(folders["rgb"] / name),
+    rc = cli.main(["metrics", "--ir", str(folders["ir"] / name), "--rgb",
+                   str(folders["rgb"] / name),
                    "--fused", str(folders["fused"] / name), "--json", str(out)])
     assert rc == 0
     result = json.loads(out.read_text())
@@ -167,7 +175,8 @@ def test_feacd_on_folders(folders, tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch")
     out = tmp_path / "feacd.json"
     rc = cli.main(["metrics", "--ir", str(folders["ir"]), "--rgb", str(folders["rgb"]),
-                   "--fused", str(folders["fused"]), "--metrics", "EN", "--feacd", "--json", str(out)])
+                   "--fused", str(folders["fused"]), "--metrics", "EN", "--feacd", "--json",
+                   str(out)])
     assert rc == 0
     result = json.loads(out.read_text())
     frames = list(result["frames"].values())

@@ -14,7 +14,7 @@ from thermal_visible_fusion.metrics import vifb as V
 
 # --------------------------------------------------------------------------- helpers
 def _texture(seed: int, shape=(120, 160)) -> np.ndarray:
-    """A smooth random gray texture spanning 0..255 (so min-max normalisation is identity)."""
+    """Make a smooth random gray texture spanning 0..255 (so min-max normalisation is identity)."""
     rng = np.random.default_rng(seed)
     x = cv2.GaussianBlur(rng.normal(0, 1, shape), (0, 0), 2.0)
     x = (x - x.min()) / (x.max() - x.min()) * 255
@@ -105,7 +105,8 @@ def test_input_conventions(triple):
     f, a, b = triple
     ref = M.compute_all(f, a, b)
     # Colour BGR is converted with BT.601, so a gray image replicated to BGR is unchanged.
-    rgb = M.compute_all(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR), a, cv2.cvtColor(b, cv2.COLOR_GRAY2BGR))
+    rgb = M.compute_all(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR), a,
+                        cv2.cvtColor(b, cv2.COLOR_GRAY2BGR))
     assert rgb == pytest.approx(ref)
     # float in [0, 1] is scaled to 0..255.
     asfloat = M.compute_all(f / 255.0, a.astype(np.float32) / 255, b / 255.0)
@@ -248,7 +249,8 @@ def test_nabf_matches_literal_reference():
     ir, vis = _texture(23, (60, 70)), _texture(24, (60, 70))
     noisy = np.clip(np.maximum(ir, vis) + rng.normal(0, 15, ir.shape), 0, 255).astype(np.uint8)
     for fused in (noisy, np.maximum(ir, vis), ((ir.astype(int) + vis) // 2).astype(np.uint8)):
-        assert M.nabf(fused, ir, vis) == pytest.approx(_nabf_reference(fused, ir, vis), rel=1e-5, abs=1e-9)
+        assert M.nabf(fused, ir, vis) == pytest.approx(_nabf_reference(fused, ir, vis), rel=1e-5,
+                                                       abs=1e-9)
 
 
 # --------------------------------------------------------------------------- cross-check with VIFB
@@ -262,7 +264,8 @@ def test_agrees_with_vifb_where_conventions_coincide(triple):
     assert r["AG"] == pytest.approx(v["Avg_gradient"], rel=1e-6)
     assert r["SSIM"] * 2 == pytest.approx(v["Ssim"], rel=1e-5)  # VIFB sums the two SSIMs
     assert r["MI"] * math.log(2) == pytest.approx(v["Mutinf"], rel=1e-9)  # bits vs nats
-    assert r["Qabf"] == pytest.approx(v["Qabf"], rel=1e-3)  # VIFB differs only where g_S == g_F > 0
+    # VIFB differs only where g_S == g_F > 0
+    assert r["Qabf"] == pytest.approx(v["Qabf"], rel=1e-3)
 
 
 def test_agrees_with_vifb_on_real_gray_frame(real_frame):
@@ -307,7 +310,7 @@ class _CachedExtractor:
 
 
 def _moving_scene(n: int = 3):
-    """A textured scene translating right, seen by two 'sensors'."""
+    """Make a textured scene translating right, seen by two 'sensors'."""
     big_ir, big_vis = _texture(10, (160, 260)), _texture(11, (160, 260))
     big_vis = cv2.cvtColor(big_vis, cv2.COLOR_GRAY2BGR)
     ir = [big_ir[:, 12 * k:12 * k + 200] for k in range(n)]

@@ -69,25 +69,31 @@ def test_matches_vifb_toolbox(method, reference, computed):
             if not err <= max(REL * abs(want), ABS):
                 failures.append(f"{name}/{metric}: got {got[metric]:.6g}, VIFB {want:.6g}")
     assert checks == 21 * len(V.VIFB_METRICS)
-    assert not failures, f"{len(failures)}/{checks} off by > {REL:g} (worst rel {worst:.2e}):\n" + "\n".join(failures)
+    assert not failures, (f"{len(failures)}/{checks} off by > {REL:g} (worst rel {worst:.2e}):\n"
+                          + "\n".join(failures))
 
 
 def test_single_metric_functions_match_compute_vifb(vifb_dir, computed):
     name = "carLight"
-    ir, vis = V.read_image(vifb_dir / "ir" / f"{name}.jpg"), V.read_image(vifb_dir / "vi" / f"{name}.jpg")
+    ir = V.read_image(vifb_dir / "ir" / f"{name}.jpg")
+    vis = V.read_image(vifb_dir / "vi" / f"{name}.jpg")
     fused = V.read_image(vifb_dir / "fused" / "ADF" / f"{name}.jpg")
-    funcs = {"Entropy": V.entropy, "Mutinf": V.mutinf, "Variance": V.variance, "Avg_gradient": V.avg_gradient,
-             "Spatial_frequency": V.spatial_frequency, "Edge_intensity": V.edge_intensity, "Qabf": V.qabf,
+    funcs = {"Entropy": V.entropy, "Mutinf": V.mutinf, "Variance": V.variance,
+             "Avg_gradient": V.avg_gradient,
+             "Spatial_frequency": V.spatial_frequency, "Edge_intensity": V.edge_intensity,
+             "Qabf": V.qabf,
              "Ssim": V.ssim, "Psnr": V.psnr, "Rmse": V.rmse, "Cross_entropy": V.cross_entropy}
     for metric, fn in funcs.items():
-        assert fn(fused, ir, vis) == pytest.approx(computed["ADF"][name][metric], rel=1e-12), metric
+        assert fn(fused, ir, vis) == pytest.approx(computed["ADF"][name][metric],
+                                                   rel=1e-12), metric
     # paths work too
-    by_path = V.compute_vifb(vifb_dir / "fused" / "ADF" / f"{name}.jpg", vifb_dir / "ir" / f"{name}.jpg",
+    by_path = V.compute_vifb(vifb_dir / "fused" / "ADF" / f"{name}.jpg",
+                             vifb_dir / "ir" / f"{name}.jpg",
                              vifb_dir / "vi" / f"{name}.jpg")
     assert by_path == pytest.approx(computed["ADF"][name], rel=1e-12)
 
 
-# --------------------------------------------------------------------------- data-free checks of the quirks
+# ------------------------------------------------------------- data-free checks of the quirks
 def _rgb_to_bgr(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb[..., ::-1])
 
@@ -126,7 +132,8 @@ def test_entropy_and_cross_entropy_definitions():
 def test_mutinf_is_natural_log_on_minmax_normalised_levels():
     rng = np.random.default_rng(2)
     a = rng.integers(0, 256, (50, 60)).astype(np.uint8)
-    scaled = (a // 2 + 10).astype(np.uint8)  # min-max normalisation undoes the affine map up to rounding
+    # min-max normalisation undoes the affine map up to rounding
+    scaled = (a // 2 + 10).astype(np.uint8)
 
     def h_nats(x):
         p = np.bincount(x.ravel()) / x.size
@@ -135,7 +142,8 @@ def test_mutinf_is_natural_log_on_minmax_normalised_levels():
     # MI(F,VI) + MI(F,IR) with F = VI = IR is twice the entropy, in nats.
     assert V.mutinf(a, a, a) == pytest.approx(2 * h_nats(a), rel=1e-12)
     assert V.mutinf(scaled, scaled, scaled) == pytest.approx(2 * h_nats(scaled), rel=1e-12)
-    assert V.mutinf(scaled, a, a) == pytest.approx(2 * h_nats(scaled), rel=1e-12)  # a -> scaled merges pairs
+    # a -> scaled merges pairs
+    assert V.mutinf(scaled, a, a) == pytest.approx(2 * h_nats(scaled), rel=1e-12)
 
 
 def test_channel_handling():
@@ -145,13 +153,16 @@ def test_channel_handling():
     ir_gray = rng.integers(0, 256, (30, 40)).astype(np.uint8)
     ir_rgb = cv2.cvtColor(ir_gray, cv2.COLOR_GRAY2BGR)
     # A 1-channel IR is used for every channel: same as replicating it.
-    assert V.compute_vifb(fused, ir_gray, vis) == pytest.approx(V.compute_vifb(fused, ir_rgb, vis), rel=1e-12)
+    assert V.compute_vifb(fused, ir_gray, vis) == pytest.approx(V.compute_vifb(fused, ir_rgb, vis),
+                                                                rel=1e-12)
     # Colour metrics are per-channel means.
     per_channel = [V.compute_vifb(fused[..., k], ir_gray, vis[..., k]) for k in range(3)]
     whole = V.compute_vifb(fused, ir_gray, vis)
-    for metric in ("Entropy", "Mutinf", "Variance", "Avg_gradient", "Edge_intensity", "Qabf", "Ssim",
+    for metric in ("Entropy", "Mutinf", "Variance", "Avg_gradient", "Edge_intensity", "Qabf",
+                   "Ssim",
                    "Psnr", "Rmse", "Cross_entropy"):
-        assert whole[metric] == pytest.approx(np.mean([r[metric] for r in per_channel]), rel=1e-9), metric
+        assert whole[metric] == pytest.approx(np.mean([r[metric] for r in per_channel]),
+                                              rel=1e-9), metric
     # A gray fused image judges the sources through MATLAB rgb2gray.
     gray = V.compute_vifb(fused[..., 1], ir_gray, vis)
     assert np.isfinite(list(gray.values())).all()

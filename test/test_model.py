@@ -1,6 +1,7 @@
 """
-StreamingFusionNet and LearnedFuser: shapes, the restorations and their memory, the
-streaming runner, weights files.
+StreamingFusionNet and LearnedFuser.
+
+Shapes, the restorations and their memory, the streaming runner, weights files.
 
 The network restores, then fuses by the multi-scale rule, and each restoration is meant
 to be the identity on clean input.  Tests that need a working network use a *fresh* one
@@ -21,13 +22,12 @@ import torch.nn.functional as F
 from thermal_visible_fusion.data.synthetic import SyntheticScene
 from thermal_visible_fusion.fusers.classic import MultiScaleFuser
 from thermal_visible_fusion.fusers.learned import LearnedFuser
-from thermal_visible_fusion.learned.model import (ModelConfig, StreamingFusionNet, _rate,
-                                                  alignment_key, block_flow, column_offsets,
-                                                  deblur_kernel, multiscale_fuse, noise_level,
-                                                  shift)
-from thermal_visible_fusion.learned.runtime import StreamingRunner, fuse_sequence
-from thermal_visible_fusion.learned.weights import (WEIGHTS_FORMAT, WeightsError, load_model,
-                                                    load_weights, save_weights)
+from thermal_visible_fusion.learned.model import (_rate, alignment_key, block_flow, column_offsets,
+                                                  deblur_kernel, ModelConfig, multiscale_fuse,
+                                                  noise_level, shift, StreamingFusionNet)
+from thermal_visible_fusion.learned.runtime import fuse_sequence, StreamingRunner
+from thermal_visible_fusion.learned.weights import (load_model, load_weights, save_weights,
+                                                    WEIGHTS_FORMAT, WeightsError)
 from thermal_visible_fusion.training.degrade import gaussian_blur
 
 torch.set_num_threads(1)
@@ -38,10 +38,12 @@ torch.set_num_threads(1)
 def make_model(config: ModelConfig | None = None, *, blur: int | None = 0,
                gain: float | None = None, seed: int = 0) -> StreamingFusionNet:
     """
-    A fresh network in eval mode.  ``blur=k`` forces the blur classifier to class k
-    (0: "none", so the visible frame passes unchanged); None leaves it as initialised.
-    ``gain`` sets the logit of the IR filter's temporal gain (the fresh value is -4, a
-    gain of 0.018; 0 gives 0.5, so the memory visibly matters).
+    Make a fresh network in eval mode.
+
+    ``blur=k`` forces the blur classifier to class k (0: "none", so the visible frame
+    passes unchanged); None leaves it as initialised. ``gain`` sets the logit of the
+    IR filter's temporal gain (the fresh value is -4, a gain of 0.018; 0 gives 0.5, so
+    the memory visibly matters).
     """
     torch.manual_seed(seed)
     model = StreamingFusionNet(config).eval()
@@ -66,8 +68,10 @@ def smooth(h: int, w: int, seed: int = 0, scales=(4, 8, 16, 32)) -> torch.Tensor
 
 def scene_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
     """
-    (1,1,h,w) a clean camera's view: smooth shading and objects with soft edges (real
-    frames' statistics: no column structure beyond what objects bring).
+    Return a clean camera's view, (1,1,h,w).
+
+    Smooth shading and objects with soft edges (real frames' statistics: no column
+    structure beyond what objects bring).
     """
     rng = np.random.default_rng(seed)
     image = smooth(h, w, seed, scales=(32, 64))[0, 0].numpy() * 0.6 + 0.2
@@ -79,7 +83,7 @@ def scene_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
 
 
 def clean_stream(n: int, h: int, w: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """A clean camera panning over a scene by one pixel per frame: (ir, vis) tensors."""
+    """Make (ir, vis) tensors of a clean camera panning over a scene by one pixel per frame."""
     ir, vis = scene_image(h, w + n, seed), scene_image(h, w + n, seed + 1)
     return [(ir[..., t:t + w].contiguous(), vis[..., t:t + w].contiguous()) for t in range(n)]
 
@@ -104,9 +108,10 @@ def tensor(a: np.ndarray) -> torch.Tensor:
 
 def clean_bgr_stream(n: int, h: int = 240, w: int = 320) -> list[tuple[np.ndarray, np.ndarray]]:
     """
-    (thermal uint8, BGR uint8) of a clean camera: a panning IR scene with a warm
-    figure walking across it (no noise, no column pattern), and the synthetic street
-    scene's RGB frames.
+    Make (thermal uint8, BGR uint8) frames of a clean camera.
+
+    A panning IR scene with a warm figure walking across it (no noise, no column
+    pattern), and the synthetic street scene's RGB frames.
     """
     scene = SyntheticScene(w, h, seed=1)
     pairs = []
@@ -148,8 +153,10 @@ def test_shapes_any_size_with_and_without_memory(size):
 
 def test_batch_items_do_not_interact():
     """
-    A batch is several independent streams: each item's outputs and memory are what
-    it gets on its own (every image-wide statistic is per item).
+    A batch is several independent streams.
+
+    Each item's outputs and memory are what it gets on its own (every image-wide
+    statistic is per item).
     """
     model = make_model(blur=None, gain=0.0)
     frames = [random_frames(2, 40, 56, seed=s) for s in range(3)]
@@ -176,6 +183,8 @@ def test_batch_items_do_not_interact():
 
 def test_multiscale_fuse_is_the_multiscale_fuser():
     """
+    The training's fusion (torch) is the multi-scale fuser (OpenCV).
+
     The training's fusion (torch) is what ``--fuser multiscale`` and the learned fuser
     (OpenCV) make of the same frames, to a grey level.
     """
@@ -193,8 +202,10 @@ def test_multiscale_fuse_is_the_multiscale_fuser():
 
 def test_fresh_network_leaves_a_clean_camera_alone(tmp_path):
     """
-    Restore-then-fuse is the identity on clean input: a fresh network whose blur
-    estimate says "none" fuses a clean stream as the multi-scale fuser does.
+    Restore-then-fuse is the identity on clean input.
+
+    A fresh network whose blur estimate says "none" fuses a clean stream as the
+    multi-scale fuser does.
     """
     weights = save_weights(make_model(), tmp_path / "w.pt")
     fuser = LearnedFuser(weights, device="cpu", jit=False)
@@ -207,6 +218,8 @@ def test_fresh_network_leaves_a_clean_camera_alone(tmp_path):
 
 def test_clean_frames_pass_the_stripe_gate_unchanged():
     """
+    Clean frames pass the stripe gate unchanged.
+
     With the IR filter's learned part off (residual 0, gain 0), the destriping leaves
     a clean camera's frames exactly as they are, and faint column patterns (below
     ``stripe_floor``, the level of real scene content) too.
@@ -249,6 +262,8 @@ def test_stripe_memory_learns_and_removes_fixed_column_stripes():
 
 def test_real_clean_cameras_pass_and_real_stripes_are_removed(shared_data):
     """
+    Real clean cameras pass the stripe gate and real stripes are removed.
+
     The M3SVD evaluation clips: the stripe gate leaves every clean clip's IR frames
     exactly as they are, and removes the bulk of the degraded clips' column stripes
     (the fresh network: the memory does this, not training).
@@ -292,10 +307,12 @@ def test_noise_level_measures_gaussian_noise_and_ignores_stripes():
 
 def _translated(image: str, dy: int, dx: int, h: int = 192, w: int = 256):
     """
-    (previous, current) (ir, vis) pairs: the current frame is the previous one seen by a
-    camera moved by (dy, dx) px, so current(p) = previous(p + (dy, dx)).  ``image``:
-    "street" (the synthetic scene: flat sky and road, sharp edges), "texture" (detail
-    everywhere) or "smooth" (slow shading only).
+    Make (previous, current) (ir, vis) pairs.
+
+    The current frame is the previous one seen by a camera moved by (dy, dx) px, so
+    current(p) = previous(p + (dy, dx)).  ``image``: "street" (the synthetic scene: flat
+    sky and road, sharp edges), "texture" (detail everywhere) or "smooth" (slow shading
+    only).
     """
     if image == "street":
         thermal, rgb = SyntheticScene(w + 96, h + 96, seed=4).frame(0)
@@ -312,6 +329,8 @@ def _translated(image: str, dy: int, dx: int, h: int = 192, w: int = 256):
 @pytest.mark.parametrize("image", ["street", "texture", "smooth"])
 def test_a_still_camera_does_not_move_its_memory(image):
     """
+    Identical frames give zero flow, so the memory stays in place.
+
     Identical frames: zero flow everywhere, so the remembered frame stays in place
     (a wrong whole-pixel flow would blend content from up to 8 px away into a still
     scene).
@@ -388,6 +407,8 @@ def test_deblur_applies_the_filter_of_the_blur_class():
 
 def test_blur_memory_picks_the_deblur_filter_of_a_blurred_camera():
     """
+    Forced to a blur class, the network deblurs a blurred camera's frames.
+
     Forced to a blur class, the network restores a blurred camera's frames towards the
     sharp ones (the memory keeps that class).
     """
@@ -412,6 +433,8 @@ def test_rate_is_a_running_mean_then_exponential():
 
 def test_stripe_and_blur_memories_are_running_means_of_the_frames():
     """
+    The stripe and blur memories are running means of the frames.
+
     Over the first ``stripe_frames`` / ``blur_frames`` frames the memories are the plain
     means of the per-frame estimates, exponential after; ``count`` is the frames seen.
     """
@@ -433,8 +456,10 @@ def test_stripe_and_blur_memories_are_running_means_of_the_frames():
 
 def test_memories_settle_on_a_still_camera():
     """
-    A still striped camera with fresh noise every frame: the stripe and blur memories
-    settle (their steps shrink as 1/frames), the stripe memory on the stripes.
+    A still striped camera with fresh noise every frame.
+
+    The stripe and blur memories settle (their steps shrink as 1/frames), the stripe
+    memory on the stripes.
     """
     model = make_model(blur=None, gain=0.0)
     ir, vis = clean_stream(1, 96, 128)[0]
@@ -480,9 +505,10 @@ def test_memory_of_another_size_is_refused_and_the_fuser_resets(tmp_path):
 @pytest.mark.parametrize("fresh", [True, False])
 def test_gradients_reach_every_parameter(fresh):
     """
-    Through the fused frame of a short, noisy stream (the temporal filter is on).  A
-    fresh network's IR filter ends in a zero layer: its gradient starts there and reaches
-    the layers before once that layer has left zero.
+    Through the fused frame of a short, noisy stream (the temporal filter is on).
+
+    A fresh network's IR filter ends in a zero layer: its gradient starts there and
+    reaches the layers before once that layer has left zero.
     """
     model = make_model(blur=None).train()
     if not fresh:
@@ -505,8 +531,10 @@ def test_gradients_reach_every_parameter(fresh):
 
 def _manual(model, frames, t: int, last: int) -> torch.Tensor:
     """
-    The restored pair of frame t: forward memory of frames 0..t-1, averaged with a
-    memory run from frame ``last`` down to t+1 when there are frames after t.
+    Return the restored pair of frame t.
+
+    Forward memory of frames 0..t-1, averaged with a memory run from frame
+    ``last`` down to t+1 when there are frames after t.
     """
     with torch.no_grad():
         state = None

@@ -10,8 +10,10 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from test_node_integration import DOMAIN_ID, publish_good_pairs, wait_for_stamps  # noqa: E402
-from thermal_visible_fusion.ros.harness import NodeProcess, PairClient, dds_environment  # noqa: E402
+
 from thermal_visible_fusion.data.synthetic import SyntheticScene  # noqa: E402
+from thermal_visible_fusion.ros.harness import (  # noqa: E402
+    dds_environment, NodeProcess, PairClient)
 
 
 def test_corrupt_weights_fall_back_to_multiscale_with_warn_diagnostic(tmp_path):

@@ -1,4 +1,6 @@
 """
+The real fusion node over DDS.
+
 The real fusion node in its own process, talking over DDS with default QoS and the
 shipped Fast DDS profile, driven by a real publisher node in this process.
 """
@@ -14,16 +16,17 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from builtin_interfaces.msg import Time  # noqa: E402
+from builtin_interfaces.msg import Time  # noqa: E402, I100 (after importorskip)
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from thermal_visible_fusion.ros.harness import NodeProcess, PairClient, dds_environment, paced  # noqa: E402
-from thermal_visible_fusion.ros.messages import image_message  # noqa: E402
 from thermal_visible_fusion.data.synthetic import SyntheticScene  # noqa: E402
+from thermal_visible_fusion.ros.harness import (  # noqa: E402
+    dds_environment, NodeProcess, paced, PairClient)
+from thermal_visible_fusion.ros.messages import image_message  # noqa: E402
 
 DOMAIN_ID = 101 + os.getpid() % 100
 
@@ -101,13 +104,13 @@ def raw_image(encoding, height, width, step, data, stamp_ns, frame_id="thermal_o
 
 
 def latest_input_status(client, stream):
-    """The newest status of one input stream, and its values as a dict."""
+    """Return the newest status of one input stream, and its values as a dict."""
     suffix = f"{stream} input"
     return client.received.newest_status(suffix), client.received.last_status(suffix)
 
 
 def skipped_backpressure(client) -> int:
-    """The node's running count of pairs replaced before it could fuse them."""
+    """Return the node's running count of pairs replaced before it could fuse them."""
     return int(client.received.last_status().get("skipped_backpressure", 0))
 
 
@@ -189,7 +192,8 @@ def test_silent_stream_is_reported_stalled_and_queues_stay_bounded(node):
     status, values = latest_input_status(client, "thermal")
     assert status.level == b"\x01" and "stalled" in status.message
     _, rgb_values = latest_input_status(client, "rgb")
-    assert int(rgb_values["pairing_dropped_overflow"]) + int(rgb_values["pairing_dropped_unmatched"]) >= 25
+    assert int(rgb_values["pairing_dropped_overflow"]) \
+        + int(rgb_values["pairing_dropped_unmatched"]) >= 25
 
 
 def test_reset_service_clears_temporal_memory(node):
@@ -242,7 +246,6 @@ def test_invalid_parameters_at_start_stop_the_node_with_the_reason(tmp_path):
     log = process.log()
     assert "sync_slop" in log and "device" in log
     process.stop()
-
 
 
 def test_runtime_parameters_accept_ros_typed_values(node):

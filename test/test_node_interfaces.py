@@ -1,7 +1,9 @@
 """
-The node's ROS interfaces as a user wires them (issue 18), over DDS with real nodes:
-compressed camera inputs, fused/image_raw + fused/image_raw/compressed + fused/camera_info,
-a namespaced node, /diagnostics names and hardware ids, and the expected-rate check.
+The node's ROS interfaces as a user wires them (issue 18).
+
+Over DDS with real nodes: compressed camera inputs, fused/image_raw +
+fused/image_raw/compressed + fused/camera_info, a namespaced node, /diagnostics names and
+hardware ids, and the expected-rate check.
 """
 
 from __future__ import annotations
@@ -16,17 +18,18 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from builtin_interfaces.msg import Time  # noqa: E402
+from builtin_interfaces.msg import Time  # noqa: E402, I100 (after importorskip)
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from thermal_visible_fusion.stream.image_codec import encode_compressed  # noqa: E402
-from thermal_visible_fusion.ros.harness import NodeProcess, PairClient, dds_environment, paced  # noqa: E402
-from thermal_visible_fusion.ros.messages import qos_by_name  # noqa: E402
 from thermal_visible_fusion.data.synthetic import SyntheticScene  # noqa: E402
+from thermal_visible_fusion.ros.harness import (  # noqa: E402
+    dds_environment, NodeProcess, paced, PairClient)
+from thermal_visible_fusion.ros.messages import qos_by_name  # noqa: E402
+from thermal_visible_fusion.stream.image_codec import encode_compressed  # noqa: E402
 
 DOMAIN_ID = 101 + os.getpid() % 100 + 20  # test_node_integration +0..3, test_faults +10..14
 NS = "/robot1"
@@ -46,6 +49,8 @@ def stamp_of(msg) -> int:
 
 class Cameras:
     """
+    Compressed thermal and RGB cameras in /robot1, and recorders of the node's output.
+
     Compressed thermal (16-bit PNG) and RGB (JPEG) cameras in /robot1, with CameraInfo
     on demand, and recorders of the node's camera_info and compressed output.
     """
@@ -56,7 +61,8 @@ class Cameras:
         self.client = client
         node = client.node
         qos = qos_by_name("sensor_data")
-        self.thermal_pub = node.create_publisher(CompressedImage, "thermal/image_raw/compressed", qos)
+        self.thermal_pub = node.create_publisher(CompressedImage, "thermal/image_raw/compressed",
+                                                 qos)
         self.rgb_pub = node.create_publisher(CompressedImage, "rgb/image_raw/compressed", qos)
         self.info_pubs = {"thermal": node.create_publisher(CameraInfo, "thermal/camera_info", qos),
                           "rgb": node.create_publisher(CameraInfo, "rgb/camera_info", qos)}
@@ -309,8 +315,10 @@ def test_corrupt_compressed_frames_are_dropped_with_an_error_and_fusion_continue
 
 def test_expected_rate_bounds_give_ok_warn_and_error(session):
     """
-    Cameras at 10 Hz: OK against expected_rate 10, WARN against 15 (outside +-10 %),
-    ERROR against 30 (below half).
+    Cameras at 10 Hz against expected rates of 10, 15 and 30.
+
+    OK against expected_rate 10, WARN against 15 (outside +-10 %), ERROR against 30
+    (below half).
     """
     process, client, cameras = session
     stop = threading.Event()

@@ -6,11 +6,12 @@ import random
 
 import pytest
 
-from thermal_visible_fusion.stream.pairing import RGB, THERMAL, Pair, StampPairer
+from thermal_visible_fusion.stream.pairing import Pair, RGB, StampPairer, THERMAL
 
 MS = 1_000_000
 PERIOD_30HZ = 33_333_333
-DROP_KEYS = ("dropped_unmatched", "dropped_overflow", "dropped_out_of_order", "duplicates", "dropped_reset")
+DROP_KEYS = ("dropped_unmatched", "dropped_overflow", "dropped_out_of_order", "duplicates",
+             "dropped_reset")
 
 
 def stamps(pairs: list[Pair]) -> list[tuple[int, int]]:
@@ -139,7 +140,8 @@ def test_exact_pair_emitted_immediately():
 
 def test_exact_pair_with_zero_slop_and_nothing_else():
     pairer = StampPairer(0)
-    out = feed(pairer, [(THERMAL, 10), (RGB, 11), (THERMAL, 12), (RGB, 12), (RGB, 13), (THERMAL, 14)])
+    out = feed(pairer,
+               [(THERMAL, 10), (RGB, 11), (THERMAL, 12), (RGB, 12), (RGB, 13), (THERMAL, 14)])
     assert stamps(out) == [(12, 12)]
 
 
@@ -152,7 +154,8 @@ def test_slop_boundary(first):
     assert len(out) == 1 and abs(out[0].skew_ns) == slop
 
     pairer = StampPairer(slop)
-    out = feed(pairer, [(first, 0), (other, slop + 1), (first, 100 * MS), (other, 100 * MS + slop + 1)])
+    out = feed(pairer,
+               [(first, 0), (other, slop + 1), (first, 100 * MS), (other, 100 * MS + slop + 1)])
     pairer.flush()
     assert out == []
     assert pairer.stats()[THERMAL]["paired"] == pairer.stats()[RGB]["paired"] == 0
@@ -171,7 +174,8 @@ def test_constant_offset_pairs_every_frame_with_at_most_one_frame_delay(rgb_firs
     pairer = StampPairer(10 * MS, rate_aware=False)
     emitted_at: dict[int, int] = {}  # frame index -> frame index whose message emitted it
     for i in range(n):
-        order = [(RGB, rgb[i]), (THERMAL, thermal[i])] if rgb_first else [(THERMAL, thermal[i]), (RGB, rgb[i])]
+        order = ([(RGB, rgb[i]), (THERMAL, thermal[i])] if rgb_first
+                 else [(THERMAL, thermal[i]), (RGB, rgb[i])])
         for stream, stamp in order:
             for p in pairer.add(stream, stamp, None):
                 emitted_at[thermal.index(p.thermal_stamp_ns)] = i
@@ -187,6 +191,8 @@ def test_constant_offset_pairs_every_frame_with_at_most_one_frame_delay(rgb_firs
 @pytest.mark.parametrize("rgb_first", [False, True])
 def test_offset_cameras_pair_without_delay_once_the_rate_is_known(rgb_first):
     """
+    Offset cameras pair without delay once the rate is known.
+
     Rate-aware (the node's pairer): after STEP_MIN_SAMPLES frames a steady camera's
     next stamp is known to be a period away, so a pair 5 ms apart cannot lose its
     partner to it: the pair comes out with its second message, not a frame later.
@@ -199,7 +205,8 @@ def test_offset_cameras_pair_without_delay_once_the_rate_is_known(rgb_first):
     pairer = StampPairer(10 * MS)
     emitted_at: dict[int, int] = {}
     for i in range(n):
-        order = [(RGB, rgb[i]), (THERMAL, thermal[i])] if rgb_first else [(THERMAL, thermal[i]), (RGB, rgb[i])]
+        order = ([(RGB, rgb[i]), (THERMAL, thermal[i])] if rgb_first
+                 else [(THERMAL, thermal[i]), (RGB, rgb[i])])
         for stream, stamp in order:
             for p in pairer.add(stream, stamp, None):
                 emitted_at[thermal.index(p.thermal_stamp_ns)] = i
@@ -210,6 +217,8 @@ def test_offset_cameras_pair_without_delay_once_the_rate_is_known(rgb_first):
 
 def test_rate_aware_pairs_steady_cameras_as_the_exact_rule_does():
     """
+    The rate-aware pairer pairs steady cameras as the exact rule does.
+
     Steady cameras with jitter, drops, an offset and different rates, arriving in
     random interleavings: the rate-aware pairer emits exactly the rule's pairs.
     """
@@ -263,7 +272,8 @@ def test_optimal_partner_not_first_fit(thermal_first):
     # thermal 0, 33, 66; RGB 20, 40; slop 15 ms: only (33, 40) is a best match.
     thermal = [0, 33 * MS, 66 * MS]
     rgb = [20 * MS, 40 * MS]
-    events = [(THERMAL, t) for t in thermal] + [(RGB, r) for r in rgb] if thermal_first else by_time(thermal, rgb)
+    events = ([(THERMAL, t) for t in thermal] + [(RGB, r) for r in rgb] if thermal_first
+              else by_time(thermal, rgb))
     pairer = StampPairer(15 * MS)
     out = feed(pairer, events) + pairer.flush()
     assert stamps(out) == [(33 * MS, 40 * MS)]
@@ -289,7 +299,8 @@ def test_matches_reference_rule_on_handmade_cases():
         ([10], [5, 15], 10),  # tie on thermal side -> earlier RGB
     ]
     for thermal, rgb, slop in cases:
-        for events in (by_time(thermal, rgb), [(THERMAL, t) for t in thermal] + [(RGB, r) for r in rgb]):
+        for events in (by_time(thermal, rgb),
+                       [(THERMAL, t) for t in thermal] + [(RGB, r) for r in rgb]):
             pairer = StampPairer(slop)
             out = feed(pairer, events) + pairer.flush()
             assert stamps(out) == reference_pairs(thermal, rgb, slop), (thermal, rgb, slop, events)
@@ -423,7 +434,8 @@ def test_reset_accepts_stamps_going_back_and_keeps_counters():
     pairer.reset()
     assert pairer.pending(THERMAL) == pairer.pending(RGB) == 0
     s = pairer.stats()
-    assert s[THERMAL]["received"] == 2 and s[THERMAL]["paired"] == 1 and s[THERMAL]["dropped_reset"] == 1
+    assert s[THERMAL]["received"] == 2 and s[THERMAL]["paired"] == 1
+    assert s[THERMAL]["dropped_reset"] == 1
     assert_invariant(pairer)
     # Bag loops: stamps start again from the beginning.
     out = feed(pairer, [(THERMAL, 1000 * MS), (RGB, 1000 * MS)])

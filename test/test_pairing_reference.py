@@ -83,8 +83,10 @@ def test_simulation_streams_as_documented(scenario):
 
 def test_offset_cameras_pair_within_one_frame_of_delay():
     """
-    The pairing.py docstring's promise: with a constant offset, a pair comes out when
-    the next frame of the earlier-stamped camera arrives (simulated time, no clock).
+    The pairing.py docstring's promise.
+
+    With a constant offset, a pair comes out when the next frame of the
+    earlier-stamped camera arrives (simulated time, no clock).
     """
     scenario = next(s for s in sim.SCENARIOS if s.name.startswith("offset: "))
     assert scenario.thermal_offset_ms and not scenario.drop
@@ -121,9 +123,11 @@ def test_ours_pairs_at_least_as_many_correct_pairs_and_no_wrong_one(scenario, me
 
 def test_reference_makes_wrong_pairs_where_ours_makes_none(message_filters):
     """
-    The comparison can tell them apart: with the slop above half the faster period and
-    nothing dropped, the greedy reference takes a neighbouring thermal frame that is within
-    slop when it arrives first; ours waits for the nearest one.
+    The comparison can tell them apart.
+
+    With the slop above half the faster period and nothing dropped, the greedy reference
+    takes a neighbouring thermal frame that is within slop when it arrives first; ours
+    waits for the nearest one.
     """
     scenario = next(s for s in sim.SCENARIOS
                     if not s.slop_below_half_period and not s.drop)

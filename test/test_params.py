@@ -1,13 +1,15 @@
 """
-The parameter table: defaults are valid, bad values are refused with a reason
-that names the parameter, and config/fusion.yaml matches the table.
+The parameter table.
+
+Defaults are valid, bad values are refused with a reason that names the
+parameter, and config/fusion.yaml matches the table.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
+import re
 
 import pytest
 import yaml
@@ -53,7 +55,8 @@ BAD_VALUES: dict[str, list] = {
 GOOD_VALUES: dict[str, list] = {
     "thermal_qos": ["reliable", "sensor_data"],
     "device": ["auto", "cpu", "cuda", "cuda:0", "cuda:3"],
-    "homography": [[], [1, 0, 0, 0, 1, 0, 0, 0, 1], [2.0, 0.1, 10.0, 0.0, 2.0, -5.0, 0.0, 0.0, 1.0],
+    "homography": [[], [1, 0, 0, 0, 1, 0, 0, 0, 1],
+                   [2.0, 0.1, 10.0, 0.0, 2.0, -5.0, 0.0, 0.0, 1.0],
                    (1, 0, 0, 0, 1, 0, 0, 0, 1)],
     "sync_slop": [0, 0.0, 10, 0.015],            # an int is a fine float
     "max_stamp_gap": [1, 0.001, 3600.0],
@@ -200,7 +203,8 @@ def test_yaml_values_equal_defaults_with_same_type():
 
 
 def test_yaml_commented_homography_example_is_valid():
-    match = re.search(r"^\s*#\s*homography\s*:\s*(\[.*\])\s*$", YAML_PATH.read_text(), re.MULTILINE)
+    match = re.search(r"^\s*#\s*homography\s*:\s*(\[.*\])\s*$", YAML_PATH.read_text(),
+                      re.MULTILINE)
     if match is None:
         assert "homography" in _yaml_params()
         return

@@ -30,7 +30,7 @@ def apply(h, pixel):
 
 
 def point_on_plane(k_thermal, pixel, distance):
-    """The 3-D point (thermal frame) seen at ``pixel`` on the plane z = distance."""
+    """Return the 3-D point (thermal frame) seen at ``pixel`` on the plane z = distance."""
     ray = np.linalg.inv(np.asarray(k_thermal, float).reshape(3, 3)) @ np.array([*pixel, 1.0])
     return ray * distance / ray[2]
 

@@ -1,7 +1,9 @@
 """
-``tvf replay`` over DDS: a bag played to the real fusion node comes out fused, stamped
-with the bag's RGB stamps, from raw or compressed images; ``--transport`` converts
-between Image and CompressedImage.
+``tvf replay`` over DDS.
+
+A bag played to the real fusion node comes out fused, stamped with the bag's RGB
+stamps, from raw or compressed images; ``--transport`` converts between Image and
+CompressedImage.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("rosbags")
 
-from thermal_visible_fusion.stream.image_codec import decode_compressed_rgb, decode_rgb  # noqa: E402
-from thermal_visible_fusion.ros.harness import (NodeProcess, PairClient,  # noqa: E402
-                                                dds_environment)
 from thermal_visible_fusion.data.synthetic import SyntheticScene  # noqa: E402
+from thermal_visible_fusion.ros.harness import (  # noqa: E402
+    dds_environment, NodeProcess, PairClient)
+from thermal_visible_fusion.stream.image_codec import (  # noqa: E402
+    decode_compressed_rgb, decode_rgb)
 from thermal_visible_fusion.tools import bag_io  # noqa: E402
 
 DOMAIN_ID = 31 + os.getpid() % 50
@@ -31,7 +34,8 @@ START_NS = 1_700_000_000 * 1_000_000_000
 
 def write_bag(path, frames=FRAMES, compressed=False, size=(320, 240)):
     """
-    30 frames at 30 fps, thermal stamped 4 ms after RGB (pairing must match);
+    Write 30 frames at 30 fps, thermal stamped 4 ms after RGB (pairing must match).
+
     ``compressed``: CompressedImage on .../image_raw/compressed.
     """
     scene = SyntheticScene(*size, seed=7)

@@ -1,4 +1,6 @@
 """
+The shipped weights do their job on real clips they never saw.
+
 The shipped weights do their job on real clips they never saw (the M3SVD evaluation
 clips, held out of training): they restore the degraded thermal frames, and they leave a
 clean camera's frames alone.
@@ -52,9 +54,10 @@ def read(clip, kind: str, i: int) -> tuple[np.ndarray, np.ndarray]:
 
 def tone_free_error(x: np.ndarray, clean: np.ndarray) -> float:
     """
-    Mean absolute error to the clean frame after the best gain and offset: the degraded
-    clips' IR carries a camera tone change (~0.8 contrast, +31 grey levels) that no
-    network can know and that training deliberately leaves alone.
+    Return the mean absolute error to the clean frame after the best gain and offset.
+
+    The degraded clips' IR carries a camera tone change (~0.8 contrast, +31 grey
+    levels) that no network can know and that training deliberately leaves alone.
     """
     a = np.stack([x.ravel().astype(np.float64), np.ones(x.size)], 1)
     coef, *_ = np.linalg.lstsq(a, clean.ravel().astype(np.float64), rcond=None)
@@ -77,6 +80,8 @@ def test_the_shipped_weights_load_and_auto_uses_them():
 
 def test_the_shipped_network_restores_real_degraded_thermal_frames(clips):
     """
+    The shipped network restores real degraded thermal frames.
+
     Over each clip's 20 frames with memory, the restored IR is clearly closer to the
     clean IR than the degraded input (noise and column stripes removed).
     """
@@ -101,8 +106,10 @@ def test_the_shipped_network_restores_real_degraded_thermal_frames(clips):
 
 def test_the_shipped_network_leaves_clean_clips_alone(clips):
     """
-    A clean camera: the learned fuser's output (memory on, 20 frames) stays within 2
-    grey levels mean of the multi-scale rule's.
+    The shipped network leaves a clean camera alone.
+
+    The learned fuser's output (memory on, 20 frames) stays within 2 grey levels
+    mean of the multi-scale rule's.
     """
     path, _ = shipped()
     from thermal_visible_fusion.fusers.learned import LearnedFuser

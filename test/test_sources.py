@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from thermal_visible_fusion.data.sources import (FramePair, SideBySideWriter, list_frames,
-                                                 open_pair, tile)
+from thermal_visible_fusion.data.sources import (FramePair, list_frames, open_pair,
+                                                 SideBySideWriter, tile)
 
 H, W = 12, 16
 
@@ -64,9 +64,11 @@ def test_list_frames_errors(tmp_path):
 
 
 def test_folder_pair(tmp_path):
-    ir = _folder(tmp_path / "ir", [_thermal(i) for i in range(3)], ["0001.png", "0002.png", "0010.png"])
+    ir = _folder(tmp_path / "ir", [_thermal(i) for i in range(3)],
+                 ["0001.png", "0002.png", "0010.png"])
     # One extra RGB frame: the pair count is the shorter stream.
-    vis = _folder(tmp_path / "vis", [_rgb(i) for i in range(4)], ["0001.png", "0002.png", "0010.png", "0011.png"])
+    vis = _folder(tmp_path / "vis", [_rgb(i) for i in range(4)],
+                  ["0001.png", "0002.png", "0010.png", "0011.png"])
     with open_pair(ir, vis) as src:
         assert len(src) == 3
         assert src.fps is None
@@ -86,7 +88,8 @@ def test_folder_pair(tmp_path):
 def test_folder_thermal_colour_and_16bit(tmp_path):
     colour = [cv2.cvtColor(_thermal(i), cv2.COLOR_GRAY2BGR) for i in range(2)]
     ir8 = _folder(tmp_path / "ir8", colour, ["a.png", "b.png"])
-    ir16 = _folder(tmp_path / "ir16", [_thermal(i, np.uint16) for i in range(2)], ["a.png", "b.png"])
+    ir16 = _folder(tmp_path / "ir16", [_thermal(i, np.uint16) for i in range(2)],
+                   ["a.png", "b.png"])
     gray = [cv2.cvtColor(_rgb(i), cv2.COLOR_BGR2GRAY) for i in range(2)]
     vis = _folder(tmp_path / "vis", gray, ["a.png", "b.png"])          # grey RGB files
     first = next(iter(open_pair(ir8, vis)))
@@ -101,7 +104,8 @@ def test_folder_thermal_colour_and_16bit(tmp_path):
 def test_video_pair_round_trip(tmp_path):
     n = 8
     ir = _video(tmp_path / "ir.mp4", [np.full((48, 64), 30 * i, np.uint8) for i in range(n)])
-    vis = _video(tmp_path / "vis.mp4", [np.full((48, 64, 3), (20 * i, 100, 200), np.uint8) for i in range(n)])
+    vis = _video(tmp_path / "vis.mp4",
+                 [np.full((48, 64, 3), (20 * i, 100, 200), np.uint8) for i in range(n)])
     with open_pair(ir, vis) as src:
         assert len(src) == n
         assert src.fps == pytest.approx(15.0)

@@ -182,4 +182,3 @@ def test_latency_window_keeps_only_recent_values():
     assert len(window._values) == 10
     assert window.percentile(100) == pytest.approx(0.019)
     assert window.percentile(0) == pytest.approx(0.010)
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from thermal_visible_fusion.data.synthetic import THERMAL16_OFFSET, THERMAL16_SPAN, SyntheticScene
+from thermal_visible_fusion.data.synthetic import SyntheticScene, THERMAL16_OFFSET, THERMAL16_SPAN
 
 # Frames sampled over the walk; several figures cross smoke, dark and clear areas.
 SAMPLE = range(0, 400, 20)

@@ -11,13 +11,13 @@ from thermal_visible_fusion.stream.thermal_normalizer import ThermalNormalizer
 
 
 def scene(height: int = 120, width: int = 160, low: int = 3000, high: int = 5000) -> np.ndarray:
-    """A smooth uint16 gradient from ``low`` to ``high`` counts."""
+    """Make a smooth uint16 gradient from ``low`` to ``high`` counts."""
     ramp = np.linspace(low, high, width)
     return np.tile(ramp, (height, 1)).astype(np.uint16)
 
 
 def own_range(frame: np.ndarray) -> tuple[float, float]:
-    """The frame's range measured on its own (no history, no smoothing)."""
+    """Return the frame's range measured on its own (no history, no smoothing)."""
     reference = ThermalNormalizer(smoothing=0.0)
     reference.normalize(frame)
     return reference.range
@@ -125,6 +125,8 @@ def test_flat_float_image_with_non_finite_pixels() -> None:
 
 def test_smoothing_suppresses_flicker() -> None:
     """
+    Smoothing suppresses the flicker of a jittering hot object.
+
     A small hot object whose reading jitters +-3 % per frame sets the 99th
     percentile; stretching each frame on its own makes the whole image pump.
     """

@@ -1,13 +1,14 @@
 """
-Training: data layouts, degradations, the configuration, the truncated-BPTT step and a
-smoke run.
+Training tests.
+
+Data layouts, degradations, the configuration, the truncated-BPTT step and a smoke run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
+import json
 from pathlib import Path
 
 import cv2
@@ -20,7 +21,7 @@ from thermal_visible_fusion.learned.model import ModelConfig, StreamingFusionNet
 from thermal_visible_fusion.learned.weights import DEFAULT_WEIGHTS, load_weights
 from thermal_visible_fusion.training import train
 from thermal_visible_fusion.training.data import ClipConfig, ClipSampler, discover
-from thermal_visible_fusion.training.degrade import DegradeConfig, degrade_clip
+from thermal_visible_fusion.training.degrade import degrade_clip, DegradeConfig
 
 torch.set_num_threads(1)
 
@@ -45,7 +46,8 @@ def make_dataset(root: Path, size: int = 72, frames: int = 6) -> Path:
     scene_ir, scene_vis = texture(size, size + frames, rng), texture(size, size + frames, rng)
     videos = root / "videos"
     videos.mkdir()
-    writers = {m: cv2.VideoWriter(str(videos / f"scene_a_{m}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+    writers = {m: cv2.VideoWriter(str(videos / f"scene_a_{m}.mp4"),
+                                  cv2.VideoWriter_fourcc(*"mp4v"),
                                   10, (size, size)) for m in ("infrared", "visible")}
     clip = root / "clips" / "scene_b"
     for sub in ("ir", "vis", "ir_degraded", "vis_degraded"):
@@ -59,7 +61,8 @@ def make_dataset(root: Path, size: int = 72, frames: int = 6) -> Path:
         cv2.imwrite(str(clip / "vis" / f"{t:04d}.png"), vis)
         noisy = np.clip(ir.astype(int) + rng.integers(-20, 21, ir.shape), 0, 255).astype(np.uint8)
         cv2.imwrite(str(clip / "ir_degraded" / f"{t:04d}.png"), noisy)
-        cv2.imwrite(str(clip / "vis_degraded" / f"{t:04d}.png"), cv2.GaussianBlur(vis, (5, 5), 1.5))
+        cv2.imwrite(str(clip / "vis_degraded" / f"{t:04d}.png"),
+                    cv2.GaussianBlur(vis, (5, 5), 1.5))
     for w in writers.values():
         w.release()
     return root
@@ -72,7 +75,7 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def frame_cache(tmp_path, monkeypatch):
-    """Runs decode videos into the user's cache folder: a temporary one here."""
+    """Give runs a temporary cache folder (they decode videos into the user's)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
 
 
@@ -160,6 +163,8 @@ def test_ir_tone_change_keeps_its_pivot_level():
 
 def test_low_light_is_tellable_from_a_dim_clean_frame():
     """
+    Low light is tellable from a dim clean frame.
+
     Low light is darker than a third of the clean level and noisy, so a dim clean frame
     does not look like it; its target keeps the scene's light level (dark, noise-free),
     so the network learns to denoise dark frames, never to brighten them.
@@ -178,8 +183,9 @@ def test_low_light_is_tellable_from_a_dim_clean_frame():
 
 def test_training_degradations_leave_the_ir_tone_alone(dataset, monkeypatch):
     """
-    The network cannot know a thermal camera's gain or offset: training draws neither,
-    or it would learn to guess one and shift clean frames.
+    The network cannot know a thermal camera's gain or offset.
+
+    Training draws neither, or it would learn to guess one and shift clean frames.
     """
     made = {}
     real = train.ClipSampler
@@ -271,8 +277,9 @@ def test_the_learning_rate_ends_annealed_whichever_limit_comes_first():
 def sequence_batch(frames: int = 4, size: int = 32, batch: int = 2, noise: float = 0.05,
                    seed: int = 0) -> dict[str, torch.Tensor]:
     """
-    A camera panning one pixel per frame over a smooth scene; ``flow`` is that motion,
-    the degraded frames get noise.
+    Make a camera panning one pixel per frame over a smooth scene.
+
+    ``flow`` is that motion, the degraded frames get noise.
     """
     g = torch.Generator().manual_seed(seed)
     scene = torch.nn.functional.interpolate(torch.rand(batch, 4, 8, 8 + frames, generator=g),
@@ -293,8 +300,9 @@ def sequence_batch(frames: int = 4, size: int = 32, batch: int = 2, noise: float
 
 def identity_model() -> StreamingFusionNet:
     """
-    A network that returns its inputs: blur class "none", no temporal gain, no stripe
-    removal.
+    Return a network that returns its inputs.
+
+    Blur class "none", no temporal gain, no stripe removal.
     """
     model = StreamingFusionNet(ModelConfig(stripe_floor=100.0, stripe_full=101.0))
     with torch.no_grad():
@@ -306,6 +314,8 @@ def identity_model() -> StreamingFusionNet:
 
 def test_losses_vanish_for_a_network_that_returns_the_clean_frames():
     """
+    Losses vanish for a network that returns the clean frames.
+
     When the output is the target (clean input, identity network) every term, the
     temporal one included, is zero; noisy input makes each restoration term positive.
     """
@@ -328,9 +338,11 @@ def test_losses_vanish_for_a_network_that_returns_the_clean_frames():
 
 def test_sequence_losses_step_once_per_window_and_carry_the_memory():
     """
-    Truncated BPTT: the memory runs through the whole sequence (the last state has
-    seen every frame), the gradient only through a window (the state entering a window
-    has no graph), and the optimiser steps once per window.
+    Truncated BPTT.
+
+    The memory runs through the whole sequence (the last state has seen every frame),
+    the gradient only through a window (the state entering a window has no graph), and
+    the optimiser steps once per window.
     """
     torch.manual_seed(0)
     model = StreamingFusionNet(ModelConfig(channels=8, layers=2)).train()
