@@ -8,8 +8,8 @@ It is ROS-free so tools and tests validate parameters without a running node.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+import math
 from typing import Any, Callable
 
 from thermal_visible_fusion.device import validate_device
@@ -84,8 +84,10 @@ def _vector3(limit: float, unit: str) -> Check:
 
 def normalized_homography(values: list[float]) -> list[float]:
     """
-    The same homography scaled so its largest entry is 1 in magnitude (exact for any
-    finite scale, so neither 1e-300 nor 1e300 over- or underflows later).
+    Return the same homography scaled so its largest entry is 1 in magnitude.
+
+    (exact for any finite scale, so neither 1e-300 nor 1e300 over- or underflows
+    later).
     """
     largest = max(abs(v) for v in values)
     return [v / largest for v in values]
@@ -104,7 +106,8 @@ def _device(value: Any) -> str | None:
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("thermal_qos", "sensor_data", "QoS of the thermal input: sensor_data (best effort) "
               "or reliable", _choice(QOS_CHOICES), runtime=False),
-    ParamSpec("rgb_qos", "sensor_data", "QoS of the RGB input", _choice(QOS_CHOICES), runtime=False),
+    ParamSpec("rgb_qos", "sensor_data", "QoS of the RGB input", _choice(QOS_CHOICES),
+              runtime=False),
     ParamSpec("output_qos", "reliable", "QoS of the fused/ outputs "
               "(reliable publishers serve best-effort subscribers too)", _choice(QOS_CHOICES),
               runtime=False),

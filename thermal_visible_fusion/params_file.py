@@ -9,8 +9,8 @@ first, so these become one line each: an error (exit status 2) or a WARN.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+import re
 from typing import Iterable
 
 # Parameters rclpy itself declares or reads from a params file.
@@ -23,7 +23,7 @@ class ParamsFileError(ValueError):
 
 
 def params_files(argv: Iterable[str]) -> list[Path]:
-    """The files given as ``--params-file FILE`` inside ``--ros-args`` sections."""
+    """Return the files given as ``--params-file FILE`` inside ``--ros-args`` sections."""
     files, in_ros_args, argv = [], False, list(argv)
     for index, arg in enumerate(argv):
         if arg == "--ros-args":
@@ -36,7 +36,7 @@ def params_files(argv: Iterable[str]) -> list[Path]:
 
 
 def load(path: Path) -> dict:
-    """The file's mapping; ``ParamsFileError`` with a one-line reason otherwise."""
+    """Load the file's mapping; ``ParamsFileError`` with a one-line reason otherwise."""
     import yaml
 
     try:
@@ -75,7 +75,7 @@ def sections(data: dict) -> dict[str, dict]:
 
 
 def matches(pattern: str, node_name: str) -> bool:
-    """rcl's rule: ``/**`` is any number of namespace levels, ``*`` one name."""
+    """Apply rcl's rule: ``/**`` is any number of namespace levels, ``*`` one name."""
     regex = "".join("(/.*)?" if token == "/**" else "/[^/]*" if token == "/*" else re.escape(token)
                     for token in re.split(r"(/\*\*|/\*)", pattern))
     return re.fullmatch(regex, node_name) is not None

@@ -7,8 +7,8 @@ a source checkout (editable install, tests) has them beside the Python package.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+import sys
 
 PACKAGE = "thermal_visible_fusion"
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent

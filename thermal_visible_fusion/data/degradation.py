@@ -31,8 +31,8 @@ index, so frame ``i`` is degraded the same way whatever order frames come in.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
+import zlib
 
 import cv2
 import numpy as np
@@ -92,11 +92,12 @@ class VideoDegradation:
         self._stripes: np.ndarray | None = None  # unit-sigma column offsets, drawn once
 
     def parameters(self) -> dict[str, float]:
-        """The per-video draws in force (for reports)."""
+        """Return the per-video draws in force (for reports)."""
         out = {"ir_noise": self.ir_noise * 255, "ir_stripe": self.ir_stripe * 255,
                "vis_blur": self.vis_blur}
         if self.config.haze:
-            out.update(haze_top=self.haze_top, haze_bottom=self.haze_bottom, airlight=self.airlight)
+            out.update(haze_top=self.haze_top, haze_bottom=self.haze_bottom,
+                       airlight=self.airlight)
         if self.config.low_light:
             out.update(low_gain=self.low_gain, low_gamma=self.low_gamma,
                        low_noise=self.low_noise * 255)
@@ -111,8 +112,9 @@ class VideoDegradation:
 
     def apply(self, ir: np.ndarray, bgr: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
         """
-        Degrade frame ``index``: (H, W) uint8/uint16 IR, (H, W, 3) uint8 BGR; the
-        inputs are not modified.
+        Degrade frame ``index``.
+
+        (H, W) uint8/uint16 IR, (H, W, 3) uint8 BGR; the inputs are not modified.
         """
         frame_rng = np.random.default_rng([*self._entropy, 2, int(index)])
         return self._ir(ir, frame_rng), self._visible(bgr, frame_rng)
@@ -128,7 +130,8 @@ class VideoDegradation:
         x = bgr.astype(np.float32) / 255.0
         if cfg.haze:
             h = x.shape[0]
-            trans = np.linspace(self.haze_top, self.haze_bottom, h, dtype=np.float32)[:, None, None]
+            trans = np.linspace(self.haze_top, self.haze_bottom, h,
+                                dtype=np.float32)[:, None, None]
             x = x * trans + np.float32(self.airlight) * (1 - trans)
         x = cv2.GaussianBlur(x, (0, 0), self.vis_blur, borderType=cv2.BORDER_REPLICATE)
         if cfg.low_light:

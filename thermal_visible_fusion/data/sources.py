@@ -20,10 +20,10 @@ each other for viewing.
 
 from __future__ import annotations
 
-import re
-import warnings
 from pathlib import Path
+import re
 from typing import Iterator, NamedTuple
+import warnings
 
 import cv2
 import numpy as np
@@ -43,8 +43,10 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 
 class FramePair(NamedTuple):
     """
-    One registered pair: ``index`` counts from 0; ``name`` is the frame file stem
-    (folders) or the zero-padded index (videos).
+    One registered pair.
+
+    ``index`` counts from 0; ``name`` is the frame file stem (folders) or the
+    zero-padded index (videos).
     """
 
     index: int
@@ -60,6 +62,8 @@ def _natural_key(path: Path) -> list:
 
 def list_frames(folder: str | Path) -> list[Path]:
     """
+    List the image files directly in ``folder``, in natural name order.
+
     Image files directly in ``folder`` (extensions in :data:`IMAGE_EXTENSIONS`,
     any case), in natural name order.  May be empty; raises ``FileNotFoundError``
     when ``folder`` does not exist and ``NotADirectoryError`` when it is a file.
@@ -86,12 +90,13 @@ def _to_thermal(img: np.ndarray, where: str) -> np.ndarray:
         else:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     if img.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"unsupported thermal pixel type {img.dtype} in {where} (need 8 or 16 bit)")
+        raise ValueError(f"unsupported thermal pixel type {img.dtype} in {where} "
+                         "(need 8 or 16 bit)")
     return np.ascontiguousarray(img)
 
 
 def _to_rgb(img: np.ndarray) -> np.ndarray:
-    """A decoded video frame -> (H, W, 3) uint8 BGR."""
+    """Convert a decoded video frame to (H, W, 3) uint8 BGR."""
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     if img.shape[2] == 4:
@@ -100,6 +105,7 @@ def _to_rgb(img: np.ndarray) -> np.ndarray:
 
 
 class _FolderReader:
+
     def __init__(self, folder: Path, thermal: bool) -> None:
         self.path = folder
         self.thermal = thermal
@@ -131,6 +137,7 @@ class _FolderReader:
 
 
 class _VideoReader:
+
     def __init__(self, path: Path, thermal: bool) -> None:
         self.path = path
         self.thermal = thermal
@@ -223,7 +230,8 @@ class PairSource:
         n = len(self)
         width = max(4, len(str(max(n - 1, 0))))
         self.incomplete = None
-        streams = (("thermal", self._ir, self._ir.frames()), ("RGB", self._rgb, self._rgb.frames()))
+        streams = (("thermal", self._ir, self._ir.frames()),
+                   ("RGB", self._rgb, self._rgb.frames()))
         for index in range(n):
             frames = []
             for role, reader, frames_of in streams:
@@ -251,9 +259,10 @@ class PairSource:
 
 def open_pair(ir: str | Path, rgb: str | Path) -> PairSource:
     """
-    Open a thermal (``ir``) and an RGB input: two videos, two frame folders, or one
-    of each.  Raises ``FileNotFoundError`` for a missing path and ``ValueError`` for
-    an empty folder or a video that cannot be opened; the message names the path.
+    Open a thermal (``ir``) and an RGB input: two videos, two frame folders, or one of each.
+
+    Raises ``FileNotFoundError`` for a missing path and ``ValueError`` for an empty
+    folder or a video that cannot be opened; the message names the path.
     """
     return PairSource(ir, rgb)
 
@@ -263,8 +272,10 @@ def open_pair(ir: str | Path, rgb: str | Path) -> PairSource:
 
 def _to_display(img: np.ndarray) -> np.ndarray:
     """
-    Any (H, W) or (H, W, 3) image -> (H, W, 3) uint8 BGR for viewing.  Images that
-    are not 8 bit (16-bit thermal, float) are min-max stretched to 0..255.
+    Any (H, W) or (H, W, 3) image -> (H, W, 3) uint8 BGR for viewing.
+
+    Images that are not 8 bit (16-bit thermal, float) are min-max stretched to
+    0..255.
     """
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
@@ -285,11 +296,15 @@ def _label(img: np.ndarray, text: str) -> None:
     thick = max(1, int(round(scale * 1.5)))
     org = (int(6 * scale) + 4, int(22 * scale) + 4)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
+                cv2.LINE_AA)
 
 
-def tile(thermal: np.ndarray, rgb: np.ndarray, fused: np.ndarray, labels: bool = True) -> np.ndarray:
+def tile(thermal: np.ndarray, rgb: np.ndarray, fused: np.ndarray,
+         labels: bool = True) -> np.ndarray:
     """
+    Put thermal, RGB and fused frames side by side as one image.
+
     Thermal | RGB | fused side by side as one (H, 3W, 3) uint8 BGR image, with all
     three resized to the fused frame's size.  Thermal is shown as grey (colour
     thermal is converted, 16-bit thermal min-max stretched to 8 bit); a grey fused
@@ -334,7 +349,8 @@ class SideBySideWriter:
     def _open(self, size: tuple[int, int]) -> None:
         self._size = size
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
-        writer = cv2.VideoWriter(str(self.out_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+        writer = cv2.VideoWriter(str(self.out_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+                                 size)
         if writer.isOpened():
             self._writer = writer
             return
@@ -342,7 +358,8 @@ class SideBySideWriter:
         self.fallback = True
         self.path = self.out_path.with_suffix("")
         self.path.mkdir(parents=True, exist_ok=True)
-        warnings.warn(f"cannot open a video writer for {self.out_path}; writing PNG frames to {self.path}",
+        warnings.warn(f"cannot open a video writer for {self.out_path}; "
+                      f"writing PNG frames to {self.path}",
                       RuntimeWarning, stacklevel=3)
 
     def write(self, thermal: np.ndarray, rgb: np.ndarray, fused: np.ndarray) -> None:

@@ -21,8 +21,8 @@ Ground truth for tests and demos: :meth:`SyntheticScene.figure_mask`,
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+import math
 
 import cv2
 import numpy as np
@@ -107,7 +107,7 @@ class SyntheticScene:
         return thermal, rgb
 
     def thermal16(self, index: int, figures: bool = True) -> np.ndarray:
-        """The thermal frame as uint16 radiometric-like counts (about 7000-9000)."""
+        """Return the thermal frame as uint16 radiometric-like counts (about 7000-9000)."""
         t, _, _ = self._thermal_float(index, figures)
         return self._thermal_out(t, "uint16")
 
@@ -115,8 +115,10 @@ class SyntheticScene:
         """Camera shake ``(dx, dy)`` in pixels at frame ``index`` (same for both cameras)."""
         a, b, c, d = self._shake_phase
         i = float(index)
-        dx = _SHAKE_PX * (0.65 * math.sin(2 * math.pi * i / 41.0 + a) + 0.35 * math.sin(2 * math.pi * i / 13.0 + b))
-        dy = _SHAKE_PX * (0.65 * math.sin(2 * math.pi * i / 53.0 + c) + 0.35 * math.sin(2 * math.pi * i / 17.0 + d))
+        dx = _SHAKE_PX * (0.65 * math.sin(2 * math.pi * i / 41.0 + a)
+                          + 0.35 * math.sin(2 * math.pi * i / 13.0 + b))
+        dy = _SHAKE_PX * (0.65 * math.sin(2 * math.pi * i / 53.0 + c)
+                          + 0.35 * math.sin(2 * math.pi * i / 17.0 + d))
         return int(round(dx)), int(round(dy))
 
     @property
@@ -125,6 +127,8 @@ class SyntheticScene:
 
     def figure_boxes(self, index: int) -> list[tuple[int, int, int, int]]:
         """
+        Return the boxes of the people visible at ``index``.
+
         Boxes ``(x0, y0, x1, y1)`` (clipped to the frame, x1/y1 exclusive) of the
         people visible at ``index``; people fully outside the frame are left out.
         """
@@ -155,6 +159,8 @@ class SyntheticScene:
 
     def rgb_visibility(self, index: int) -> np.ndarray:
         """
+        Return the fraction of scene contrast that survives in the RGB view.
+
         (H, W) float32 in [0, 1]: the fraction of scene contrast that survives in the
         RGB view (smoke transmission times illumination); near 0 = hidden.
         """
@@ -203,7 +209,8 @@ class SyntheticScene:
         # attenuated while it is cropped, so sprites are attenuated as they are pasted.
         img = np.empty((3, H, W), np.float32)
         for c in range(3):
-            cv2.multiply(self._bg_rgb[c, _PAD + dy:_PAD + dy + H, _PAD + dx:_PAD + dx + W], keep, dst=img[c])
+            cv2.multiply(self._bg_rgb[c, _PAD + dy:_PAD + dy + H, _PAD + dx:_PAD + dx + W], keep,
+                         dst=img[c])
         for actor in self._sorted_actors:
             if figures or actor.kind != "figure":
                 sprite, x, y = self._placement(actor, index)
@@ -217,7 +224,8 @@ class SyntheticScene:
         oy, ox, sign = rng.integers(0, _RGB_NOISE_PAD + 1, size=3)
         op = cv2.add if sign % 2 else cv2.subtract
         noise = self._cnoise
-        return cv2.merge([op(img[c], noise[c, oy:oy + H, ox:ox + W], dtype=cv2.CV_8U) for c in range(3)])
+        return cv2.merge([op(img[c], noise[c, oy:oy + H, ox:ox + W], dtype=cv2.CV_8U)
+                          for c in range(3)])
 
     def _placement(self, actor: _Actor, index: int) -> tuple[_Sprite, int, int]:
         """Sprite and top-left frame position of ``actor`` at ``index`` (shake included)."""
@@ -253,7 +261,8 @@ class SyntheticScene:
         n2 = cv2.getRectSubPix(self._smoke_tile2, size, c2)
         n = 0.62 * n1 + 0.38 * n2
         # The plume envelope sways slowly left and right.
-        shift = (0.12 * self.width * math.sin(2 * math.pi * i / 360.0 + self._smoke_off[4])) / _SMOKE_DOWN
+        shift = (0.12 * self.width *
+                 math.sin(2 * math.pi * i / 360.0 + self._smoke_off[4])) / _SMOKE_DOWN
         M = np.float32([[1, 0, shift + dx / _SMOKE_DOWN], [0, 1, dy / _SMOKE_DOWN]])
         env = cv2.warpAffine(self._smoke_env, M, size, flags=cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_REPLICATE)
@@ -284,7 +293,8 @@ class SyntheticScene:
         t[:hz] = (0.06 + 0.08 * s[:hz]) + 0 * xx
         sky_top = np.array([110, 70, 50], np.float32)     # BGR
         sky_low = np.array([120, 150, 200], np.float32)
-        rgb[:hz] = (sky_top * (1 - s[:hz, :, None]) + sky_low * s[:hz, :, None]) + 0 * xx[..., None]
+        rgb[:hz] = ((sky_top * (1 - s[:hz, :, None]) + sky_low * s[:hz, :, None])
+                    + 0 * xx[..., None])
 
         # Ground: warmer toward the camera; sidewalk, road, grass bands.
         g = np.clip((yy - hz) / max(H - hz, 1), 0.0, 1.0)
@@ -298,7 +308,8 @@ class SyntheticScene:
         rgb[road0:road1] = (np.array([72, 70, 68], np.float32) + 14 * tex[road0:road1, :, None]
                             + 8 * tex2[road0:road1, :, None])
         t[road0:road1] += 0.05                                   # asphalt keeps the day's heat
-        rgb[road1:] = (np.array([50, 120, 70], np.float32) + 30 * tex[road1:, :, None] * np.array([0.5, 1, 0.6])
+        rgb[road1:] = (np.array([50, 120, 70], np.float32) + 30 * tex[road1:, :, None] *
+                       np.array([0.5, 1, 0.6])
                        + 15 * tex2[road1:, :, None])
         t[road1:] -= 0.04                                        # grass is cooler
         # Sizes below are designed for 640x480 and scaled to the scene.
@@ -316,7 +327,8 @@ class SyntheticScene:
         mid = (road0 + road1) // 2
         for x in range(0, W, px(70)):
             cv2.rectangle(rgb, (x, mid - px(2)), (x + px(38), mid + px(2)), (225, 230, 235), -1)
-            cv2.rectangle(t, (x, mid - px(2)), (x + px(38), mid + px(2)), float(t[mid, min(x, W - 1)] - 0.03), -1)
+            cv2.rectangle(t, (x, mid - px(2)), (x + px(38), mid + px(2)),
+                          float(t[mid, min(x, W - 1)] - 0.03), -1)
 
         # Buildings with window grids, trees between them (behind the sidewalk).
         x = ri(-20, 10)
@@ -332,7 +344,8 @@ class SyntheticScene:
             bw = ri(60, 130)
             bh = int(rng.integers(int(0.25 * hz), max(int(0.25 * hz) + 1, int(0.85 * hz))))
             top = hz - bh
-            base = np.array([rng.uniform(60, 150), rng.uniform(70, 150), rng.uniform(90, 190)], np.float32)
+            base = np.array([rng.uniform(60, 150), rng.uniform(70, 150), rng.uniform(90, 190)],
+                            np.float32)
             ys, xs = slice(max(top, 0), hz), slice(max(x, 0), max(min(x + bw, W), 0))
             rgb[ys, xs] = base + 10 * tex[ys, xs, None]
             bt = float(rng.uniform(0.22, 0.34))
@@ -342,7 +355,8 @@ class SyntheticScene:
                     lit = rng.random() < 0.35
                     col = (90, 200, 240) if lit else (70, 60, 50)
                     cv2.rectangle(rgb, (wx, wy), (wx + px(8), wy + px(10)), col, -1)
-                    cv2.rectangle(t, (wx, wy), (wx + px(8), wy + px(10)), bt + (0.10 if lit else -0.06), -1)
+                    cv2.rectangle(t, (wx, wy), (wx + px(8), wy + px(10)),
+                                  bt + (0.10 if lit else -0.06), -1)
             cv2.line(rgb, (x, top), (x + bw, top), (40, 40, 40), px(2))
             x += bw + ri(0, 12)
 
@@ -363,7 +377,8 @@ class SyntheticScene:
                 cv2.rectangle(t, (ox, y1 - px(18)), (ox + px(9), y1), 0.30, -1)
             else:              # yellow sign on a pole
                 cv2.line(rgb, (ox + px(8), y1), (ox + px(8), y1 - px(50)), (120, 120, 120), px(2))
-                cv2.rectangle(rgb, (ox, y1 - px(66)), (ox + px(16), y1 - px(50)), (20, 210, 230), -1)
+                cv2.rectangle(rgb, (ox, y1 - px(66)), (ox + px(16), y1 - px(50)), (20, 210, 230),
+                              -1)
                 cv2.line(t, (ox + px(8), y1), (ox + px(8), y1 - px(50)), 0.27, px(2))
                 cv2.rectangle(t, (ox, y1 - px(66)), (ox + px(16), y1 - px(50)), 0.25, -1)
         for _ in range(3):     # orange cones on the road edge
@@ -401,7 +416,8 @@ class SyntheticScene:
             skin_t = rng.uniform(0.86, 0.92)
             sprites = tuple(_figure_sprite(h, p / _POSES, vx < 0, top, bottom, skin_t)
                             for p in range(_POSES))
-            actors.append(_Actor("figure", rx * W, y_feet, vx, rng.uniform(0, 1), 0.9 * h, sprites))
+            actors.append(_Actor("figure", rx * W, y_feet, vx, rng.uniform(0, 1), 0.9 * h,
+                                 sprites))
         # An idling car crawling along the road: hot engine, warm tyres, cold glass.
         vy = road0 + 0.55 * (road1 - road0)
         ch = height_at(vy)
@@ -417,13 +433,15 @@ class SyntheticScene:
         # baked into the bank (aligned with the frame at crop offset _RGB_NOISE_PAD // 2).
         q = _RGB_NOISE_PAD // 2
         dark = cv2.copyMakeBorder(self._dark, q, q, q, q, cv2.BORDER_REPLICATE)
-        dark = dark[_PAD:_PAD + self.height + _RGB_NOISE_PAD, _PAD:_PAD + self.width + _RGB_NOISE_PAD]
+        dark = dark[_PAD:_PAD + self.height + _RGB_NOISE_PAD,
+                    _PAD:_PAD + self.width + _RGB_NOISE_PAD]
         sigma = 2.0 + 9.0 * (1.0 - 0.78 * dark)
         shape = (3, self.height + _RGB_NOISE_PAD, self.width + _RGB_NOISE_PAD)
         self._cnoise = (rng.normal(0.0, 1.0, size=shape) * sigma).astype(np.float32)
         col = rng.normal(0.0, 0.006, size=self.width).astype(np.float32)
         self._col_fpn = col - col.mean()
-        self._fpn_plane = np.ascontiguousarray(np.broadcast_to(self._col_fpn, (self.height, self.width)))
+        self._fpn_plane = np.ascontiguousarray(np.broadcast_to(self._col_fpn,
+                                                               (self.height, self.width)))
 
     def _build_smoke(self, rng: np.random.Generator) -> None:
         lh = -(-self.height // _SMOKE_DOWN)
@@ -493,7 +511,8 @@ def _paste(img: np.ndarray, sprite: _Sprite, premult: np.ndarray, x: int, y: int
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell: int) -> np.ndarray:
     """Smooth noise of roughly unit amplitude with features about ``cell`` px wide."""
     h, w = shape
-    small = rng.normal(0.0, 1.0, size=(max(2, h // cell + 2), max(2, w // cell + 2))).astype(np.float32)
+    small = rng.normal(0.0, 1.0,
+                       size=(max(2, h // cell + 2), max(2, w // cell + 2))).astype(np.float32)
     big = cv2.resize(small, (w + 2 * cell, h + 2 * cell), interpolation=cv2.INTER_CUBIC)
     return big[cell:cell + h, cell:cell + w] / 1.5
 
@@ -509,8 +528,9 @@ def _tileable_noise(rng: np.random.Generator, size: int, cutoff: float) -> np.nd
     return np.clip(0.5 + 0.22 * n, 0.0, 1.0).astype(np.float32)
 
 
-def _blob(rgb: np.ndarray, t: np.ndarray, cx: int, cy: int, r: int, rng: np.random.Generator) -> None:
-    """A foliage crown: clustered ellipses, textured green, cool in LWIR."""
+def _blob(rgb: np.ndarray, t: np.ndarray, cx: int, cy: int, r: int,
+          rng: np.random.Generator) -> None:
+    """Draw a foliage crown: clustered ellipses, textured green, cool in LWIR."""
     for _ in range(9):
         ox, oy = rng.normal(0, r * 0.35, size=2)
         rr = int(r * rng.uniform(0.45, 0.75))
@@ -530,7 +550,7 @@ def _blob(rgb: np.ndarray, t: np.ndarray, cx: int, cy: int, r: int, rng: np.rand
 
 def _figure_sprite(h: int, phase: float, facing_left: bool, top_bgr, bottom_bgr,
                    skin_t: float) -> _Sprite:
-    """A walking person of height ``h`` px at gait ``phase`` in [0, 1), soft-edged."""
+    """Make a walking person of height ``h`` px at gait ``phase`` in [0, 1), soft-edged."""
     w = max(8, int(round(0.62 * h)))
     pad = 3
     H, W = h + 2 * pad, w + 2 * pad
@@ -570,7 +590,8 @@ def _figure_sprite(h: int, phase: float, facing_left: bool, top_bgr, bottom_bgr,
         def f(m):
             cv2.line(m, pt(cx, hip_y), pt(kx, ky), 1.0, limb, cv2.LINE_AA, 2)
             cv2.line(m, pt(kx, ky), pt(fx, fy), 1.0, limb, cv2.LINE_AA, 2)
-            cv2.line(m, pt(fx, fy), pt(fx + 0.07 * h, fy), 1.0, max(2, limb // 2 + 1), cv2.LINE_AA, 2)
+            cv2.line(m, pt(fx, fy), pt(fx + 0.07 * h, fy), 1.0, max(2, limb // 2 + 1), cv2.LINE_AA,
+                     2)
         draw(f, skin_t - 0.14 - shade, tuple(c * (1 - shade * 2) for c in bottom_bgr))
 
     def arm_(sign, shade):
@@ -594,13 +615,15 @@ def _figure_sprite(h: int, phase: float, facing_left: bool, top_bgr, bottom_bgr,
 
     def torso(m):
         pts = np.array([pt(cx - 0.10 * h, neck_y + 0.01 * h), pt(cx + 0.10 * h, neck_y + 0.01 * h),
-                        pt(cx + 0.085 * h, hip_y + 0.03 * h), pt(cx - 0.085 * h, hip_y + 0.03 * h)], np.int32)
+                        pt(cx + 0.085 * h, hip_y + 0.03 * h),
+                        pt(cx - 0.085 * h, hip_y + 0.03 * h)], np.int32)
         cv2.fillConvexPoly(m, pts, 1.0, cv2.LINE_AA, 2)
     draw(torso, skin_t - 0.09, top_bgr)
     leg(1, 0.0)
 
     def head(m):
-        cv2.circle(m, pt(cx + 0.01 * h, pad + head_r), int(round(head_r * 4)), 1.0, -1, cv2.LINE_AA, 2)
+        cv2.circle(m, pt(cx + 0.01 * h, pad + head_r), int(round(head_r * 4)), 1.0, -1,
+                   cv2.LINE_AA, 2)
         cv2.line(m, pt(cx, pad + 1.5 * head_r), pt(cx, neck_y + 0.02 * h), 1.0,
                  max(2, int(0.05 * h)), cv2.LINE_AA, 2)
     draw(head, skin_t, skin)
@@ -613,8 +636,10 @@ def _figure_sprite(h: int, phase: float, facing_left: bool, top_bgr, bottom_bgr,
 
 def _vehicle_sprite(w: int, h: int) -> _Sprite:
     """
-    Side view of an idling car facing left: hot engine bay, warm tyres and exhaust,
-    cold glass (it reflects the sky in LWIR).
+    Side view of an idling car facing left.
+
+    Hot engine bay, warm tyres and exhaust, cold glass (it reflects the sky in
+    LWIR).
     """
     pad = 3
     H, W = h + 2 * pad, w + 2 * pad
@@ -638,18 +663,23 @@ def _vehicle_sprite(w: int, h: int) -> _Sprite:
                       [x0 + int(0.70 * w), pad], [x0 + int(0.84 * w), body_top]], np.int32)
     fill(lambda m: cv2.fillConvexPoly(m, cabin, 1.0, cv2.LINE_AA), 0.47, body)
     win = np.array([[x0 + int(0.27 * w), body_top - 2], [x0 + int(0.345 * w), pad + int(0.08 * h)],
-                    [x0 + int(0.68 * w), pad + int(0.08 * h)], [x0 + int(0.78 * w), body_top - 2]], np.int32)
+                    [x0 + int(0.68 * w), pad + int(0.08 * h)], [x0 + int(0.78 * w), body_top - 2]],
+                   np.int32)
     fill(lambda m: cv2.fillConvexPoly(m, win, 1.0, cv2.LINE_AA), 0.18, (90, 70, 50))
     # Engine bay (front = left) and exhaust (rear, low).
-    fill(lambda m: cv2.rectangle(m, (x0 + 2, body_top + 3), (x0 + int(0.22 * w), body_bot - 4), 1.0, -1),
+    fill(lambda m: cv2.rectangle(m, (x0 + 2, body_top + 3), (x0 + int(0.22 * w), body_bot - 4),
+                                 1.0, -1),
          0.97, body)
-    fill(lambda m: cv2.rectangle(m, (x1 - 8, body_bot - 5), (x1 - 1, body_bot - 1), 1.0, -1), 0.93, (30, 30, 30))
-    fill(lambda m: cv2.rectangle(m, (x0, body_top + 4), (x0 + 5, body_top + 10), 1.0, -1), 0.6, (200, 240, 250))
+    fill(lambda m: cv2.rectangle(m, (x1 - 8, body_bot - 5), (x1 - 1, body_bot - 1), 1.0, -1), 0.93,
+         (30, 30, 30))
+    fill(lambda m: cv2.rectangle(m, (x0, body_top + 4), (x0 + 5, body_top + 10), 1.0, -1), 0.6,
+         (200, 240, 250))
     for fx in (0.2, 0.8):
         c = (x0 + int(fx * w), body_bot)
         r = int(0.17 * h)
         fill(lambda m, c=c, r=r: cv2.circle(m, c, r, 1.0, -1, cv2.LINE_AA), 0.70, (25, 25, 25))
-        fill(lambda m, c=c, r=r: cv2.circle(m, c, max(1, r // 2), 1.0, -1, cv2.LINE_AA), 0.62, (150, 150, 150))
+        fill(lambda m, c=c, r=r: cv2.circle(m, c, max(1, r // 2), 1.0, -1, cv2.LINE_AA), 0.62,
+             (150, 150, 150))
     return _soft_sprite(alpha, therm, color, sigma=0.9)
 
 

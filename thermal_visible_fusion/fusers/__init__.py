@@ -35,12 +35,14 @@ def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
     path = weights or learned_weights.default_weights()
     if path is None:
         if name == "auto":
-            return MultiScaleFuser(), None  # no trained weights shipped: the fallback is the default
+            # no trained weights shipped: the fallback is the default
+            return MultiScaleFuser(), None
         return MultiScaleFuser(), f"no weights shipped or given; falling back to {FALLBACK_FUSER}"
     try:  # checked before importing torch, so classic-only installs never need it
         from thermal_visible_fusion.fusers.learned import LearnedFuser
     except ImportError as error:
-        return MultiScaleFuser(), f"learned fuser needs torch ({error}); falling back to {FALLBACK_FUSER}"
+        return MultiScaleFuser(), (f"learned fuser needs torch ({error}); "
+                                   f"falling back to {FALLBACK_FUSER}")
     try:
         fuser = LearnedFuser(path, device=device, use_memory=use_memory, lookahead=lookahead)
     except learned_weights.WeightsError as error:
@@ -53,8 +55,10 @@ def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
 
 def _brief(text: str, limit: int = 400) -> str:
     """
-    One line without torch's advice to load with weights_only=False: a file that
-    fails the safe loader must not be loaded unsafely on a log line's word.
+    Return one line without torch's advice to load with weights_only=False.
+
+    A file that fails the safe loader must not be loaded unsafely on a log
+    line's word.
     """
     parts = re.split(r"(?<=\.)\s+|\n+", text)
     keep = [p.strip() for p in parts if p.strip() and not re.search(

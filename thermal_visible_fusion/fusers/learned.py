@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from thermal_visible_fusion.device import inference_dtype, resolve_device
-from thermal_visible_fusion.fusers.classic import MultiScaleFuser, merge_luma
+from thermal_visible_fusion.fusers.classic import merge_luma, MultiScaleFuser
 from thermal_visible_fusion.learned.runtime import CudaGraphStep, FrozenStep, StreamingRunner
 from thermal_visible_fusion.learned.weights import DEFAULT_WEIGHTS, default_weights, load_model
 

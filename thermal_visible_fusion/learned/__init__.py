@@ -1,7 +1,9 @@
 """
-The learned fuser's network and its runtime: ``model`` (StreamingFusionNet),
-``weights`` (the shipped file, save/load; importable without torch), ``runtime`` (the
-memory carried over a stream, compiled steps) and ``lookahead`` (offline look-ahead).
+The learned fuser's network and its runtime.
+
+``model`` (StreamingFusionNet), ``weights`` (the shipped file, save/load; importable
+without torch), ``runtime`` (the memory carried over a stream, compiled steps) and
+``lookahead`` (offline look-ahead).
 
 Look-ahead is kept in two places, one per kind of data it delays: ``runtime.StreamingRunner``
 holds the network's window (tensors for the backward memory) and carries each frame's tag

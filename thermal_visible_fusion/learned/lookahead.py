@@ -80,7 +80,7 @@ class DelayedEngine:
         return ready
 
     def flush(self) -> list[tuple[Any, Any]]:
-        """The pairs still held back, with their frames (empty without look-ahead)."""
+        """Return the pairs still held back, with their frames (empty without look-ahead)."""
         if not self.lookahead:
             return []
         frames = list(self.engine.fuser.flush())

@@ -47,13 +47,13 @@ look-ahead); ``learned.runtime.fuse_sequence`` does it offline.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
+import math
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 STRIDE = 8  # inputs are padded to a multiple of this (1/8-res alignment)
 
@@ -107,6 +107,7 @@ class ModelConfig:
 
 class MemoryState(NamedTuple):
     """What one frame hands to the next (padded size)."""
+
     ir: torch.Tensor       # (B,1,H,W) restored IR
     key: torch.Tensor      # (B,2,H/2,W/2) the frames at half res, for alignment
     stripes: torch.Tensor  # (B,1,1,W) column offsets of the IR camera
@@ -122,6 +123,7 @@ class FusionOutput(NamedTuple):
 
 
 class StreamingFusionNet(nn.Module):
+
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         self.config = cfg = config or ModelConfig()
@@ -152,6 +154,8 @@ class StreamingFusionNet(nn.Module):
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None = None,
                 fuse: bool = True) -> tuple[FusionOutput, MemoryState]:
         """
+        Restore one frame pair (and fuse it).
+
         ``fuse=False`` leaves ``fused`` as None: the caller fuses the restored frames
         (``fusers.learned`` runs the same rule in OpenCV, several times faster on a CPU).
         """
@@ -216,6 +220,8 @@ class StreamingFusionNet(nn.Module):
 
     def deblur(self, vis: torch.Tensor, blur: torch.Tensor) -> torch.Tensor:
         """
+        Deblur each image by its mix of the 1-D inverse filters.
+
         Each image filtered, rows then columns, by its mix of the 1-D inverse filters
         (class 0, no blur: the identity).
         """
@@ -250,8 +256,10 @@ def _box_x(x: torch.Tensor, radius: int) -> torch.Tensor:
 
 def column_offsets(ir: torch.Tensor) -> torch.Tensor:
     """
-    (B,1,1,W) per-column offset of one frame: the median over rows of the frame minus
-    its horizontal blur (robust to objects that fill less than half a column).
+    Return the (B,1,1,W) per-column offset of one frame.
+
+    The median over rows of the frame minus its horizontal blur (robust to objects
+    that fill less than half a column).
     """
     rows = ir[..., ::2, :]  # the blur is horizontal: blurring only the rows used is exact
     seen = (rows - _box_x(rows, 4)).median(dim=-2, keepdim=True).values
@@ -260,6 +268,8 @@ def column_offsets(ir: torch.Tensor) -> torch.Tensor:
 
 def noise_level(x: torch.Tensor) -> torch.Tensor:
     """
+    Estimate the (B,1) Gaussian noise sigma.
+
     (B,1) Gaussian noise sigma from the median absolute diagonal difference (blind to
     column stripes and to smooth content).
     """
@@ -275,9 +285,10 @@ def alignment_key(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
 
 def _normalise(x: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
     """
-    Local mean and contrast removed; where the contrast is not well above ``floor``
-    (B,C,1,1: the noise), values stay small, so flat, noisy regions do not decide the
-    motion.
+    Remove local mean and contrast.
+
+    Where the contrast is not well above ``floor`` (B,C,1,1: the noise), values stay
+    small, so flat, noisy regions do not decide the motion.
     """
     x = x - _box5(x)
     return x / (_box5(x * x).sqrt() + floor)
@@ -285,6 +296,8 @@ def _normalise(x: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
 
 def _box5(x: torch.Tensor) -> torch.Tensor:
     """
+    Compute a 5x5 mean with replicated borders, as shifted sums.
+
     5x5 mean, replicated borders, as shifted sums (on a CPU several times faster than
     a stride-1 average pool or a depthwise convolution).
     """
@@ -296,6 +309,8 @@ def _box5(x: torch.Tensor) -> torch.Tensor:
 
 def _step(key: torch.Tensor, prev: torch.Tensor, radius: int) -> torch.Tensor:
     """
+    Find the whole-cell offset of the best match of ``key`` in ``prev``.
+
     (B,2,h,w) whole-cell offset (dx, dy) of the best match of ``key`` in ``prev`` within
     +-radius cells: least squared difference over 5x5 cells, kept only where it beats no
     motion clearly, so a still camera and flat regions mean no motion.
@@ -318,7 +333,7 @@ def _step(key: torch.Tensor, prev: torch.Tensor, radius: int) -> torch.Tensor:
 def block_flow(key: torch.Tensor, prev_key: torch.Tensor, radius: int,
                noise: torch.Tensor | None = None) -> torch.Tensor:
     """
-    Current -> previous flow in whole full-res pixels (multiples of 2), (B,2,H,W).
+    Return current -> previous flow in whole full-res pixels (multiples of 2), (B,2,H,W).
 
     Block matching, coarse to fine: at 1/16 resolution over +-radius cells, at 1/4 over
     +-3 cells around that, at 1/2 over +-1 cell around that.  ``noise`` (B,1): the IR
@@ -343,7 +358,7 @@ def block_flow(key: torch.Tensor, prev_key: torch.Tensor, radius: int,
 
 
 def shift(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """x sampled at (pixel + flow), whole-pixel flow: no resampling blur."""
+    """Sample x at (pixel + flow), whole-pixel flow: no resampling blur."""
     _, _, h, w = x.shape
     ys = torch.arange(h, device=x.device, dtype=x.dtype).view(1, h, 1)
     xs = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, w)
@@ -359,10 +374,12 @@ PYRAMID_LEVELS = 4
 def blur_features(vis: torch.Tensor, ir: torch.Tensor, noise: torch.Tensor,
                   half: torch.Tensor | None = None) -> torch.Tensor:
     """
-    (B, 2*PYRAMID_LEVELS+1): log energies of each frame's Laplacian bands relative to
-    its coarsest one (blur shows as missing fine-band energy), the visible frame's coarse
-    contrast, and the IR noise level.  ``half``: ``alignment_key(ir, vis)`` if at hand
-    (the first pyramid level, not computed twice).
+    Return the blur features, (B, 2*PYRAMID_LEVELS+1).
+
+    Log energies of each frame's Laplacian bands relative to its coarsest one (blur shows
+    as missing fine-band energy), the visible frame's coarse contrast, and the IR noise
+    level.  ``half``: ``alignment_key(ir, vis)`` if at hand (the first pyramid level, not
+    computed twice).
     """
     x = torch.cat([vis, ir], 1)
     energies = []
@@ -379,10 +396,11 @@ def blur_features(vis: torch.Tensor, ir: torch.Tensor, noise: torch.Tensor,
 def deblur_kernel(sigma: float, nsr: float = 0.01, radius: int = 8, grid: int = 256
                   ) -> torch.Tensor:
     """
-    (2r+1,) least-squares inverse of a 1-D Gaussian blur of ``sigma``: minimises
-    sum_f |G(f) K(f) - 1|^2 + nsr |K(f)|^2 over a frequency grid, with K supported on
-    the kernel; unit DC gain.  ``nsr`` bounds the noise gain.  Applied along rows and
-    columns it inverts the 2-D blur, which is separable.
+    Return the (2r+1,) least-squares inverse of a 1-D Gaussian blur of ``sigma``.
+
+    Minimises sum_f |G(f) K(f) - 1|^2 + nsr |K(f)|^2 over a frequency grid, with K
+    supported on the kernel; unit DC gain.  ``nsr`` bounds the noise gain.  Applied
+    along rows and columns it inverts the 2-D blur, which is separable.
     """
     f = torch.fft.fftfreq(grid, dtype=torch.float64)[:, None]
     blur = torch.exp(-2 * math.pi ** 2 * sigma ** 2 * f ** 2)

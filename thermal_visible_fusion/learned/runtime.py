@@ -1,6 +1,8 @@
 """
-How the network runs over a stream: the memory carried frame to frame, the
-look-ahead window, and the compiled forms of one step.
+How the network runs over a stream.
+
+The memory carried frame to frame, the look-ahead window, and the compiled forms
+of one step.
 
 ``StreamingRunner`` carries the ``MemoryState`` across a stream, with an optional
 look-ahead of k frames (frame t's output averages the forward-memory output with one from
@@ -12,14 +14,14 @@ step, one compiled graph per input size, dtype and memory presence, in a bounded
 
 from __future__ import annotations
 
-import warnings
-from collections import OrderedDict, deque
+from collections import deque, OrderedDict
 from typing import Any, Callable
+import warnings
 
 import torch
 from torch import nn
 
-from thermal_visible_fusion.learned.model import MemoryState, StreamingFusionNet, multiscale_fuse
+from thermal_visible_fusion.learned.model import MemoryState, multiscale_fuse, StreamingFusionNet
 
 
 def _restore(model: StreamingFusionNet, ir: torch.Tensor, vis: torch.Tensor,
@@ -34,14 +36,16 @@ def _step_inputs(ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None)
 
 
 def _step_key(ir: torch.Tensor, state: MemoryState | None) -> tuple:
-    """A compiled step per input size, dtype and device, and per memory presence."""
+    """Return the key of a compiled step: per input size, dtype and device, and memory presence."""
     return tuple(ir.shape), ir.dtype, ir.device, state is None
 
 
 def _cached(cache: OrderedDict, key: tuple, make: Callable, limit: int):
     """
-    ``cache[key]``, made by ``make()`` on first use; least recently used out past
-    ``limit`` (sizes come from messages: the cache must stay bounded).
+    Return ``cache[key]``, made by ``make()`` on first use.
+
+    Least recently used out past ``limit`` (sizes come from messages: the cache
+    must stay bounded).
     """
     if key not in cache:
         cache[key] = make()
@@ -70,6 +74,7 @@ class FrozenStep:
         self.traces = 0
 
     class _Wrapped(nn.Module):
+
         def __init__(self, model: StreamingFusionNet, with_state: bool):
             super().__init__()
             self.model, self.with_state = model, with_state
@@ -111,6 +116,8 @@ class FrozenStep:
 
 class CudaGraphStep:
     """
+    The model's inference step replayed as CUDA graphs.
+
     The model's inference step replayed as CUDA graphs, one per input size and dtype
     and per memory presence (first frame without it).
 
@@ -247,6 +254,8 @@ class StreamingRunner:
 
     def flush_tagged(self) -> list[tuple[torch.Tensor, Any]]:
         """
+        Return (frame, tag) of the frames still held back by the look-ahead.
+
         (frame, tag) of the frames still held back by the look-ahead (empty when
         lookahead=0), in order.
         """
@@ -256,7 +265,7 @@ class StreamingRunner:
         return outputs
 
     def flush(self) -> list[torch.Tensor]:
-        """The frames still held back by the look-ahead (empty when lookahead=0)."""
+        """Return the frames still held back by the look-ahead (empty when lookahead=0)."""
         return [frame for frame, _ in self.flush_tagged()]
 
 

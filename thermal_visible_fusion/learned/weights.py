@@ -1,6 +1,5 @@
 """
-Weights files of the streaming fusion network: where they ship, how they are written
-and read back.
+Weights files of the streaming fusion network: where they ship, how they are written and read back.
 
 Importable without torch: ``fusers.create_fuser`` asks ``default_weights()`` before it
 imports anything heavy, so an install with only the classic fusers never needs torch.
@@ -30,8 +29,10 @@ WEIGHTS_VERSION = 2  # 1: the network before restore-then-fuse, refused
 
 def default_weights() -> Path | None:
     """
-    The shipped weights file: ``DEFAULT_WEIGHTS``, else its ``.safetensors`` sibling;
-    None when the package ships neither.
+    Return the shipped weights file.
+
+    ``DEFAULT_WEIGHTS``, else its ``.safetensors`` sibling; None when the package
+    ships neither.
     """
     for path in (DEFAULT_WEIGHTS, DEFAULT_WEIGHTS.with_suffix(".safetensors")):
         if path.is_file():
@@ -129,7 +130,7 @@ def load_weights(path: str | Path) -> tuple[ModelConfig, dict, dict]:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> StreamingFusionNet:
-    """A StreamingFusionNet in eval mode with the weights of ``path``."""
+    """Load a StreamingFusionNet in eval mode with the weights of ``path``."""
     from thermal_visible_fusion.learned.model import StreamingFusionNet
 
     config, state, _ = load_weights(path)

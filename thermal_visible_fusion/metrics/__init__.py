@@ -18,30 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 from .artefacts import block_grid_energy, block_grid_profile
-from .image import (
-    HIGHER_IS_BETTER,
-    METRICS,
-    ag,
-    cc,
-    compute_all,
-    correlation,
-    en,
-    entropy,
-    mi,
-    mutual_information,
-    nabf,
-    psnr,
-    qabf,
-    scd,
-    sd,
-    sf,
-    ssim,
-    ssim_pair,
-    to_gray,
-    vif,
-    vifp,
-)
-from .vifb import VIFB_METRICS, compute_vifb
+from .image import (ag, cc, compute_all, correlation, en, entropy, HIGHER_IS_BETTER, METRICS, mi,
+                    mutual_information, nabf, psnr, qabf, scd, sd, sf, ssim, ssim_pair, to_gray,
+                    vif, vifp)
+from .vifb import compute_vifb, VIFB_METRICS
 
 __all__ = [
     "METRICS", "HIGHER_IS_BETTER", "compute_all", "to_gray",

@@ -50,5 +50,5 @@ def block_grid_profile(frame: np.ndarray, blocks: tuple[int, ...] = (2, 4, 8)) -
 
 
 def block_grid_energy(frame: np.ndarray, blocks: tuple[int, ...] = (2, 4, 8)) -> float:
-    """The largest block-grid energy over ``blocks``; 1.0 means no grid."""
+    """Return the largest block-grid energy over ``blocks``; 1.0 means no grid."""
     return max(block_grid_profile(frame, blocks).values())

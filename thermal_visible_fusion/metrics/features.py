@@ -90,7 +90,8 @@ class FeatureExtractor:
         h, w = rgb.shape[:2]
         scale = _SHORT_SIDE / min(h, w)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        rgb = cv2.resize(rgb, size,
+                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         return (rgb.astype(np.float32) - 127.0) / 128.0
 
     def __call__(self, images: Iterable) -> np.ndarray:
@@ -141,7 +142,7 @@ class FeatureConsistency:
         self.values = []
 
     def update(self, fused, ir, vis) -> float | None:
-        """feaCD of this frame against the previous one; ``None`` on the first frame."""
+        """Compute feaCD of this frame against the previous one; ``None`` on the first frame."""
         feats = self.extractor([fused, ir, vis])  # rows: F, IR, VIS
         prev, self._prev = self._prev, feats
         if prev is None:
@@ -172,7 +173,7 @@ class FeatureConsistency:
 
 def feature_consistency(fused_frames: Iterable, ir_frames: Iterable, vis_frames: Iterable,
                         extractor: FeatureExtractor | None = None) -> tuple[float, list[float]]:
-    """feaCD of whole sequences: ``(mean, per-frame values for frames 1..T-1)``."""
+    """Compute feaCD of whole sequences: ``(mean, per-frame values for frames 1..T-1)``."""
     fc = FeatureConsistency(extractor)
     for f, i, v in zip(fused_frames, ir_frames, vis_frames, strict=True):
         fc.update(f, i, v)

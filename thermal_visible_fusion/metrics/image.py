@@ -94,13 +94,14 @@ __all__ = [
     "correlation",
 ]
 
-METRICS: tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "PSNR", "CC", "Nabf")
+METRICS: tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "PSNR",
+                            "CC", "Nabf")
 HIGHER_IS_BETTER: dict[str, bool] = {m: m != "Nabf" for m in METRICS}
 
 
 # --------------------------------------------------------------------------- input
 def as_uint8(img: np.ndarray | str | Path) -> np.ndarray:
-    """An image (or path) on the 0..255 uint8 scale, channels kept (module conventions)."""
+    """Convert an image (or path) to the 0..255 uint8 scale, channels kept (module conventions)."""
     if isinstance(img, (str, Path)):
         arr = cv2.imread(str(img), cv2.IMREAD_UNCHANGED)
         if arr is None:
@@ -153,7 +154,7 @@ def _entropy_counts(counts: np.ndarray) -> float:
 
 
 def entropy(img) -> float:
-    """Shannon entropy (bits) of the 256-bin histogram of a gray image."""
+    """Return the Shannon entropy, in bits, of the 256-bin histogram of a gray image."""
     return _entropy_counts(_hist(to_gray(img)))
 
 
@@ -215,7 +216,8 @@ def _valid_filter(x: np.ndarray, g: np.ndarray) -> np.ndarray:
     means that are shifted back.
     """
     r = g.size // 2
-    out = cv2.sepFilter2D(x, -1, g.astype(x.dtype), g.astype(x.dtype), borderType=cv2.BORDER_REFLECT)
+    out = cv2.sepFilter2D(x, -1, g.astype(x.dtype), g.astype(x.dtype),
+                          borderType=cv2.BORDER_REFLECT)
     return out[r:-r, r:-r] if r else out
 
 
@@ -279,7 +281,8 @@ def _vif_from(ref_pyr, dist_pyr) -> float:
         term = gain * gain * s1 / (sv + _VIF_SIGMA_NSQ)
         keep = (s1 >= _VIF_EPS) & (s2 >= _VIF_EPS) & (s12 > 0)
         num += float(np.log1p(term[keep]).sum(dtype=np.float64))
-        den += float(np.log1p(np.where(s1 < _VIF_EPS, 0, s1) / _VIF_SIGMA_NSQ).sum(dtype=np.float64))
+        den += float(np.log1p(np.where(s1 < _VIF_EPS, 0, s1) /
+                              _VIF_SIGMA_NSQ).sum(dtype=np.float64))
     num /= math.log(10.0)
     den /= math.log(10.0)
     return num / den if den > 0 else 1.0
@@ -327,8 +330,10 @@ _KUMAR_H = np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], np.float32) / 8
 
 def _nabf_grad(x32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
-    Kumar's ``sobel_fn``: Sobel/8 correlation on the mirror extension
-    (``per_extn_im_fn`` == reflect-101); strength and ``atan(gv/gh)`` (0 where both are 0).
+    Compute Kumar's ``sobel_fn``.
+
+    Sobel/8 correlation on the mirror extension (``per_extn_im_fn`` == reflect-101);
+    strength and ``atan(gv/gh)`` (0 where both are 0).
     """
     gv = cv2.filter2D(x32, -1, _KUMAR_V, borderType=cv2.BORDER_REFLECT_101)
     gh = cv2.filter2D(x32, -1, _KUMAR_H, borderType=cv2.BORDER_REFLECT_101)
@@ -386,7 +391,7 @@ def en(fused, ir=None, vis=None) -> float:
 
 
 def sd(fused, ir=None, vis=None) -> float:
-    """Standard deviation of the fused image."""
+    """Return the standard deviation of the fused image."""
     return float(to_gray(fused).std(dtype=np.float64))
 
 
@@ -451,7 +456,8 @@ def nabf(fused, ir, vis) -> float:
 
 
 # --------------------------------------------------------------------------- all at once
-def compute_all(fused, ir, vis, metrics: tuple[str, ...] | list[str] | None = None) -> dict[str, float]:
+def compute_all(fused, ir, vis,
+                metrics: tuple[str, ...] | list[str] | None = None) -> dict[str, float]:
     """
     All (or the named subset of) :data:`METRICS` for one frame, sharing the work.
 

@@ -58,12 +58,12 @@ def visible_flow(previous_vis: np.ndarray, current_vis: np.ndarray,
 
 def flow_distance(previous_fused: np.ndarray, fused: np.ndarray,
                   previous_vis: np.ndarray, vis: np.ndarray) -> float:
-    """flowD of one frame at full resolution (see module docstring)."""
+    """Compute flowD of one frame at full resolution (see module docstring)."""
     return warped_distance(previous_fused, fused, visible_flow(previous_vis, vis))
 
 
 def sequence_flow_distance(fused_frames, vis_frames) -> list[float]:
-    """flowD of every frame after the first; iterables of equally sized frames."""
+    """Compute flowD of every frame after the first; iterables of equally sized frames."""
     values, previous = [], None
     for fused, vis in zip(fused_frames, vis_frames):
         if previous is not None:

@@ -57,11 +57,11 @@ convention: 3-channel arrays are BGR, 2-D arrays are gray.
 
 from __future__ import annotations
 
-import math
-import zlib
-from pathlib import Path
 from collections import OrderedDict
+import math
+from pathlib import Path
 from typing import Callable
+import zlib
 
 import cv2
 import numpy as np
@@ -129,7 +129,8 @@ def _rgb2gray(rgb: np.ndarray, rounded: bool) -> np.ndarray:
     return np.floor(g + 0.5) if rounded else g
 
 
-def _channel_triples(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray, gray_rounded: bool = True):
+def _channel_triples(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray,
+                     gray_rounded: bool = True):
     """(vis, ir, fused) 2-D planes the way VIFB pairs them (see the module docstring)."""
     if fused.shape[0] == 1:
         v = vis[0] if vis.shape[0] == 1 else _rgb2gray(vis, gray_rounded)
@@ -227,8 +228,10 @@ class _Plane:
             p = self.x.astype(np.float32) if _is_integral(self.x) else self.x
             dt = p.dtype.type
             # conv2 == correlation with the kernel flipped in both axes.
-            sx = cv2.filter2D(p, -1, _SOBEL_H3[::-1, ::-1].astype(dt), borderType=cv2.BORDER_CONSTANT)
-            sy = cv2.filter2D(p, -1, _SOBEL_H1[::-1, ::-1].astype(dt), borderType=cv2.BORDER_CONSTANT)
+            sx = cv2.filter2D(p, -1, _SOBEL_H3[::-1, ::-1].astype(dt),
+                              borderType=cv2.BORDER_CONSTANT)
+            sy = cv2.filter2D(p, -1, _SOBEL_H1[::-1, ::-1].astype(dt),
+                              borderType=cv2.BORDER_CONSTANT)
             g2 = sx * sx + sy * sy
             zero = sx == 0
             a = np.arctan(sy / np.where(zero, dt(1), sx))
@@ -239,10 +242,12 @@ class _Plane:
 
 class _SourceCache:
     """
-    Small LRU of source planes: the sources of one image pair are shared by every
-    fused result judged against them (as when a benchmark scores many methods one
-    image pair at a time).  Keyed by content; holds at most one colour pair of
-    planes up to ``max_pixels`` each (larger planes are not kept).
+    Small LRU of source planes.
+
+    The sources of one image pair are shared by every fused result judged against
+    them (as when a benchmark scores many methods one image pair at a time).
+    Keyed by content; holds at most one colour pair of planes up to
+    ``max_pixels`` each (larger planes are not kept).
     """
 
     def __init__(self, size: int = 6, max_pixels: int = 1 << 20) -> None:
@@ -274,7 +279,8 @@ _SOURCES = _SourceCache()
 
 # --------------------------------------------------------------------------- two-source metrics
 def _mutinf_pair(s: _Plane, f: _Plane) -> float:
-    hab = np.bincount((s.mi_q.astype(np.intp) << 8 | f.mi_q).ravel(), minlength=65536).astype(np.float64)
+    hab = np.bincount((s.mi_q.astype(np.intp) << 8 | f.mi_q).ravel(),
+                      minlength=65536).astype(np.float64)
     ha = hab.reshape(256, 256).sum(axis=1)
     hb = hab.reshape(256, 256).sum(axis=0)
     return (_entropy_from_counts(ha, np.log) + _entropy_from_counts(hb, np.log)
@@ -286,7 +292,8 @@ def _ssim_pair(s: _Plane, f: _Plane) -> float:
     ub, ub2, sb = f.ssim
     uab = ua * ub
     sab = _ssim_filt(s.x * f.x) - uab
-    m = ((2 * uab + _SSIM_C1) * (2 * sab + _SSIM_C2)) / ((ua2 + ub2 + _SSIM_C1) * (sa + sb + _SSIM_C2))
+    m = ((2 * uab + _SSIM_C1) * (2 * sab + _SSIM_C2)) / ((ua2 + ub2 + _SSIM_C1) *
+                                                         (sa + sb + _SSIM_C2))
     return float(m.mean()) if m.size else float("nan")  # images under 11 px: NaN, as in MATLAB
 
 
@@ -329,7 +336,8 @@ _PAIR_FUNCS = {"Mutinf": (_mutinf_pair, 1.0), "Ssim": (_ssim_pair, 1.0),
                "Cross_entropy": (_cross_entropy_pair, 0.5)}
 
 
-def _two_source_rounded(v: np.ndarray, i: np.ndarray, f: np.ndarray, keys: set[str]) -> dict[str, float]:
+def _two_source_rounded(v: np.ndarray, i: np.ndarray, f: np.ndarray,
+                        keys: set[str]) -> dict[str, float]:
     """Mutinf, Ssim, Cross_entropy (their scripts hand rgb2gray a uint8 source)."""
     fp = _Plane(f)
     sources = (_SOURCES.get(v), _SOURCES.get(i))
@@ -337,7 +345,8 @@ def _two_source_rounded(v: np.ndarray, i: np.ndarray, f: np.ndarray, keys: set[s
             for key, (func, weight) in _PAIR_FUNCS.items() if key in keys}
 
 
-def _two_source_double(v: np.ndarray, i: np.ndarray, f: np.ndarray, keys: set[str]) -> dict[str, float]:
+def _two_source_double(v: np.ndarray, i: np.ndarray, f: np.ndarray,
+                       keys: set[str]) -> dict[str, float]:
     """Qabf, Psnr, Rmse (their scripts convert the sources to double before rgb2gray)."""
     out = {}
     if "Qabf" in keys:
@@ -412,7 +421,8 @@ def _mean_over_planes(func, f: np.ndarray) -> float:
 def _prep(fused, ir, vis):
     f, i, v = _as_rgb_planes(fused), _as_rgb_planes(ir), _as_rgb_planes(vis)
     if not (f.shape[1:] == i.shape[1:] == v.shape[1:]):
-        raise ValueError(f"image sizes differ: fused {f.shape[1:]}, ir {i.shape[1:]}, vis {v.shape[1:]}")
+        raise ValueError(f"image sizes differ: fused {f.shape[1:]}, ir {i.shape[1:]}, "
+                         f"vis {v.shape[1:]}")
     return f, i, v
 
 

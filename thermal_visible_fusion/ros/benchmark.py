@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import platform
 import time
-from pathlib import Path
 
 
 def add_arguments(parser) -> None:
@@ -96,11 +96,12 @@ def _messages(width: int, height: int, count: int = 30):
     from thermal_visible_fusion.data.synthetic import SyntheticScene
 
     scene = SyntheticScene(width, height)
-    return [(image_message(t), image_message(r)) for t, r in (scene.frame(i) for i in range(count))]
+    return [(image_message(t), image_message(r))
+            for t, r in (scene.frame(i) for i in range(count))]
 
 
 def _reset_under_load(client, pairs, rate: float, calls: int) -> dict | None:
-    """A burst of ~/reset calls and ten single ones while pairs arrive at ``rate``."""
+    """Send a burst of ~/reset calls and ten single ones while pairs arrive at ``rate``."""
     import threading
 
     from thermal_visible_fusion.ros.harness import reset_storm, rounded_percentile

@@ -16,8 +16,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import time
 from pathlib import Path
+import time
 
 import cv2
 import numpy as np
@@ -25,14 +25,15 @@ import numpy as np
 from thermal_visible_fusion.stream.frame_diagnostics import TEMPORAL_KEYS
 
 
-
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default="output/demo", help="output folder (default: %(default)s)")
+    parser.add_argument("--out", default="output/demo",
+                        help="output folder (default: %(default)s)")
     parser.add_argument("--frames", type=int, default=150,
                         help="frames to publish (default: 150; all are held in memory)")
     parser.add_argument("--rate", type=float, default=None,
                         help="publish rate in Hz (default: 30, or the video's rate)")
-    parser.add_argument("--ir", help="thermal mp4 or frame folder (instead of the synthetic scene)")
+    parser.add_argument("--ir",
+                        help="thermal mp4 or frame folder (instead of the synthetic scene)")
     parser.add_argument("--rgb", help="RGB mp4 or frame folder, paired with --ir")
     parser.add_argument("--thermal-16bit", action="store_true",
                         help="publish the synthetic thermal as mono16 (radiometric-like)")
@@ -114,7 +115,8 @@ def write_outputs(out: Path, published: dict, received, rate: float, elapsed: fl
     samples = []
     for i, stamp in enumerate(stamps):
         msg = received.fused[stamp]
-        fused = decode_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
+        fused = decode_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian,
+                           msg.data)
         thermal, rgb = published[stamp]
         if thermal.dtype != np.uint8:
             thermal = cv2.normalize(thermal, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
@@ -143,9 +145,11 @@ def write_outputs(out: Path, published: dict, received, rate: float, elapsed: fl
         "fused_received": len(stamps),
         "diagnostics_received": len(received.temporal),
         "publish_seconds": round(elapsed, 2),
-        "mean_temporal_error": {k: mean(f"temporal_error_{k}") for k in ("fused", "thermal", "rgb")},
+        "mean_temporal_error": {k: mean(f"temporal_error_{k}")
+                                for k in ("fused", "thermal", "rgb")},
         "mean_brightness_flicker": mean("brightness_flicker"),
-        "node_latency_ms": {"p50": rounded_percentile(latencies, 50), "p95": rounded_percentile(latencies, 95)},
+        "node_latency_ms": {"p50": rounded_percentile(latencies, 50),
+                            "p95": rounded_percentile(latencies, 95)},
     }
     fusion = received.last_status()
     if fusion:

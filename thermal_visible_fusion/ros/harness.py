@@ -9,16 +9,16 @@ thermal/RGB pairs and records what the node publishes.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 import os
+from pathlib import Path
 import random
 import signal
 import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -102,7 +102,7 @@ class Received:
     diagnostics: list = field(default_factory=list)
 
     def newest_status(self, suffix: str = ": fusion"):
-        """The newest /diagnostics status whose name ends with ``suffix`` (None if none)."""
+        """Return the newest /diagnostics status whose name ends with ``suffix`` (None if none)."""
         for array in reversed(self.diagnostics):
             for status in array.status:
                 if status.name.endswith(suffix):
@@ -118,6 +118,8 @@ class Received:
 @contextmanager
 def node_session(env: dict[str, str], params: dict, log_path: Path, **client_args):
     """
+    Run the fusion node in its own process and a ``PairClient`` talking to it.
+
     The fusion node in its own process and a ``PairClient`` talking to it (rclpy
     initialised here); on exit the client closes, rclpy shuts down and the node stops,
     its exit code in ``session.code``.

@@ -1,6 +1,7 @@
 """
-sensor_msgs/Image, CompressedImage and CameraInfo <-> numpy without cv_bridge, and QoS by
-name.
+ROS message conversions and QoS.
+
+sensor_msgs/Image, CompressedImage and CameraInfo <-> numpy without cv_bridge, and QoS by name.
 """
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ from __future__ import annotations
 from array import array as byte_array
 
 import numpy as np
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from rclpy.qos import HistoryPolicy, ReliabilityPolicy, DurabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
+from rclpy.qos import qos_profile_sensor_data, QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from thermal_visible_fusion.stream import image_codec
@@ -73,6 +74,8 @@ def compressed_message(bgr: np.ndarray, header, quality: int) -> CompressedImage
 
 def camera_info_for(info: CameraInfo | None, header, width: int, height: int) -> CameraInfo:
     """
+    Return the CameraInfo of an image of ``width`` x ``height``, with ``header``.
+
     The CameraInfo of an image of ``width`` x ``height`` taken with the camera ``info``
     describes, with ``header``.
 

@@ -35,12 +35,12 @@ Example::
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 import importlib
 import os
+from pathlib import Path
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
@@ -80,7 +80,7 @@ def message_class(msgtype: str):
 
 
 def select_connections(reader, topics: list[str] | None):
-    """(connections to play, skipped topic notes)."""
+    """Return (connections to play, skipped topic notes)."""
     available = {c.topic for c in reader.connections}
     if topics:
         missing = [t for t in topics if t not in available]
@@ -118,6 +118,8 @@ class Route:
 
 def plan_routes(connections, transport: str) -> tuple[dict, list[str]]:
     """
+    Plan the routes of the connections to play.
+
     ``{(topic, msgtype): Route}`` of the connections to play, and notes on recorded
     topics left out because the bag holds the chosen form already.
     """
@@ -167,8 +169,9 @@ class Player:
 
     def _convert(self, route: Route, connection, raw) -> bytes | None:
         """
-        CDR bytes of the converted message; None (counted, the first one said) when
-        the data cannot be converted.
+        Return the CDR bytes of the converted message.
+
+        None (counted, the first one said) when the data cannot be converted.
         """
         from thermal_visible_fusion.stream.image_codec import ImageFormatError
         from thermal_visible_fusion.tools import bag_io

@@ -26,6 +26,7 @@ from thermal_visible_fusion.ros.messages import image_message, qos_by_name
 
 
 class ScenePublisher(Node):
+
     def __init__(self):
         super().__init__("scene_publisher")
         rate = float(self.declare_parameter("rate", 30.0).value)
@@ -49,7 +50,8 @@ class ScenePublisher(Node):
                           self.create_publisher(CameraInfo, "rgb/camera_info", qos))
         self.index = 0
         self.create_timer(1.0 / rate, self._publish)
-        self.get_logger().info(f"publishing {len(self.messages)} looping frame pairs at {rate:g} Hz")
+        self.get_logger().info(
+            f"publishing {len(self.messages)} looping frame pairs at {rate:g} Hz")
 
     def _publish(self) -> None:
         thermal, rgb = self.messages[self.index % len(self.messages)]
@@ -64,7 +66,7 @@ class ScenePublisher(Node):
 
 
 def nominal_camera_info(width: int, height: int, hfov_deg: float, frame_id: str) -> CameraInfo:
-    """An ideal pinhole camera: square pixels, centred principal point, no distortion."""
+    """Return an ideal pinhole camera: square pixels, centred principal point, no distortion."""
     f = width / 2 / math.tan(math.radians(hfov_deg) / 2)
     cx, cy = (width - 1) / 2, (height - 1) / 2
     return CameraInfo(header=Header(frame_id=frame_id), width=width, height=height,

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import sys
 import threading
 import time
-from pathlib import Path
 
 
 def add_arguments(parser) -> None:

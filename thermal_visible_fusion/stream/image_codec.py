@@ -23,9 +23,9 @@ Every other result is a fresh array.  Results are always C-contiguous.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import operator
 import struct
-from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -143,9 +143,11 @@ def decode_thermal(
     max_pixels: int | None = None,
 ) -> np.ndarray:
     """
-    Decode a thermal image to (H, W), native byte order: grey encodings as they are
-    (uint8, uint16 or float32; NaN/inf in 32FC1 kept), colour, Bayer and YUV as their
-    luma at the same bit depth (see :data:`ENCODINGS`).
+    Decode a thermal image to (H, W), native byte order.
+
+    Grey encodings as they are (uint8, uint16 or float32; NaN/inf in 32FC1 kept),
+    colour, Bayer and YUV as their luma at the same bit depth (see
+    :data:`ENCODINGS`).
     """
     _check_encoding(encoding, THERMAL_ENCODINGS, "thermal")
     pixels = _decode_pixels(encoding, height, width, step, is_bigendian, data, max_pixels)
@@ -163,7 +165,8 @@ def decode_rgb(
     max_pixels: int | None = None,
 ) -> np.ndarray:
     """
-    Decode a colour (or grey, Bayer, YUV) image to (H, W, 3) uint8 in BGR order;
+    Decode a colour (or grey, Bayer, YUV) image to (H, W, 3) uint8 in BGR order.
+
     16-bit data is shifted down 8 bits.
     """
     _check_encoding(encoding, RGB_ENCODINGS, "rgb")
@@ -182,8 +185,10 @@ def decode_image(
     max_pixels: int | None = None,
 ) -> np.ndarray:
     """
-    Inverse of :func:`encode_image`: grey encodings give (H, W) as
-    :func:`decode_thermal`, the others (H, W, 3) BGR as :func:`decode_rgb`.
+    Decode an image: the inverse of :func:`encode_image`.
+
+    Grey encodings give (H, W) as :func:`decode_thermal`, the others (H, W, 3)
+    BGR as :func:`decode_rgb`.
     """
     grey = encoding in ENCODINGS and ENCODINGS[encoding].kind == "grey"
     decode = decode_thermal if grey else decode_rgb
@@ -228,8 +233,11 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _CODECS = ("jpeg", "jpg", "png", "tiff", "tif")
 
 
-def decode_compressed(format: str, data: Any, max_pixels: int | None = None) -> np.ndarray:
+def decode_compressed(format: str, data: Any,  # noqa: A002 (the message field's name)
+                      max_pixels: int | None = None) -> np.ndarray:
     """
+    Decode a ``sensor_msgs/CompressedImage``.
+
     Decode a ``sensor_msgs/CompressedImage`` of the ``compressed`` or
     ``compressedDepth`` image_transport plugins (or a plain "jpeg"/"png" one).
 
@@ -246,14 +254,16 @@ def decode_compressed(format: str, data: Any, max_pixels: int | None = None) -> 
     return source if spec.to_bgr is None else cv2.cvtColor(source, spec.to_bgr)
 
 
-def decode_compressed_thermal(format: str, data: Any, max_pixels: int | None = None) -> np.ndarray:
-    """A compressed thermal image as :func:`decode_thermal` returns it: (H, W) grey."""
+def decode_compressed_thermal(format: str, data: Any,  # noqa: A002 (the message field's name)
+                              max_pixels: int | None = None) -> np.ndarray:
+    """Decode a compressed thermal image as :func:`decode_thermal` returns it: (H, W) grey."""
     encoding, pixels = _decompress(format, data, max_pixels)
     return _to_thermal(encoding, pixels)
 
 
-def decode_compressed_rgb(format: str, data: Any, max_pixels: int | None = None) -> np.ndarray:
-    """A compressed RGB image as :func:`decode_rgb` returns it: (H, W, 3) BGR uint8."""
+def decode_compressed_rgb(format: str, data: Any,  # noqa: A002 (the message field's name)
+                          max_pixels: int | None = None) -> np.ndarray:
+    """Decode a compressed RGB image as :func:`decode_rgb` returns it: (H, W, 3) BGR uint8."""
     encoding, pixels = _decompress(format, data, max_pixels)
     if not ENCODINGS[encoding].rgb:
         raise ImageFormatError(f"compressed {_short(format)} decodes to {encoding}, "
@@ -263,6 +273,8 @@ def decode_compressed_rgb(format: str, data: Any, max_pixels: int | None = None)
 
 def encode_compressed(bgr: np.ndarray, quality: int) -> tuple[str, bytes]:
     """
+    Encode an image as image_transport's ``compressed`` publisher does.
+
     (format, data) of a ``CompressedImage`` as image_transport's ``compressed``
     publisher writes it: (H, W, 3) uint8 BGR -> JPEG "bgr8; jpeg compressed bgr8";
     (H, W) uint8 -> JPEG "mono8; jpeg compressed mono8"; (H, W) uint16 -> PNG
@@ -277,11 +289,11 @@ def encode_compressed(bgr: np.ndarray, quality: int) -> tuple[str, bytes]:
         raise ImageFormatError(f"cannot compress empty image of shape {array.shape}")
     jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
-        format, ext, params = "bgr8; jpeg compressed bgr8", ".jpg", jpeg
+        fmt, ext, params = "bgr8; jpeg compressed bgr8", ".jpg", jpeg
     elif array.ndim == 2 and array.dtype == np.uint8:
-        format, ext, params = "mono8; jpeg compressed mono8", ".jpg", jpeg
+        fmt, ext, params = "mono8; jpeg compressed mono8", ".jpg", jpeg
     elif array.ndim == 2 and array.dtype == np.uint16:
-        format, ext, params = "mono16; png compressed ", ".png", [cv2.IMWRITE_PNG_COMPRESSION, 3]
+        fmt, ext, params = "mono16; png compressed ", ".png", [cv2.IMWRITE_PNG_COMPRESSION, 3]
     else:
         raise ImageFormatError(
             f"cannot compress array of shape {array.shape} and dtype {array.dtype}; expected "
@@ -291,20 +303,20 @@ def encode_compressed(bgr: np.ndarray, quality: int) -> tuple[str, bytes]:
     ok, encoded = cv2.imencode(ext, native, params)
     if not ok:
         raise ImageFormatError(f"OpenCV could not encode {ext} of shape {array.shape}")
-    return format, encoded.tobytes()
+    return fmt, encoded.tobytes()
 
 
-def _parse_format(format: Any) -> tuple[str, str, str, bool]:
-    """(encoding before ';', codec, target after 'compressed', compressedDepth)."""
-    if not isinstance(format, str):
-        raise ImageFormatError(f"format must be a string, got {type(format).__name__}")
-    encoding, _, rest = format.partition(";") if ";" in format else ("", "", format)
+def _parse_format(fmt: Any) -> tuple[str, str, str, bool]:
+    """Parse (encoding before ';', codec, target after 'compressed', compressedDepth)."""
+    if not isinstance(fmt, str):
+        raise ImageFormatError(f"format must be a string, got {type(fmt).__name__}")
+    encoding, _, rest = fmt.partition(";") if ";" in fmt else ("", "", fmt)
     encoding, words = encoding.strip(), rest.split()
     if words[:1] == ["compressedDepth"]:
         # "16UC1; compressedDepth png"; older versions name no codec (png then)
         return encoding, (words[1] if len(words) > 1 else "png").lower(), "", True
     if not words or words[0].lower() not in _CODECS:
-        raise ImageFormatError(f"unsupported compressed format {_short(format)}; supported: "
+        raise ImageFormatError(f"unsupported compressed format {_short(fmt)}; supported: "
                                "jpeg, png, tiff ('<encoding>; <codec> compressed <target>'), "
                                "'<encoding>; compressedDepth png'")
     # "bgr8; jpeg compressed bgr8", "mono16; png compressed " (no target), plain "jpeg"
@@ -312,9 +324,9 @@ def _parse_format(format: Any) -> tuple[str, str, str, bool]:
     return encoding, words[0].lower(), target, False
 
 
-def _decompress(format: str, data: Any, max_pixels: int | None) -> tuple[str, np.ndarray]:
+def _decompress(fmt: str, data: Any, max_pixels: int | None) -> tuple[str, np.ndarray]:
     """Decode to (encoding in ENCODINGS, (H, W, C) pixels) for the shared conversions."""
-    encoding, codec, target, depth = _parse_format(format)
+    encoding, codec, target, depth = _parse_format(fmt)
     buffer = _as_byte_array(data)
     if buffer.size == 0:
         raise ImageFormatError("compressed image data is empty")
@@ -331,15 +343,15 @@ def _decompress(format: str, data: Any, max_pixels: int | None) -> tuple[str, np
     _check_declared_size(buffer, max_pixels)
     if buffer[:2].tobytes() == b"\xff\xd8" and not _ends_with_eoi(buffer):
         # libjpeg (OpenCV 4 on robots) fills a cut-off JPEG with grey and only warns
-        raise ImageFormatError(f"truncated JPEG in compressed {_short(format)}: "
+        raise ImageFormatError(f"truncated JPEG in compressed {_short(fmt)}: "
                                f"no end-of-image marker in {buffer.size} bytes")
     try:
         image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     except cv2.error as error:  # e.g. a size over OpenCV's own limit
-        raise ImageFormatError(f"cannot decode compressed {_short(format)}: "
+        raise ImageFormatError(f"cannot decode compressed {_short(fmt)}: "
                                f"{str(error).strip().splitlines()[-1]}") from None
     if image is None or image.size == 0:
-        raise ImageFormatError(f"cannot decode compressed {_short(format)} "
+        raise ImageFormatError(f"cannot decode compressed {_short(fmt)} "
                                f"({buffer.size} bytes): corrupt, truncated or not an image")
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:
         _raise_oversize(image.shape[1], image.shape[0], max_pixels)
@@ -355,35 +367,36 @@ def _decompress(format: str, data: Any, max_pixels: int | None) -> tuple[str, np
                 image = np.float32(quant[0]) / (inverse - np.float32(quant[1]))
             image[inverse == 0] = np.nan
             return "32FC1", image[..., None]
-        return _grey_name(dtype, format), image[..., None] if image.ndim == 2 else image
+        return _grey_name(dtype, fmt), image[..., None] if image.ndim == 2 else image
     if channels == 1:
         # a Bayer mosaic stays one when the plugin kept it (jpeg_compress_bayer, or PNG)
         bayer = f"{(target or encoding).rstrip('0123456789')}{8 * dtype.itemsize}"
         if bayer.startswith("bayer_") and bayer in ENCODINGS:
             return bayer, image[..., None]
-        return _grey_name(dtype, format), image[..., None]
+        return _grey_name(dtype, fmt), image[..., None]
     if channels not in (3, 4) or dtype not in (_U8, _U16):
-        raise ImageFormatError(f"compressed {_short(format)} decodes to {channels} channels "
+        raise ImageFormatError(f"compressed {_short(fmt)} decodes to {channels} channels "
                                f"of {dtype}; expected grey, BGR or BGRA of 8 or 16 bits")
     # As image_transport's compressed subscriber: a colour encoding whose target is not
     # "bgr..." was compressed from RGB-ordered pixels (imdecode then returns them as is).
-    rgb_order = ";" in format and encoding.startswith(("rgb", "bgr")) and \
+    rgb_order = ";" in fmt and encoding.startswith(("rgb", "bgr")) and \
         not target.startswith("bgr")
     order = ("rgb" if rgb_order else "bgr") + ("a" if channels == 4 else "")
     return f"{order}{8 * dtype.itemsize}", image
 
 
-def _grey_name(dtype: np.dtype, format: str) -> str:
+def _grey_name(dtype: np.dtype, fmt: str) -> str:
     names = {_U8: "mono8", _U16: "mono16", _F32: "32FC1"}
     if dtype not in names:
-        raise ImageFormatError(f"compressed {_short(format)} decodes to unsupported {dtype}")
+        raise ImageFormatError(f"compressed {_short(fmt)} decodes to unsupported {dtype}")
     return names[dtype]
 
 
 def _check_declared_size(buffer: np.ndarray, max_pixels: int | None) -> None:
     """
-    Refuse an image whose PNG/JPEG header declares more than ``max_pixels``, before
-    OpenCV allocates it; other codecs are checked after decoding.
+    Refuse an image whose PNG/JPEG header declares more than ``max_pixels``.
+
+    Before OpenCV allocates it; other codecs are checked after decoding.
     """
     if max_pixels is None:
         return
@@ -471,8 +484,9 @@ def _check_encoding(encoding: str, supported: tuple[str, ...], what: str) -> Non
 
 def _families(names: tuple[str, ...]) -> str:
     """
-    'mono, 8UC1, ..., bayer_*, yuv422': the names without bit depths, so a log line
-    stays short.
+    Return the names without bit depths, so a log line stays short.
+
+    For example 'mono, 8UC1, ..., bayer_*, yuv422'.
     """
     families: list[str] = []
     for name in names:
@@ -592,8 +606,10 @@ def _rgb_words(spec: Encoding) -> str:
 
 def encodings_markdown() -> str:
     """
-    :data:`ENCODINGS` as a Markdown table (quoted in ``docs/encodings.md``; print it
-    with ``python -m thermal_visible_fusion.stream.image_codec``).
+    Return :data:`ENCODINGS` as a Markdown table.
+
+    (quoted in ``docs/encodings.md``; print it with ``python -m
+    thermal_visible_fusion.stream.image_codec``).
     """
     lines = ["| encoding | bytes/pixel | thermal input gets (H, W) "
              "| RGB input gets (H, W, 3) BGR uint8 | note |",

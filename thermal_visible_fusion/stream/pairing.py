@@ -83,9 +83,9 @@ Every received message ends in exactly one bucket: ``paired``,
 
 from __future__ import annotations
 
-import operator
 from collections import deque
 from dataclasses import dataclass, fields
+import operator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -151,9 +151,11 @@ class _Stream:
 
     def shortest_next_step(self) -> float | None:
         """
-        A lower bound on the step to this stream's next stamp, or None: only a camera
-        with a steady rate has one (drops only lengthen steps, so the shortest recent
-        step is its frame period less jitter; irregular stamps give no bound).
+        Return a lower bound on the step to this stream's next stamp, or None.
+
+        Only a camera with a steady rate has one (drops only lengthen steps, so the
+        shortest recent step is its frame period less jitter; irregular stamps give
+        no bound).
         """
         if len(self.steps) < STEP_MIN_SAMPLES:
             return None
@@ -231,6 +233,8 @@ class StampPairer(Generic[T]):
 
     def count_duplicate(self, stream: str) -> None:
         """
+        Count a message dropped as a duplicate of the stream's newest stamp.
+
         Count a message dropped before pairing because its stamp repeats the stream's
         newest one (the caller checked stamp order itself), keeping the invariant.
         """

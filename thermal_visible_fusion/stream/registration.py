@@ -34,6 +34,8 @@ def rpy_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
 def scaled_intrinsics(k: Sequence[float], info_size: tuple[int, int],
                       image_size: tuple[int, int]) -> np.ndarray:
     """
+    Return K (row-major 9) scaled to an image of another size, same field of view.
+
     K (row-major 9) of a CameraInfo of ``info_size`` (w, h), for an image of
     ``image_size`` (w, h) of the same field of view (binned or resized), as image_proc's
     resize scales it.
@@ -62,6 +64,8 @@ def plane_homography(k_thermal: np.ndarray, k_rgb: np.ndarray, rotation: np.ndar
                      translation: Sequence[float], distance: float,
                      normal: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
     """
+    Return the homography mapping thermal to RGB pixels for points on a plane.
+
     H (3x3) mapping thermal pixels to RGB pixels for points on the plane ``normal . X =
     distance`` in the thermal frame (default: fronto-parallel at ``distance`` metres).
     """
@@ -79,8 +83,9 @@ def camera_info_homography(k_thermal: Sequence[float], thermal_info_size: tuple[
                            translation: Sequence[float], rpy: Sequence[float],
                            distance: float) -> list[float]:
     """
-    The row-major 9-element homography for the ``homography`` parameter's slot: each K
-    scaled to the image it is applied to (sizes are (width, height)).
+    Return the row-major 9-element homography for the ``homography`` parameter's slot.
+
+    Each K scaled to the image it is applied to (sizes are (width, height)).
     """
     h = plane_homography(scaled_intrinsics(k_thermal, thermal_info_size, thermal_size),
                          scaled_intrinsics(k_rgb, rgb_info_size, rgb_size),

@@ -19,8 +19,10 @@ from typing import Iterable
 
 class StampOrderError(ValueError):
     """
-    A duplicate or out-of-order stamp: the frame is dropped.  ``duplicate`` tells
-    the two apart (a repeated stamp is a resent frame, not a broken one).
+    A duplicate or out-of-order stamp: the frame is dropped.
+
+    ``duplicate`` tells the two apart (a repeated stamp is a resent frame, not a
+    broken one).
     """
 
     def __init__(self, message: str, duplicate: bool = False):
@@ -47,8 +49,9 @@ class StampOrder:
 
     def check(self, stream: str, stamp_ns: int, now: float) -> Verdict:
         """
-        Verdict for ``stamp_ns`` of ``stream`` received at monotonic time ``now``;
-        raises ``StampOrderError`` for a duplicate or out-of-order stamp.
+        Return the verdict for ``stamp_ns`` of ``stream`` received at monotonic time ``now``.
+
+        Raises ``StampOrderError`` for a duplicate or out-of-order stamp.
         """
         if stream not in self._last:
             raise ValueError(f"unknown stream {stream!r}; expected one of {self.streams}")

@@ -7,8 +7,8 @@ same memory footprint whatever its inputs do.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
+import threading
 
 import numpy as np
 

@@ -62,8 +62,8 @@ class ThermalNormalizer:
         self._range: tuple[float, float] | None = None
 
     @property
-    def range(self) -> tuple[float, float] | None:
-        """Current smoothed (low, high) in input units, or None before the first frame."""
+    def range(self) -> tuple[float, float] | None:  # noqa: A003 (public property)
+        """Return the current smoothed (low, high) in input units; None before the first frame."""
         return self._range
 
     def reset(self) -> None:

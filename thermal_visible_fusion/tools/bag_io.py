@@ -22,12 +22,12 @@ camera, or both under top-level ``thermal:`` and ``rgb:`` keys
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+import heapq
+import itertools
 from pathlib import Path
+import re
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -59,7 +59,7 @@ _RGB_WORDS = {"rgb", "color", "colour", "visible", "vis", "vi", "bgr", "visual"}
 
 @lru_cache(maxsize=1)
 def typestore():
-    """The rosbags type store used for (de)serializing (ROS 2 Humble, else the latest)."""
+    """Return the rosbags type store used for (de)serializing (ROS 2 Humble, else the latest)."""
     from rosbags.typesys import Stores, get_typestore
     store = getattr(Stores, "ROS2_HUMBLE", None) or Stores.LATEST
     return get_typestore(store)
@@ -125,10 +125,10 @@ class CameraCalibration:
                    p=matrix("projection_matrix", 12, defaults.p))
 
     def message(self, stamp_ns: int, frame_id: str):
-        """A rosbags ``sensor_msgs/msg/CameraInfo``."""
+        """Return a rosbags ``sensor_msgs/msg/CameraInfo``."""
         types = typestore().types
         roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                      do_rectify=False)
+                                                        do_rectify=False)
         return types[CAMERA_INFO](
             header=_header(stamp_ns, frame_id), height=self.height, width=self.width,
             distortion_model=self.distortion_model, d=np.asarray(self.d, np.float64),
@@ -138,8 +138,10 @@ class CameraCalibration:
 
 def load_calibrations(path: str | Path) -> dict[str, CameraCalibration]:
     """
-    Read a camera_info YAML: ``{"thermal": ..., "rgb": ...}`` when the file has
-    ``thermal:`` and/or ``rgb:`` sections, else ``{"camera": ...}`` for a one-camera file.
+    Read a camera_info YAML.
+
+    ``{"thermal": ..., "rgb": ...}`` when the file has ``thermal:`` and/or ``rgb:``
+    sections, else ``{"camera": ...}`` for a one-camera file.
     """
     import yaml
 
@@ -203,8 +205,9 @@ class BagWriter:
     def add_topic(self, topic: str, msgtype: str, *, msgdef: str | None = None,
                   rihs01: str | None = None, offered_qos_profiles: Sequence = ()) -> None:
         """
-        Register ``topic`` (done automatically on the first write of a known type);
-        pass ``msgdef``/``rihs01`` to copy a connection of a type the store lacks.
+        Register ``topic`` (done automatically on the first write of a known type).
+
+        Pass ``msgdef``/``rihs01`` to copy a connection of a type the store lacks.
         """
         existing = self._connections.get(topic)
         if existing is not None:
@@ -248,6 +251,8 @@ class BagWriter:
                     log_time_ns: int | None = None, compressed: bool = False,
                     quality: int = 90) -> None:
         """
+        Write an image message.
+
         (H, W, 3) uint8 -> bgr8; (H, W) uint8/uint16/float32 -> mono8/mono16/32FC1;
         ``compressed``: a CompressedImage instead (see :func:`compressed_image_message`),
         on the ``topic`` given (name it ``.../compressed`` by image_transport's convention).
@@ -289,7 +294,7 @@ class BagWriter:
 
 
 def image_message(image: np.ndarray, stamp_ns: int, frame_id: str):
-    """A rosbags ``sensor_msgs/msg/Image`` of ``image`` (see :func:`encode_image`)."""
+    """Return a rosbags ``sensor_msgs/msg/Image`` of ``image`` (see :func:`encode_image`)."""
     encoding, step, data = encode_image(image)
     return typestore().types[IMAGE](
         header=_header(stamp_ns, frame_id), height=int(image.shape[0]), width=int(image.shape[1]),
@@ -298,8 +303,9 @@ def image_message(image: np.ndarray, stamp_ns: int, frame_id: str):
 
 def compressed_image_message(image: np.ndarray, stamp_ns: int, frame_id: str, quality: int = 90):
     """
-    A rosbags ``sensor_msgs/msg/CompressedImage`` as image_transport's ``compressed``
-    plugin writes it: BGR or mono8 as JPEG, mono16 as PNG (see :func:`encode_compressed`).
+    Return a rosbags ``sensor_msgs/msg/CompressedImage`` as the ``compressed`` plugin writes it.
+
+    BGR or mono8 as JPEG, mono16 as PNG (see :func:`encode_compressed`).
     """
     format_, data = encode_compressed(image, quality)
     return typestore().types[COMPRESSED_IMAGE](header=_header(stamp_ns, frame_id), format=format_,
@@ -308,8 +314,10 @@ def compressed_image_message(image: np.ndarray, stamp_ns: int, frame_id: str, qu
 
 def to_raw(msg: Any):
     """
-    An Image of a deserialized CompressedImage (stamp and frame_id kept): grey stays
-    grey at its depth (mono8, mono16, 32FC1), colour becomes bgr8 (16-bit >> 8).
+    Return an Image of a deserialized CompressedImage (stamp and frame_id kept).
+
+    Grey stays grey at its depth (mono8, mono16, 32FC1), colour becomes bgr8 (16-bit
+    >> 8).
     """
     image = decode_compressed(msg.format, msg.data)
     if image.ndim == 3 and image.dtype == np.uint16:
@@ -319,9 +327,10 @@ def to_raw(msg: Any):
 
 def to_compressed(msg: Any, quality: int = 90):
     """
-    A CompressedImage of a deserialized Image (stamp and frame_id kept): colour as
-    "bgr8; jpeg compressed bgr8", mono8 as JPEG, mono16 as PNG.  Float (32FC1) has
-    no such format: ``ImageFormatError``.
+    Return a CompressedImage of a deserialized Image (stamp and frame_id kept).
+
+    Colour as "bgr8; jpeg compressed bgr8", mono8 as JPEG, mono16 as PNG.  Float
+    (32FC1) has no such format: ``ImageFormatError``.
     """
     image = decode_image(msg.encoding, msg.height, msg.width, msg.step,
                          bool(msg.is_bigendian), msg.data)
@@ -334,7 +343,8 @@ def diagnostic_array(statuses: Iterable[Status], stamp_ns: int, frame_id: str = 
     status_type = types["diagnostic_msgs/msg/DiagnosticStatus"]
     status = [status_type(level=int(s.level),
                           name=s.name, message=s.message, hardware_id=s.hardware_id,
-                          values=[key_value(key=str(k), value=str(v)) for k, v in s.values.items()])
+                          values=[key_value(key=str(k), value=str(v))
+                                  for k, v in s.values.items()])
               for s in statuses]
     return types[DIAGNOSTIC_ARRAY](header=_header(stamp_ns, frame_id), status=status)
 
@@ -343,7 +353,7 @@ def diagnostic_array(statuses: Iterable[Status], stamp_ns: int, frame_id: str = 
 
 
 def open_reader(path: str | Path):
-    """An opened ``rosbags.rosbag2.Reader`` (close it, or use it in ``with``)."""
+    """Open a ``rosbags.rosbag2.Reader`` (close it, or use it in ``with``)."""
     from rosbags.rosbag2 import Reader
 
     path = Path(path)
@@ -367,6 +377,8 @@ class BagReadError(ValueError):
 
 def read_messages(reader, path: str | Path, **kwargs) -> Iterator[tuple]:
     """
+    Iterate ``reader.messages(**kwargs)``, raising a failure of the bag as ``BagReadError``.
+
     ``reader.messages(**kwargs)``, with a failure of the bag (a chunk cut short)
     raised as ``BagReadError`` and the caller's own errors left as they are.
     """
@@ -436,7 +448,8 @@ def guess_pair_topics(topics: Iterable[str], thermal: str | None = None,
 def decode_image_message(msg: Any, role: str | None = None,
                          max_pixels: int | None = None) -> np.ndarray:
     """
-    numpy array of a deserialized Image or CompressedImage, as the node decodes it:
+    Decode a deserialized Image or CompressedImage to a numpy array, as the node does.
+
     ``role="thermal"`` gives (H, W) (colour thermal becomes its luma), ``"rgb"``
     (H, W, 3) BGR uint8, ``None`` grey as grey and colour as BGR.  Bad data raises
     ``ImageFormatError``.
@@ -493,8 +506,10 @@ def read_images(path: str | Path, topics: Iterable[str] | None = None,
 
 class progress:
     """
-    Iterate with a progress bar on stderr: ``tqdm`` when installed, else a plain
-    line every ~2 s (only when stderr is a terminal or ``always`` is set).
+    Iterate with a progress bar on stderr.
+
+    ``tqdm`` when installed, else a plain line every ~2 s (only when stderr is a
+    terminal or ``always`` is set).
     """
 
     def __init__(self, iterable: Iterable, total: int | None = None, desc: str = "",

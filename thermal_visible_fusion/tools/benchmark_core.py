@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -96,6 +96,8 @@ class BusyCores:
 
 def cpu_agreement(weights: str, device: str, frames: list) -> dict:
     """
+    Compare the learned fuser's BGR output on ``device`` with the CPU path's.
+
     The learned fuser's BGR output on ``device`` against the CPU path's, frame by frame
     of one stream (memory on): mean and max absolute difference in grey levels, PSNR.
     """
@@ -150,7 +152,8 @@ def main(args) -> int:
         scene = SyntheticScene(width, height)
         frames = [scene.frame(i) for i in range(8)]
         for name in args.fusers.split(","):
-            engine = FusionEngine(EngineConfig(fuser=name, weights=args.weights, device=args.device))
+            engine = FusionEngine(EngineConfig(fuser=name, weights=args.weights,
+                                               device=args.device))
             if engine.fuser.name != name and name != "auto":
                 result["engine_fps"][f"{name}@{size}"] = f"unavailable: {engine.fuser_warning}"
                 continue
@@ -163,7 +166,8 @@ def main(args) -> int:
             result["engine_fps"][f"{name}@{size}"] = round(1000 / ms, 2)
             result.setdefault("device", engine.device)
             if hasattr(engine.fuser, "model"):
-                result["learned_parameters"] = sum(p.numel() for p in engine.fuser.model.parameters())
+                result["learned_parameters"] = sum(p.numel()
+                                                   for p in engine.fuser.model.parameters())
             print(f"{name:>10} @ {size}: {1000 / ms:7.2f} fps ({ms:.1f} ms/frame, "
                   f"{engine.device})", flush=True)
 

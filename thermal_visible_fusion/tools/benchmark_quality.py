@@ -28,9 +28,9 @@ clean visible frame, or both, in place of the degraded one.  Prints Markdown;
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -49,7 +49,8 @@ def add_arguments(parser) -> None:
                         help="comma-separated rows, e.g. learned,learned-no-memory,multiscale "
                              "(default: all available)")
     parser.add_argument("--weights", default="", help="weights of the learned fuser")
-    parser.add_argument("--features", action="store_true", help="clips: also compute feaCD (slower)")
+    parser.add_argument("--features", action="store_true",
+                        help="clips: also compute feaCD (slower)")
     parser.add_argument("--bounds", action="store_true",
                         help="clips, with --degraded: add multiscale rows given clean IR, clean "
                              "visible or both (what perfect restoration of each is worth)")
@@ -59,7 +60,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", default=None, help="write results here")
     videos = parser.add_argument_group("videos")
     videos.add_argument("--pair", nargs=2, action="append", default=[], metavar=("IR", "VIS"),
-                        help="a video pair or two frame folders (repeatable; with or without DATA)")
+                        help="a video pair or two frame folders "
+                             "(repeatable; with or without DATA)")
     videos.add_argument("--conditions", default="clean,degraded",
                         help="clean, degraded or both (default)")
     videos.add_argument("--metrics", default=None,
@@ -73,7 +75,8 @@ def add_arguments(parser) -> None:
                         help="first frame of the steady-state window (100)")
     videos.add_argument("--seed", type=int, default=0, help="degradation seed (default 0)")
     videos.add_argument("--haze", action="store_true", help="degraded: add haze to visible")
-    videos.add_argument("--low-light", action="store_true", help="degraded: add low light to visible")
+    videos.add_argument("--low-light", action="store_true",
+                        help="degraded: add low light to visible")
     parser.add_argument("--out", default=None,
                         help="videos, VIFB: write quality.md, quality.json (and plots) here")
 
@@ -94,8 +97,9 @@ BOUNDS = (("bound: clean IR", (True, False)), ("bound: clean visible", (False, T
 
 def rows(args) -> list[tuple[str, dict]]:
     """
-    (row label, FusionEngine config overrides) for every fuser to compare; bound
-    rows also carry ``clean``: (clean IR?, clean visible?) input choice.
+    Return (row label, FusionEngine config overrides) for every fuser to compare.
+
+    Bound rows also carry ``clean``: (clean IR?, clean visible?) input choice.
     """
     from thermal_visible_fusion.fusers import create_fuser
 

@@ -22,9 +22,9 @@ future frames; the fuser then answers K frames late, which
 
 from __future__ import annotations
 
+from pathlib import Path
 import sys
 import time
-from pathlib import Path
 
 import cv2
 

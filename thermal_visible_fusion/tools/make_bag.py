@@ -1,4 +1,4 @@
-"""
+r"""
 ``tvf make-bag``: turn an mp4 pair or two frame folders into a rosbag2 bag.
 
 Writes a thermal and an RGB ``sensor_msgs/Image`` topic (default
@@ -30,15 +30,15 @@ per image with the image's stamp and frame_id.
 Example::
 
     tvf make-bag --ir scene_infrared.mp4 --rgb scene_visible.mp4 --out scene_bag
-    tvf make-bag --ir clip/ir --rgb clip/vis --out clip_bag --fps 30 \\
+    tvf make-bag --ir clip/ir --rgb clip/vis --out clip_bag --fps 30 \
         --offset-ms 5 --jitter-ms 2 --storage sqlite3 --calibration cameras.yaml
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+import sys
 
 import numpy as np
 

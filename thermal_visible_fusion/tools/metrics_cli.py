@@ -31,9 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also compute flowD between consecutive fused frames (folders)")
     parser.add_argument("--feacd", action="store_true",
                         help="also compute deep-feature consistency feaCD (folders; needs torch)")
-    parser.add_argument("--json", type=Path, default=None, help="write per-frame and mean values here")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="write per-frame and mean values here")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -69,7 +70,7 @@ def natural_key(name: str) -> list:
 
 
 def list_images(path: Path, label: str) -> list[Path]:
-    """A single image, or the images of a folder in natural order."""
+    """List a single image, or the images of a folder in natural order."""
     if path.is_file():
         return [path]
     if path.is_dir():
@@ -120,7 +121,8 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     if args.convention == "vifb":
         if args.metrics:
-            raise InputError("--metrics selects standard-convention metrics; VIFB mode computes all")
+            raise InputError("--metrics selects standard-convention metrics; "
+                             "VIFB mode computes all")
         from thermal_visible_fusion.metrics.vifb import compute_vifb
 
         def score(f, i, v):

@@ -12,10 +12,10 @@ Every offline tool writes its output folder through :func:`staged_output`:
 
 from __future__ import annotations
 
-import os
-import shutil
 from contextlib import contextmanager
+import os
 from pathlib import Path
+import shutil
 from typing import Iterable, Iterator
 
 
@@ -45,6 +45,8 @@ def _remove(path: Path) -> None:
 def staged_output(out: str | Path, force: bool = False, inputs: Iterable[str | Path] = (),
                   create: bool = True) -> Iterator[Path]:
     """
+    Check ``out``, then yield an empty temporary folder beside it.
+
     Check ``out`` (see :func:`check_output`), then yield an empty temporary folder
     beside it (``create=False``: its path only, for writers that create it, such as a
     bag's); on success it replaces ``out`` whole, on any error it is removed.

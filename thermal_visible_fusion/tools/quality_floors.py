@@ -101,6 +101,7 @@ def floors_markdown(overall: Results, per_video: dict[str, Results]) -> str:
     if not checks:
         return ("Floors: nothing to check (they need the learned rows, learned-no-memory and "
                 "the non-learned ones over the steady-state window).")
+
     def key(c: FloorCheck) -> str:  # the reference row named in brackets may differ by video
         return re.sub(r" \(.*?\)", "", c.name)
 

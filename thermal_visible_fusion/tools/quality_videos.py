@@ -28,12 +28,12 @@ numbers, per-frame series included; NaN as null) and ``<video>_<condition>.png``
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 import json
 import math
+from pathlib import Path
 import sys
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -128,6 +128,8 @@ def score_frame(fused: np.ndarray, previous: np.ndarray | None, flow: np.ndarray
 def run_video(video: VideoPair, condition: str, rows: list[tuple[str, dict]], args,
               schedule: Schedule, metrics: tuple[str, ...]) -> tuple[dict[str, dict], int, dict]:
     """
+    Score one video under one condition.
+
     Per-row series ``{"frame": [...], metric: [...]}`` over one video under one
     condition, the number of frames fused and the degradation's parameters.
     """
@@ -301,7 +303,8 @@ def main_videos(videos: list[VideoPair], rows: list[tuple[str, dict]], args) -> 
     for video in videos:
         for condition in conditions:
             start = time.perf_counter()
-            series, frames, degradation = run_video(video, condition, rows, args, schedule, metrics)
+            series, frames, degradation = run_video(video, condition, rows, args, schedule,
+                                                    metrics)
             print(f"[{video.name}] {condition}: {frames} frames, {len(rows)} rows, "
                   f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
             per_video.setdefault(video.name, {})[condition] = {

@@ -14,8 +14,8 @@ rows' rank among the published methods (1 = better than all of them).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+import sys
 
 import numpy as np
 
@@ -101,7 +101,8 @@ def main_vifb(folder: Path, rows: list[tuple[str, dict]], args) -> int:
     # Stills: with and without memory are the same run, so one learned row.
     labels = [label for label, _ in rows]
     rows = [("learned" if label == "learned-no-memory" else label, overrides)
-            for label, overrides in rows if label != "learned-no-memory" or "learned" not in labels]
+            for label, overrides in rows
+            if label != "learned-no-memory" or "learned" not in labels]
     ours = {}
     for label, overrides in rows:
         print(f"[{label}] {len(names)} VIFB images", file=sys.stderr, flush=True)

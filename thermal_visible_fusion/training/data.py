@@ -19,18 +19,18 @@ repository; ~1.2 MB per 640x480 frame pair) so random access is cheap.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from thermal_visible_fusion.training.degrade import DegradeConfig, degrade_clip
+from thermal_visible_fusion.training.degrade import degrade_clip, DegradeConfig
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 # scenes of the M3SVD evaluation clips (m3svd/clips); 0111_1716 is also one of the videos
@@ -366,7 +366,7 @@ class ClipSampler:
                 "flow": torch.from_numpy(flow), "valid": torch.from_numpy(valid)}
 
     def batch(self, batch_size: int) -> dict[str, torch.Tensor]:
-        """(B,T,C,S,S) tensors; RGB visible, [0, 1]; S drawn per batch (multiple of 8)."""
+        """Return (B,T,C,S,S) tensors; RGB visible, [0, 1]; S drawn per batch, a multiple of 8."""
         lo, hi = self.clip.crop_min // 8, self.clip.crop_max // 8
         size = 8 * int(self.rng.integers(lo, max(lo, hi) + 1))
         clips = [self.sample(size) for _ in range(batch_size)]

@@ -21,8 +21,8 @@ The defaults cover both the nominal protocol and those measurements.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+import math
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +77,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def degrade_ir(ir: torch.Tensor, cfg: DegradeConfig, gen: torch.Generator | None = None
                ) -> torch.Tensor:
     """
+    Degrade a (T,1,H,W) clean IR clip.
+
     (T,1,H,W) clean IR clip -> clip-fixed tone change, per-frame Gaussian noise and
     clip-fixed column stripes.
     """
@@ -94,16 +96,18 @@ def degrade_ir(ir: torch.Tensor, cfg: DegradeConfig, gen: torch.Generator | None
 def degrade_vis(vis: torch.Tensor, cfg: DegradeConfig, gen: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
-    (T,3,H,W) clean visible clip -> [haze] -> blur, gain/offset -> [low light], all
-    fixed per clip.  Returns (degraded, target): the target is the clean clip, except
-    under low light, where it is the clean clip at the same light level (dark, sharp,
-    noise-free).  Light is part of the scene: a network taught to brighten dark frames
-    brightens the dark parts of every real night scene, inventing what no camera saw;
-    where the visible frame is dark, the thermal one should show the scene.
+    (T,3,H,W) clean visible clip -> [haze] -> blur, gain/offset -> [low light], all fixed per clip.
+
+    Returns (degraded, target): the target is the clean clip, except under low light,
+    where it is the clean clip at the same light level (dark, sharp, noise-free).
+    Light is part of the scene: a network taught to brighten dark frames brightens the
+    dark parts of every real night scene, inventing what no camera saw; where the
+    visible frame is dark, the thermal one should show the scene.
     """
     x, target = vis, vis
     if torch.rand((), generator=gen).item() < cfg.p_haze:
-        t_top, t_bottom = _uniform(cfg.haze_transmission, gen), _uniform(cfg.haze_transmission, gen)
+        t_top = _uniform(cfg.haze_transmission, gen)
+        t_bottom = _uniform(cfg.haze_transmission, gen)
         h = x.shape[-2]
         trans = torch.linspace(t_top, t_bottom, h).view(1, 1, h, 1).to(x)  # depth-like gradient
         airlight = _uniform(cfg.haze_airlight, gen)
@@ -124,6 +128,7 @@ def degrade_clip(ir: torch.Tensor, vis: torch.Tensor, cfg: DegradeConfig,
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """
     Degrade one clip pair (T,1,H,W) IR and (T,3,H,W) visible; the inputs are untouched.
+
     Returns (degraded IR, degraded visible, visible target); see ``degrade_vis``.
     """
     if torch.rand((), generator=gen).item() < cfg.p_clean:

@@ -26,22 +26,22 @@ elapsed / max_minutes)``, so a run ends annealed whichever comes first.  The wei
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict, dataclass, field, fields
 import json
 import math
 import os
+from pathlib import Path
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from thermal_visible_fusion.learned.model import (MemoryState, ModelConfig, StreamingFusionNet,
-                                                  multiscale_fuse)
+from thermal_visible_fusion.learned.model import (MemoryState, ModelConfig, multiscale_fuse,
+                                                  StreamingFusionNet)
 from thermal_visible_fusion.learned.weights import DEFAULT_WEIGHTS, save_weights
-from thermal_visible_fusion.training.data import (EVAL_SCENES, ClipBatches, ClipConfig,
-                                                  ClipSampler, default_cache_dir, discover)
+from thermal_visible_fusion.training.data import (ClipBatches, ClipConfig, ClipSampler,
+                                                  default_cache_dir, discover, EVAL_SCENES)
 from thermal_visible_fusion.training.degrade import DegradeConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +101,7 @@ def luma(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """x sampled at (pixel + flow), bilinear; flow (B,2,H,W) in pixels."""
+    """Sample x at (pixel + flow), bilinear; flow (B,2,H,W) in pixels."""
     _, _, h, w = x.shape
     ys = torch.arange(h, device=x.device, dtype=x.dtype).view(1, h, 1)
     xs = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, w)
@@ -114,8 +114,10 @@ def sequence_losses(model: StreamingFusionNet, batch: dict[str, torch.Tensor],
                     cfg: TrainConfig, optimiser: torch.optim.Optimizer | None = None
                     ) -> dict[str, float]:
     """
-    Run the model through a batch of sequences, window by window; with an optimiser,
-    step it after each window.  Returns the mean of each loss over the frames.
+    Run the model through a batch of sequences, window by window.
+
+    With an optimiser, step it after each window.  Returns the mean of each loss
+    over the frames.
     """
     ir_in, vis_in = batch["ir_degraded"], luma(batch["vis_degraded"])
     ir_ref, vis_ref = batch["ir"], luma(batch["vis"])
