@@ -45,7 +45,7 @@ rgb:
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory) -> Path:
-    """A tiny registered pair as two folders of PNGs."""
+    """Make a tiny registered pair as two folders of PNGs."""
     root = tmp_path_factory.mktemp("frames")
     scene = SyntheticScene(W, H, seed=3)
     (root / "ir").mkdir()
@@ -128,8 +128,9 @@ def test_make_bag_offset_jitter_calibration(frames, tmp_path, storage):
     assert np.diff(thermal).min() > 0 and np.diff(rgb).min() > 0
     assert np.std(np.array(rgb) - (START_NS + np.arange(10) * period)) > 1e5  # jitter is there
     # CameraInfo beside each image: same stamp and frame_id, contents from the YAML
-    for image_topic, info_topic, name_k in (("/cam/lwir/image_raw", "/cam/lwir/camera_info", 200.0),
-                                            ("/rgb/image_raw", "/rgb/camera_info", 150.0)):
+    for image_topic, info_topic, name_k in (
+            ("/cam/lwir/image_raw", "/cam/lwir/camera_info", 200.0),
+            ("/rgb/image_raw", "/rgb/camera_info", 150.0)):
         images, infos = messages[image_topic], messages[info_topic]
         stamps = [bag_io.stamp_ns_of(m) for _, m in images]
         assert [bag_io.stamp_ns_of(m) for _, m in infos] == stamps
@@ -154,8 +155,8 @@ def test_make_bag_rejects_bad_input(frames, tmp_path, capsys):
 
 def test_guess_pair_topics():
     guess = bag_io.guess_pair_topics
-    assert guess(["/thermal/image_raw", "/rgb/image_raw"]) == ("/thermal/image_raw",
-                                                                 "/rgb/image_raw")
+    assert guess(["/thermal/image_raw", "/rgb/image_raw"]) == (
+        "/thermal/image_raw", "/rgb/image_raw")
     assert guess(["/cam/color/image_raw", "/flir/ir/image_raw", "/fused/image_raw"]) == (
         "/flir/ir/image_raw", "/cam/color/image_raw")
     assert guess(["/a/infrared", "/b/visible/image_raw", "/b/visible/image_rect"]) == (
@@ -301,11 +302,15 @@ def test_evaluate_drops_frames_over_max_pixels(frames, tmp_path):
 
 
 def test_evaluate_replays_a_looping_bag_like_the_node(tmp_path):
-    """A bag recorded from a looping source (``ros2 bag play --loop`` re-recorded): the
+    """
+    Evaluate replays a looping bag as the node does.
+
+    A bag recorded from a looping source (``ros2 bag play --loop`` re-recorded): the
     stamps jump back, and RGB, delivered a frame later than thermal, still sends a frame
     of the old loop after thermal started the new one.  As the live node: pairing and
     memory restart once, the old-loop RGB frame is dropped as stale, every pair of the
-    new loop is fused, and nothing counts as a bad frame."""
+    new loop is fused, and nothing counts as a bad frame.
+    """
     scene = SyntheticScene(W, H, seed=2)
     period, frames = 33_333_333, 20  # a loop of 0.67 s: a jump back over max_stamp_gap
     bag = tmp_path / "bag"
@@ -358,7 +363,8 @@ def test_shared_clip_make_bag_and_evaluate(shared_data, tmp_path):
         pytest.skip("no m3svd clips")
     clip = clips[0]
     bag = tmp_path / "clip_bag"
-    assert tvf(["make-bag", "--ir", str(clip / "ir"), "--rgb", str(clip / "vis"), "--out", str(bag),
+    assert tvf(["make-bag", "--ir", str(clip / "ir"), "--rgb", str(clip / "vis"), "--out",
+                str(bag),
                 "--frames", "20", "--offset-ms", "3"]) == 0
     assert bag_io.image_topics(bag) == {"/thermal/image_raw": 20, "/rgb/image_raw": 20}
     report = _evaluate(bag, tmp_path / "eval", "--metrics-every", "10")
@@ -411,7 +417,8 @@ def test_bag_writer_16bit_thermal_compressed_is_lossless(tmp_path):
     with bag_io.BagWriter(tmp_path / "bag") as writer:
         writer.write_image("/thermal/image_raw/compressed", ramp, START_NS, "thermal_optical",
                            compressed=True)
-    [image] = bag_io.read_images(tmp_path / "bag", roles={"/thermal/image_raw/compressed": "thermal"})
+    [image] = bag_io.read_images(tmp_path / "bag",
+                                 roles={"/thermal/image_raw/compressed": "thermal"})
     assert image.encoding == "mono16; png compressed "
     assert image.image.dtype == np.uint16
     np.testing.assert_array_equal(image.image, ramp)

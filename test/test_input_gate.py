@@ -1,6 +1,10 @@
-"""The one input front end (stream.gate.InputGate): its checks and counters (no ROS
-needed), and the same message sequence through the node's callback path and through
-``tvf evaluate`` giving the same pairs and the same counters."""
+"""
+The one input front end (stream.gate.InputGate).
+
+Its checks and counters (no ROS needed), and the same message sequence through the
+node's callback path and through ``tvf evaluate`` giving the same pairs and the
+same counters.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +32,14 @@ PARAMS = {"sync_slop": 0.015, "queue_size": 10, "max_stamp_gap": MAX_GAP,
 
 
 def sequence() -> list[tuple[str, int, np.ndarray, int]]:
-    """(stream, stamp_ns, image, log_time_ns) in arrival order: two loops of a bag whose
-    stamps jump back (thermal loops first; two RGB frames of the old loop arrive after
-    it), a NaN thermal frame, an oversize RGB frame, an out-of-order and a repeated RGB
-    stamp.  Thermal is float (32FC1), RGB bgr8; RGB stamps 5 ms after thermal."""
+    """
+    Make (stream, stamp_ns, image, log_time_ns) in arrival order.
+
+    Two loops of a bag whose stamps jump back (thermal loops first; two RGB frames of
+    the old loop arrive after it), a NaN thermal frame, an oversize RGB frame, an
+    out-of-order and a repeated RGB stamp.  Thermal is float (32FC1), RGB bgr8; RGB
+    stamps 5 ms after thermal.
+    """
     rng = np.random.default_rng(7)
     out: list[tuple[str, int, np.ndarray, int]] = []
 
@@ -133,9 +141,12 @@ def test_decoders_get_max_pixels_and_parameters_apply_at_once():
 
 
 def _node_path(messages) -> tuple[list[tuple[int, int]], dict, dict]:
-    """The messages into a FusionNode's image callback (receipt = log time); the pairs it
-    hands its worker (then the rest, flushed as evaluate does at the end of a bag), the
-    gate's counters and the values of its /diagnostics input statuses."""
+    """
+    Feed the messages into a FusionNode's image callback (receipt = log time).
+
+    Returns the pairs it hands its worker (then the rest, flushed as evaluate does at the end
+    of a bag), the gate's counters and the values of its /diagnostics input statuses.
+    """
     rclpy = pytest.importorskip("rclpy")
     from builtin_interfaces.msg import Time
     from rclpy.parameter import Parameter

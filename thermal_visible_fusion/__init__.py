@@ -1,4 +1,5 @@
-"""Thermal + visible video fusion: a ROS-free core with thin ROS 2 adapters.
+"""
+Thermal + visible video fusion: a ROS-free core with thin ROS 2 adapters.
 
 Core (no ROS needed): ``stream`` (the input front end), ``engine``, ``fusers``,
 ``learned`` (the network), ``metrics``, ``data`` (frame sources), ``training``, ``tools``.

@@ -1,4 +1,5 @@
-"""FusionEngine: numpy in, numpy out; owns the temporal memory.
+"""
+FusionEngine: numpy in, numpy out; owns the temporal memory.
 
 The node, ``tvf fuse``, ``tvf evaluate`` and the benchmarks all fuse through
 this one class, and the node and ``tvf evaluate`` take their inputs through one front
@@ -13,13 +14,13 @@ loop), when the input size changes, or when asked (``reset``).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+import time
 
 import cv2
 import numpy as np
 
-from thermal_visible_fusion.fusers import Fuser, create_fuser
+from thermal_visible_fusion.fusers import create_fuser, Fuser
 from thermal_visible_fusion.metrics.temporal import TemporalMonitor, TemporalSample
 from thermal_visible_fusion.params import normalized_homography
 from thermal_visible_fusion.stream.thermal_normalizer import ThermalNormalizer
@@ -49,7 +50,7 @@ def geometry_problem(height: int, width: int) -> str | None:
 
 
 def diagnostics_width(height: int, width: int, requested: int) -> int:
-    """The diagnostics grid's width: as asked, or wider so it is at least 32 px high."""
+    """Return the diagnostics grid's width: as asked, or wider so it is at least 32 px high."""
     return max(requested, -(-MIN_DIAGNOSTICS_HEIGHT * width // height))
 
 
@@ -84,6 +85,7 @@ class FusionResult:
 
 
 class FusionEngine:
+
     def __init__(self, config: EngineConfig | None = None, fuser: Fuser | None = None):
         self.config = config or EngineConfig()
         self.fuser_warning: str | None = None
@@ -115,7 +117,8 @@ class FusionEngine:
             setattr(self.config, key, value)
         if "homography" in changes:
             self._homography = _matrix(self.config.homography)
-        if {"thermal_low_percentile", "thermal_high_percentile", "thermal_smoothing"} & set(changes):
+        if set(changes) & {"thermal_low_percentile", "thermal_high_percentile",
+                           "thermal_smoothing"}:
             self.normalizer = ThermalNormalizer(self.config.thermal_low_percentile,
                                                 self.config.thermal_high_percentile,
                                                 self.config.thermal_smoothing)
@@ -142,8 +145,12 @@ class FusionEngine:
         return time.perf_counter() - start
 
     def process(self, thermal: np.ndarray, rgb: np.ndarray, stamp_ns: int) -> FusionResult:
-        """Fuse one pair. ``thermal`` (H, W) uint8/uint16/float32; ``rgb`` (H, W, 3) BGR uint8.
-        Raises ``GeometryError`` (nothing changed) for a degenerate image size."""
+        """
+        Fuse one pair.
+
+        ``thermal`` (H, W) uint8/uint16/float32; ``rgb`` (H, W, 3) BGR uint8. Raises
+        ``GeometryError`` (nothing changed) for a degenerate image size.
+        """
         for name, shape in (("thermal", thermal.shape), ("rgb", rgb.shape)):
             if problem := geometry_problem(*shape[:2]):
                 raise GeometryError(f"{name} {problem}")

@@ -1,4 +1,5 @@
-"""fusion_node: pairs thermal + RGB images, fuses them, publishes image and diagnostics.
+"""
+fusion_node: pairs thermal + RGB images, fuses them, publishes image and diagnostics.
 
 A thin shell over ``FusionEngine`` (fusion, temporal memory) and ``InputGate``
 (decoding, validation, stamp order, pairing: the input front end ``tvf evaluate``
@@ -24,16 +25,16 @@ the worker, which applies it before its next frame, so they answer at once under
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import math
 import re
 import sys
 import threading
 import time
-from dataclasses import dataclass
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -50,7 +51,7 @@ from thermal_visible_fusion.ros.messages import (camera_info_for, compressed_mes
                                                  thermal_array)
 from thermal_visible_fusion.stream.frame_diagnostics import diagnostic_values, temporal_status
 from thermal_visible_fusion.stream.gate import Frame, InputGate
-from thermal_visible_fusion.stream.pairing import RGB, THERMAL, Pair
+from thermal_visible_fusion.stream.pairing import Pair, RGB, THERMAL
 from thermal_visible_fusion.stream.registration import camera_info_homography, intrinsics_problem
 from thermal_visible_fusion.stream.stamp_order import Verdict
 from thermal_visible_fusion.stream.stats import LatencyWindow, RateWindow
@@ -69,8 +70,11 @@ class ParameterError(ValueError):
 
 @dataclass
 class InputState:
-    """What the node knows about one input stream beyond the gate's counters
-    (``InputGate.inputs``)."""
+    """
+    What the node knows about one input stream.
+
+    That is, beyond the gate's counters (``InputGate.inputs``).
+    """
 
     name: str
     topic: str
@@ -108,6 +112,7 @@ class LatestPair:
 
 
 class FusionNode(Node):
+
     def __init__(self, **kwargs):
         super().__init__("fusion_node", **kwargs)
         self._last_log: dict[str, float] = {}
@@ -240,7 +245,7 @@ class FusionNode(Node):
             self.mailbox.put(pair)
 
     def _input_error(self, state: InputState, text: str) -> None:
-        """A frame the gate dropped as bad (it counted it; ``text`` is cut short)."""
+        """Report a frame the gate dropped as bad (it counted it; ``text`` is cut short)."""
         state.errors_since_report += 1
         kind = re.sub(r"[\d.]+", "", text)[:48]  # one throttle per kind of fault, not per size
         self._throttled_log(f"input-{state.name}-{kind}", "error",
@@ -318,9 +323,13 @@ class FusionNode(Node):
         self.temporal_pub.publish(self._temporal_message(result, header, pair, latency))
 
     def _homography(self, thermal_hw: tuple[int, int], rgb_hw: tuple[int, int]) -> list[float]:
-        """The thermal->RGB homography for this frame: the ``homography`` parameter, or with
-        ``registration: camera_info`` the one from both CameraInfo (the parameter until both
-        are usable); recomputed only when an input to it changes."""
+        """
+        Return the thermal->RGB homography for this frame.
+
+        The ``homography`` parameter, or with ``registration: camera_info`` the one from
+        both CameraInfo (the parameter until both are usable); recomputed only when an input
+        to it changes.
+        """
         p = self.params
         fallback = p["homography"]
         state = "homography parameter" if fallback else "resize"
@@ -467,8 +476,12 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def _rate_findings(rate: float, expected: float, tolerance: float) -> list[tuple[bytes, str]]:
-    """diagnostic_updater FrequencyStatus bounds around one expected rate, plus ERROR below
-    half of it (greenwave-style)."""
+    """
+    Find diagnostic_updater FrequencyStatus bounds around one expected rate.
+
+    diagnostic_updater FrequencyStatus bounds around one expected rate, plus ERROR below
+    half of it (greenwave-style).
+    """
     if rate < 0.5 * expected:
         return [(ERROR, f"rate {rate:.1f} Hz below half the expected {expected:g} Hz")]
     if rate < expected * (1 - tolerance):
@@ -481,14 +494,15 @@ def _rate_findings(rate: float, expected: float, tolerance: float) -> list[tuple
 
 
 def _worst(findings: list[tuple[bytes, str]]) -> tuple[bytes, str]:
-    """The highest level of the findings and their messages, worst first; OK when none."""
+    """Return the highest level of the findings and their messages, worst first; OK when none."""
     if not findings:
         return OK, "ok"
     findings = sorted(findings, key=lambda f: f[0], reverse=True)
     return findings[0][0], "; ".join(text for _, text in findings)
 
 
-def _status(level, name: str, message: str, values: dict, hardware_id: str = "") -> DiagnosticStatus:
+def _status(level, name: str, message: str, values: dict,
+            hardware_id: str = "") -> DiagnosticStatus:
     # An unknown value is left out rather than sent as "nan" or text among numbers, so a
     # plotting tool (PlotJuggler) parses every value of a numeric key.
     return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,

@@ -1,4 +1,5 @@
-"""The per-frame temporal-consistency record, shared by the node and ``tvf evaluate``.
+"""
+The per-frame temporal-consistency record, shared by the node and ``tvf evaluate``.
 
 One definition of the keys, their text format and the whole status, so a bag evaluated
 offline carries exactly the ``fused/temporal_consistency`` the live node would have
@@ -19,8 +20,11 @@ OK = 0  # diagnostic_msgs/DiagnosticStatus.OK
 
 
 def frame_values(result: FusionResult, latency_s: float, skew_ns: int) -> dict:
-    """The frame's numbers under ``TEMPORAL_KEYS``; None where not measured (the first
-    frame after a reset has no previous frame)."""
+    """
+    Return the frame's numbers under ``TEMPORAL_KEYS``.
+
+    None where not measured (the first frame after a reset has no previous frame).
+    """
     sample = result.temporal
     return {
         "temporal_error_fused": sample.fused_error,
@@ -47,9 +51,12 @@ def format_value(value) -> str:
 
 
 def diagnostic_values(values: Mapping[str, Any]) -> dict[str, str]:
-    """Values as diagnostic strings.  An unknown value (None) is left out rather than sent
-    as "nan" or as text among numbers, so a plotting tool (PlotJuggler) parses every
-    value of a numeric key."""
+    """
+    Values as diagnostic strings.
+
+    An unknown value (None) is left out rather than sent as "nan" or as text among
+    numbers, so a plotting tool (PlotJuggler) parses every value of a numeric key.
+    """
     return {key: format_value(value) for key, value in values.items() if value is not None}
 
 
@@ -66,8 +73,12 @@ class FrameStatus:
 
 def temporal_status(result: FusionResult, latency_s: float, skew_ns: int, node_name: str,
                     frame_id: str) -> FrameStatus:
-    """The status published with a fused frame: named after the node (its fully qualified
-    name), ``hardware_id`` the fused image's (the RGB camera's) frame_id."""
+    """
+    Return the status published with a fused frame.
+
+    Named after the node (its fully qualified name), ``hardware_id`` the fused image's
+    (the RGB camera's) frame_id.
+    """
     return FrameStatus(name=f"{node_name}: temporal consistency",
                        message=status_message(result), hardware_id=frame_id or node_name,
                        values=diagnostic_values(frame_values(result, latency_s, skew_ns)))

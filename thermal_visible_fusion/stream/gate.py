@@ -1,4 +1,5 @@
-"""InputGate: every check between an input image message and a fusable pair (ROS-free).
+"""
+InputGate: every check between an input image message and a fusable pair (ROS-free).
 
 The live node (from its subscription callbacks) and ``tvf evaluate`` (from a bag) hand
 each image message to an ``InputGate``, so a bag replays exactly like the live node: the
@@ -32,7 +33,7 @@ import numpy as np
 
 from thermal_visible_fusion.engine import geometry_problem
 from thermal_visible_fusion.stream.image_codec import ImageFormatError, OversizeImageError
-from thermal_visible_fusion.stream.pairing import RGB, THERMAL, Pair, StampPairer
+from thermal_visible_fusion.stream.pairing import Pair, RGB, StampPairer, THERMAL
 from thermal_visible_fusion.stream.stamp_order import StampOrder, StampOrderError, Verdict
 from thermal_visible_fusion.stream.stats import RateWindow, StampLossEstimator
 
@@ -97,8 +98,12 @@ class InputGate:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> InputGate:
-        """A gate with the node parameters ``sync_slop``, ``queue_size``, ``max_stamp_gap``
-        and ``max_pixels``."""
+        """
+        Make a gate with the node parameters of its limits.
+
+        A gate with the node parameters ``sync_slop``, ``queue_size``, ``max_stamp_gap``
+        and ``max_pixels``.
+        """
         return cls(round(params["sync_slop"] * 1e9), params["queue_size"],
                    round(params["max_stamp_gap"] * 1e9), params["max_pixels"])
 
@@ -119,8 +124,12 @@ class InputGate:
     # ------------------------------------------------------------------ input
     def offer(self, stream: str, stamp_ns: int, image: np.ndarray | Decoder, *,
               receipt: float, frame_id: str = "", meta: Any = None) -> Offer:
-        """One image message of ``stream``: ``image`` decoded, or a decoder called with
-        ``max_pixels``.  Returns the pairs it completed, or why it was dropped."""
+        """
+        Offer one image message of ``stream``.
+
+        ``image`` decoded, or a decoder called with ``max_pixels``.  Returns the
+        pairs it completed, or why it was dropped.
+        """
         counters = self.inputs[stream]
         counters.received += 1
         counters.last_receipt = receipt
@@ -176,7 +185,7 @@ class InputGate:
         return Offer(dropped="error", error=text)
 
     def flush(self) -> list[Pair[Frame]]:
-        """The pending pairs decided as if neither input will send again (end of a bag)."""
+        """Return the pending pairs decided as if neither input will send again (end of a bag)."""
         return self.pairer.flush()
 
     # --------------------------------------------------------------- counters
@@ -187,8 +196,12 @@ class InputGate:
         return self.pairer.stats()
 
     def input_values(self, stream: str) -> dict[str, Any]:
-        """The input's counters under the names the node's /diagnostics publishes them
-        (``tvf evaluate`` reports the same)."""
+        """
+        Return the input's counters under the names the node's /diagnostics uses.
+
+        The input's counters under the names the node's /diagnostics publishes them
+        (``tvf evaluate`` reports the same).
+        """
         counters = self.inputs[stream]
         return {"received": counters.received, "errors": counters.errors,
                 "oversize_frames": counters.oversize, "last_error": counters.last_error,

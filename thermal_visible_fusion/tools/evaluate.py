@@ -1,4 +1,5 @@
-"""``tvf evaluate``: fuse a recorded bag offline exactly like the node, and report.
+"""
+``tvf evaluate``: fuse a recorded bag offline exactly like the node, and report.
 
 Reads a rosbag2 bag (mcap or sqlite3, with ``rosbags``; no ROS needed), hands each
 thermal and RGB image message, in log-time order, to the node's input front end
@@ -56,18 +57,18 @@ Example::
 from __future__ import annotations
 
 import argparse
+from collections import Counter, deque
 import csv
+from dataclasses import asdict, dataclass
 import json
 import math
+from pathlib import Path
 import sys
 import time
-from collections import Counter, deque
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
-from thermal_visible_fusion.stream.frame_diagnostics import (TEMPORAL_KEYS, frame_values,
+from thermal_visible_fusion.stream.frame_diagnostics import (frame_values, TEMPORAL_KEYS,
                                                              temporal_status)
 
 # the node's relative output names, resolved in the root namespace
@@ -130,7 +131,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def node_parameters(args) -> dict:
-    """The node's parameter values: defaults < params file < command-line flags."""
+    """Return the node's parameter values: defaults < params file < command-line flags."""
     from thermal_visible_fusion import params as param_table
     from thermal_visible_fusion import params_file
     from thermal_visible_fusion.resources import config_file
@@ -301,8 +302,12 @@ class Evaluation:
             reader.close()
 
     def _offer(self, stream: str, msg, log_time: int) -> None:
-        """One image message into the gate, as the node's callback hands it (the log time
-        for its receipt time); the pairs it completes are fused."""
+        """
+        Feed one image message into the gate; the pairs it completes are fused.
+
+        One image message into the gate, as the node's callback hands it (the log time
+        for its receipt time); the pairs it completes are fused.
+        """
         from thermal_visible_fusion.stream.stamp_order import Verdict
         from thermal_visible_fusion.tools.bag_io import decode_image_message, stamp_ns_of
 
@@ -525,7 +530,8 @@ def evaluate(args) -> dict:
     params = node_parameters(args)
     run = Evaluation(args, params)
     warning = run.engine.fuser_warning
-    if warning and (args.fuser == "learned" or (args.weights and args.fuser not in CLASSIC_FUSERS)):
+    if warning and (args.fuser == "learned" or
+                    (args.weights and args.fuser not in CLASSIC_FUSERS)):
         # asked for by name: no silent fallback (that is for the live node only)
         raise ValueError(warning.removesuffix(f"; falling back to {FALLBACK_FUSER}"))
     with staged_output(out, args.force, inputs) as folder:
