@@ -60,8 +60,8 @@ STRIDE = 8  # inputs are padded to a multiple of this (1/8-res alignment)
 
 @dataclass
 class ModelConfig:
-    channels: int = 16             # width of the IR denoiser (half resolution)
-    layers: int = 4                # its 3x3 conv layers
+    channels: int = 12             # width of the IR denoiser (half resolution)
+    layers: int = 3                # its 3x3 conv layers
     search: int = 2                # coarse alignment search radius, 1/16-res cells (32 px)
     stripe_frames: int = 256       # time constant of the stripe memory, frames
     stripe_floor: float = 1.0      # stripe energy (grey levels) below which none is removed
