@@ -25,11 +25,15 @@ def resolve_device(spec: str = "auto") -> "torch.device":
     Asking for CUDA on a machine without it is an error rather than a silent fallback,
     so a robot misconfigured for its GPU says so at start-up.
     """
-    import torch
-
     problem = validate_device(spec)
     if problem:
         raise ValueError(problem)
+    try:
+        import torch
+    except ImportError as error:  # a robot without pip torch: say so, no traceback
+        raise ValueError(f"device {spec!r} needs torch, which is not installed ({error}); "
+                         "install it (README, On a robot) or use a non-learned fuser "
+                         "on the CPU") from error
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(spec)

@@ -120,7 +120,7 @@ class FusionNode(Node):
         problems = param_table.validate_all(self.params)
         if problems:
             raise ParameterError("; ".join(problems))
-        if self.params["device"] != "auto":  # fail now, not at the first frame
+        if self.params["device"].startswith("cuda"):  # fail now, not at the first frame
             from thermal_visible_fusion.device import resolve_device
             resolve_device(self.params["device"])
         self._engine_lock = threading.Lock()  # the worker's; callbacks never take it
