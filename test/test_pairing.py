@@ -166,13 +166,16 @@ def test_slop_boundary(first):
 # ------------------------------------------------------------- realistic rates
 
 
-@pytest.mark.parametrize("rgb_first", [False, True])
-def test_constant_offset_pairs_every_frame_with_at_most_one_frame_delay(rgb_first):
-    n = 60
+def feed_offset_cameras(pairer: StampPairer, n: int, rgb_first: bool):
+    """
+    Feed n frames of 30 Hz cameras, RGB stamped 5 ms after thermal, frame by frame.
+
+    Returns (thermal stamps, rgb stamps, {frame index: index of the frame whose message
+    emitted its pair}).
+    """
     thermal = [i * PERIOD_30HZ for i in range(n)]
     rgb = [t + 5 * MS for t in thermal]
-    pairer = StampPairer(10 * MS, rate_aware=False)
-    emitted_at: dict[int, int] = {}  # frame index -> frame index whose message emitted it
+    emitted_at: dict[int, int] = {}
     for i in range(n):
         order = ([(RGB, rgb[i]), (THERMAL, thermal[i])] if rgb_first
                  else [(THERMAL, thermal[i]), (RGB, rgb[i])])
@@ -180,6 +183,14 @@ def test_constant_offset_pairs_every_frame_with_at_most_one_frame_delay(rgb_firs
             for p in pairer.add(stream, stamp, None):
                 emitted_at[thermal.index(p.thermal_stamp_ns)] = i
                 assert p.skew_ns == 5 * MS
+    return thermal, rgb, emitted_at
+
+
+@pytest.mark.parametrize("rgb_first", [False, True])
+def test_constant_offset_pairs_every_frame_with_at_most_one_frame_delay(rgb_first):
+    n = 60
+    pairer = StampPairer(10 * MS, rate_aware=False)
+    thermal, rgb, emitted_at = feed_offset_cameras(pairer, n, rgb_first)
     assert sorted(emitted_at) == list(range(n - 1))  # last one waits for the next frame
     assert all(emitted_at[k] <= k + 1 for k in emitted_at)
     assert stamps(pairer.flush()) == [(thermal[-1], rgb[-1])]
@@ -200,16 +211,8 @@ def test_offset_cameras_pair_without_delay_once_the_rate_is_known(rgb_first):
     from thermal_visible_fusion.stream.pairing import STEP_MIN_SAMPLES
 
     n = 60
-    thermal = [i * PERIOD_30HZ for i in range(n)]
-    rgb = [t + 5 * MS for t in thermal]
     pairer = StampPairer(10 * MS)
-    emitted_at: dict[int, int] = {}
-    for i in range(n):
-        order = ([(RGB, rgb[i]), (THERMAL, thermal[i])] if rgb_first
-                 else [(THERMAL, thermal[i]), (RGB, rgb[i])])
-        for stream, stamp in order:
-            for p in pairer.add(stream, stamp, None):
-                emitted_at[thermal.index(p.thermal_stamp_ns)] = i
+    _, _, emitted_at = feed_offset_cameras(pairer, n, rgb_first)
     assert sorted(emitted_at) == list(range(n))  # nothing left for flush
     assert all(emitted_at[k] == k for k in range(STEP_MIN_SAMPLES + 1, n))
     assert pairer.flush() == []

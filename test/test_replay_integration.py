@@ -22,7 +22,7 @@ pytest.importorskip("rosbags")
 
 from thermal_visible_fusion.data.synthetic import SyntheticScene  # noqa: E402
 from thermal_visible_fusion.ros.harness import (  # noqa: E402
-    dds_environment, NodeProcess, PairClient)
+    dds_environment, node_session, NodeProcess, PairClient)
 from thermal_visible_fusion.stream.image_codec import (  # noqa: E402
     decode_compressed_rgb, decode_rgb)
 from thermal_visible_fusion.tools import bag_io  # noqa: E402
@@ -99,21 +99,13 @@ def dds():
 def test_replay_feeds_the_fusion_node(tmp_path, dds):
     bag = tmp_path / "bag"
     rgb_stamps, _ = write_bag(bag)
-    node = NodeProcess(dds, params={"fuser": "multiscale"}, log_path=tmp_path / "node.log")
-    rclpy.init()
-    client = None
-    try:
-        client = PairClient()  # records fused/image_raw (its own input publishers stay idle)
-        assert client.wait_for_node(timeout=60, process=node), node.log()
+    # the client records fused/image_raw; its own input publishers stay idle
+    with node_session(dds, {"fuser": "multiscale"}, tmp_path / "node.log") as session:
         replay = run_replay(bag, dds, "--clock")
         assert "/rgb/camera_info" in replay.stdout and "done: 90 messages" in replay.stdout
-        received, skipped = wait_for_fused(client, node, FRAMES - 1)
-    finally:
-        if client is not None:
-            client.close()
-        rclpy.shutdown()
-        assert node.stop() == 0, node.log()
-    check_fused(received, skipped, rgb_stamps, node.log())
+        received, skipped = wait_for_fused(session.client, session.node, FRAMES - 1)
+    assert session.code == 0, session.node.log()
+    check_fused(received, skipped, rgb_stamps, session.node.log())
 
 
 def test_replay_compressed_feeds_the_node_with_compressed_transports(tmp_path, dds):
