@@ -308,7 +308,8 @@ class FusionNode(Node):
             self._info_note_logged = True
             self.get_logger().info("no rgb/camera_info received yet: fused/camera_info is "
                                    "uncalibrated (K = 0) until one arrives")
-        self.info_pub.publish(camera_info_for(rgb_info, header, width, height))
+        if self.info_pub.get_subscription_count() > 0:  # built per frame: only when asked
+            self.info_pub.publish(camera_info_for(rgb_info, header, width, height))
         if self.compressed_pub.get_subscription_count() > 0:  # JPEG costs ms: only when asked
             self.compressed_pub.publish(compressed_message(result.fused, header,
                                                            self.params["jpeg_quality"]))
@@ -439,7 +440,6 @@ class FusionNode(Node):
             logger.warn(text)
 
     def _fusion_status(self, now: float) -> DiagnosticStatus:
-        level, message = OK, "ok"
         findings: list[tuple[bytes, str]] = []
         if self.engine.fuser_warning:
             findings.append((WARN, self.engine.fuser_warning))

@@ -55,8 +55,6 @@ def image_message(array: np.ndarray, header=None) -> Image:
     return msg
 
 
-# The compressed codec is looked up at call time: a node with raw transports and no
-# compressed subscriber never needs it.
 def compressed_thermal_array(msg: CompressedImage, max_pixels: int | None = None) -> np.ndarray:
     return image_codec.decode_compressed_thermal(msg.format, msg.data, max_pixels=max_pixels)
 

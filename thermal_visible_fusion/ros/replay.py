@@ -165,6 +165,7 @@ class Player:
             self.clock_pub = node.create_publisher(
                 Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         self._last_clock = -1.0
+        self._store = None  # the rosbags typestore, made on the first conversion
         self.published = 0
 
     def _convert(self, route: Route, connection, raw) -> bytes | None:
@@ -176,7 +177,9 @@ class Player:
         from thermal_visible_fusion.stream.image_codec import ImageFormatError
         from thermal_visible_fusion.tools import bag_io
 
-        store = bag_io.typestore()
+        if self._store is None:
+            self._store = bag_io.typestore()
+        store = self._store
         try:
             msg = store.deserialize_cdr(raw, connection.msgtype)
             out = (bag_io.to_raw(msg) if route.convert == "raw"
@@ -216,6 +219,9 @@ class Player:
             if start_wall is None:
                 start_wall, first_log = time.monotonic(), log_time
             due = start_wall + (log_time - first_log) / 1e9 / rate
+            # convert before waiting, so a converted frame goes out when it is due
+            route = self.routes[(connection.topic, connection.msgtype)]
+            data = self._convert(route, connection, raw) if route.convert else bytes(raw)
             while True:
                 now = time.monotonic()
                 if now >= due:
@@ -229,10 +235,6 @@ class Player:
                     step = min(step, self.clock_period)
                 if step > 0:
                     time.sleep(step)
-            route = self.routes.get((connection.topic, connection.msgtype))
-            if route is None:
-                continue
-            data = self._convert(route, connection, raw) if route.convert else bytes(raw)
             if data is None:
                 continue
             self.publish_clock(log_time)

@@ -241,17 +241,15 @@ def decode_compressed(format: str, data: Any,  # noqa: A002 (the message field's
     Decode a ``sensor_msgs/CompressedImage`` of the ``compressed`` or
     ``compressedDepth`` image_transport plugins (or a plain "jpeg"/"png" one).
 
-    Returns (H, W) grey (uint8, uint16 -- 16-bit PNG stays 16-bit -- or float32 for
-    compressedDepth 32FC1, whose zeros are NaN as the plugin decodes them) or
-    (H, W, 3) BGR (uint8 or uint16; alpha dropped, Bayer demosaiced).  The image size
-    is read from the PNG/JPEG header and checked against ``max_pixels`` before decoding.
+    Returns what :func:`decode_image` returns for the same image uncompressed: (H, W)
+    grey (uint8, uint16 -- 16-bit PNG stays 16-bit -- or float32 for compressedDepth
+    32FC1, whose zeros are NaN as the plugin decodes them) or (H, W, 3) BGR uint8
+    (16-bit >> 8; alpha dropped, Bayer demosaiced).  The image size is read from the
+    PNG/JPEG header and checked against ``max_pixels`` before decoding.
     """
     encoding, pixels = _decompress(format, data, max_pixels)
-    spec = ENCODINGS[encoding]
-    if spec.kind == "grey":
-        return pixels[..., 0]
-    source = pixels[..., 0] if spec.channels == 1 else pixels
-    return source if spec.to_bgr is None else cv2.cvtColor(source, spec.to_bgr)
+    grey = ENCODINGS[encoding].kind == "grey"
+    return (_to_thermal if grey else _to_rgb)(encoding, pixels)
 
 
 def decode_compressed_thermal(format: str, data: Any,  # noqa: A002 (the message field's name)

@@ -320,8 +320,6 @@ def to_raw(msg: Any):
     >> 8).
     """
     image = decode_compressed(msg.format, msg.data)
-    if image.ndim == 3 and image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
     return image_message(image, stamp_ns_of(msg), msg.header.frame_id)
 
 

@@ -146,7 +146,8 @@ def main(args) -> int:
                     "engine_fps": {}}
     if torch.cuda.is_available():
         result["gpu"] = torch.cuda.get_device_name(0)
-    engines = {}  # (name, size) -> its timed step, kept for the contention run
+    first = args.sizes.split(",")[0]
+    busy_steps = {}  # "name@size" -> its timed step, at the first size: the contention run
     for size in args.sizes.split(","):
         width, height = map(int, size.split("x"))
         scene = SyntheticScene(width, height)
@@ -162,7 +163,8 @@ def main(args) -> int:
             for _ in range(3):
                 step()
             ms = _median_ms(step, args.frames)
-            engines[(name, size)] = step
+            if size == first:
+                busy_steps[f"{name}@{size}"] = step
             result["engine_fps"][f"{name}@{size}"] = round(1000 / ms, 2)
             result.setdefault("device", engine.device)
             if hasattr(engine.fuser, "model"):
@@ -171,15 +173,11 @@ def main(args) -> int:
             print(f"{name:>10} @ {size}: {1000 / ms:7.2f} fps ({ms:.1f} ms/frame, "
                   f"{engine.device})", flush=True)
 
-    if args.busy_cores and engines:
-        first = args.sizes.split(",")[0]
+    if args.busy_cores and busy_steps:
         busy = result["engine_fps_busy"] = {"busy_cores": args.busy_cores}
         with BusyCores(args.busy_cores):
-            for (name, size), step in engines.items():
-                if size == first:
-                    busy[f"{name}@{size}"] = round(1000 / _median_ms(step, args.frames), 2)
-        for key, fps in list(busy.items()):
-            if key != "busy_cores":
+            for key, step in busy_steps.items():
+                fps = busy[key] = round(1000 / _median_ms(step, args.frames), 2)
                 ratio = busy[f"{key}_ratio"] = round(fps / result["engine_fps"][key], 3)
                 print(f"{key:>21} with {args.busy_cores} core(s) busy: {fps:7.2f} fps, "
                       f"{ratio:.2f} of quiet", flush=True)
