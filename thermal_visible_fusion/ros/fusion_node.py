@@ -33,6 +33,7 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.clock import Clock, ClockType
@@ -205,7 +206,9 @@ class FusionNode(Node):
             return SetParametersResult(successful=False, reason="; ".join(problems))
         self.params.update(updates)
         self.gate.update(updates)  # sync_slop, max_stamp_gap, max_pixels
-        engine_fields = EngineConfig.__dataclass_fields__
+        # The engine's homography has one route: the worker's _homography, which reads the
+        # homography parameter (and what registration camera_info needs) from self.params.
+        engine_fields = set(EngineConfig.__dataclass_fields__) - {"homography"}
         with self._requests_lock:  # the worker applies it before its next frame
             self._config_request.update({k: v for k, v in updates.items() if k in engine_fields})
         return SetParametersResult(successful=True)
@@ -328,41 +331,45 @@ class FusionNode(Node):
         Return the thermal->RGB homography for this frame.
 
         The ``homography`` parameter, or with ``registration: camera_info`` the one from
-        both CameraInfo (the parameter until both are usable); recomputed only when an input
-        to it changes.
+        both CameraInfo (the parameter until both are usable).  Worked out once per change
+        of its inputs (both CameraInfo, the image sizes, the parameters it reads), a failure
+        included; ``registration_state`` and ``registration_problem`` say how it went.
         """
+        p = self.params
+        infos = (self.inputs[THERMAL].camera_info, self.inputs[RGB].camera_info)
+        key = (p["registration"], tuple(p["homography"]), thermal_hw, rgb_hw,
+               *(_camera_info_key(info) for info in infos),
+               tuple(p["thermal_to_rgb_translation"]), tuple(p["thermal_to_rgb_rpy"]),
+               p["registration_distance"])
+        if self._registration_cache is None or self._registration_cache[0] != key:
+            self._registration_cache = (key, *self._registration(thermal_hw, rgb_hw, *infos))
+        _, homography, self.registration_state, self.registration_problem = (
+            self._registration_cache)
+        return homography
+
+    def _registration(self, thermal_hw: tuple[int, int], rgb_hw: tuple[int, int],
+                      thermal_info: CameraInfo | None,
+                      rgb_info: CameraInfo | None) -> tuple[list[float], str, str]:
+        """Return (homography, registration state, registration problem) of these inputs."""
         p = self.params
         fallback = p["homography"]
         state = "homography parameter" if fallback else "resize"
         if p["registration"] != "camera_info":
-            self.registration_state, self.registration_problem = state, ""
-            return fallback
-        infos = {s: self.inputs[s].camera_info for s in (THERMAL, RGB)}
+            return fallback, state, ""
         problems = []
-        for stream, info in infos.items():
+        for stream, info in ((THERMAL, thermal_info), (RGB, rgb_info)):
             if why := "none received yet" if info is None else intrinsics_problem(info.k):
                 problems.append(f"{stream}/camera_info: {why}")
         if problems:
-            self.registration_state = state
-            self.registration_problem = "; ".join(problems) + f" (registering by {state})"
-            return fallback
-        key = (tuple(infos[THERMAL].k), infos[THERMAL].width, infos[THERMAL].height,
-               tuple(infos[RGB].k), infos[RGB].width, infos[RGB].height, thermal_hw, rgb_hw,
-               tuple(p["thermal_to_rgb_translation"]), tuple(p["thermal_to_rgb_rpy"]),
-               p["registration_distance"])
-        if self._registration_cache is None or self._registration_cache[0] != key:
-            homography = camera_info_homography(
-                infos[THERMAL].k, (infos[THERMAL].width, infos[THERMAL].height),
-                thermal_hw[::-1], infos[RGB].k, (infos[RGB].width, infos[RGB].height),
-                rgb_hw[::-1], p["thermal_to_rgb_translation"], p["thermal_to_rgb_rpy"],
-                p["registration_distance"])
-            if problem := param_table.validate("homography", homography):  # e.g. singular
-                self.registration_state = state
-                self.registration_problem = f"camera_info registration: {problem}"
-                return fallback
-            self._registration_cache = (key, homography)
-        self.registration_state, self.registration_problem = "camera_info", ""
-        return self._registration_cache[1]
+            return fallback, state, "; ".join(problems) + f" (registering by {state})"
+        homography = camera_info_homography(
+            thermal_info.k, (thermal_info.width, thermal_info.height), thermal_hw[::-1],
+            rgb_info.k, (rgb_info.width, rgb_info.height), rgb_hw[::-1],
+            p["thermal_to_rgb_translation"], p["thermal_to_rgb_rpy"],
+            p["registration_distance"])
+        if problem := param_table.validate("homography", homography):  # e.g. singular
+            return fallback, state, f"camera_info registration: {problem}"
+        return homography, "camera_info", ""
 
     def _hardware_id(self) -> str:
         """Node-level statuses: the RGB camera (the fused image's frame), else the node."""
@@ -469,6 +476,13 @@ class FusionNode(Node):
         """Stop the worker before the node's publishers go away (it may be mid-frame)."""
         self._running = False
         self._worker.join(timeout=30.0)
+
+
+def _camera_info_key(info: CameraInfo | None) -> tuple | None:
+    """Return what registration reads of a CameraInfo (K, size), comparable with NaN in K."""
+    if info is None:
+        return None
+    return np.asarray(info.k, np.float64).tobytes(), info.width, info.height
 
 
 def _ms(seconds: float | None) -> float | None:
