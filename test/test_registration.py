@@ -10,7 +10,8 @@ import pytest
 from thermal_visible_fusion.engine import EngineConfig, FusionEngine
 from thermal_visible_fusion.stream.registration import (camera_info_homography,
                                                         intrinsics_problem, plane_homography,
-                                                        rpy_matrix, scaled_intrinsics)
+                                                        rpy_matrix, scaled_intrinsics,
+                                                        scaled_projection)
 
 K_THERMAL = [400.0, 0.0, 160.0, 0.0, 400.0, 120.0, 0.0, 0.0, 1.0]     # 320x240
 K_RGB = [800.0, 0.0, 330.0, 0.0, 790.0, 235.0, 0.0, 0.0, 1.0]         # 640x480
@@ -79,6 +80,29 @@ def test_intrinsics_are_scaled_to_the_image_they_are_applied_to():
                                atol=1e-9)
     np.testing.assert_allclose(scaled_intrinsics(K_RGB, (640, 480), (640, 480)),
                                np.asarray(K_RGB).reshape(3, 3))
+
+
+def test_the_fused_camera_info_is_rescaled_as_registration_rescales_k():
+    """fused/camera_info of an image of another size: K and P scaled per axis, one rule."""
+    pytest.importorskip("rclpy")
+    from sensor_msgs.msg import CameraInfo
+    from std_msgs.msg import Header
+
+    from thermal_visible_fusion.ros.messages import camera_info_for
+
+    p_rgb = [800.0, 0.0, 330.0, 0.5, 0.0, 790.0, 235.0, 0.25, 0.0, 0.0, 1.0, 0.0]
+    info = CameraInfo(width=640, height=480, k=K_RGB, p=p_rgb, binning_x=1, binning_y=1)
+    out = camera_info_for(info, Header(frame_id="rgb"), 320, 120)  # x / 2, y / 4
+    assert (out.width, out.height, out.binning_x, out.binning_y) == (320, 120, 0, 0)
+    np.testing.assert_allclose(out.k, [400.0, 0.0, 165.0, 0.0, 197.5, 58.75, 0.0, 0.0, 1.0])
+    np.testing.assert_allclose(out.p, [400.0, 0.0, 165.0, 0.25, 0.0, 197.5, 58.75, 0.0625,
+                                       0.0, 0.0, 1.0, 0.0])
+    np.testing.assert_allclose(out.k, scaled_intrinsics(K_RGB, (640, 480), (320, 120)).ravel())
+    np.testing.assert_allclose(out.p, scaled_projection(p_rgb, (640, 480), (320, 120)).ravel())
+    same = camera_info_for(info, Header(frame_id="rgb"), 640, 480)  # its own size: as it is
+    np.testing.assert_array_equal(same.k, K_RGB)
+    np.testing.assert_array_equal(same.p, p_rgb)
+    assert (same.width, same.height, same.binning_x) == (640, 480, 1)
 
 
 @pytest.mark.parametrize("k,reason", [([0.0] * 9, "uncalibrated"), ([1.0] * 8, "9 finite"),

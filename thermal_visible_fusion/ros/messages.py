@@ -15,6 +15,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from thermal_visible_fusion.stream import image_codec
 from thermal_visible_fusion.stream.image_codec import decode_rgb, decode_thermal, encode_image
+from thermal_visible_fusion.stream.registration import scaled_intrinsics, scaled_projection
 
 
 def qos_by_name(name: str, depth: int = 5) -> QoSProfile:
@@ -90,13 +91,10 @@ def camera_info_for(info: CameraInfo | None, header, width: int, height: int) ->
                      p=info.p, binning_x=info.binning_x, binning_y=info.binning_y, roi=info.roi)
     if (width, height) in ((info.width, info.height), binned) or not info.width or not info.height:
         return out
-    sx, sy = width / info.width, height / info.height
-    k, p = np.array(info.k, np.float64), np.array(info.p, np.float64)
-    k[0:3] *= sx
-    k[3:6] *= sy
-    p[0:4] *= sx
-    p[4:8] *= sy
-    out.k, out.p, out.width, out.height = k, p, width, height
+    sizes = (info.width, info.height), (width, height)
+    out.k = scaled_intrinsics(info.k, *sizes).reshape(-1)
+    out.p = scaled_projection(info.p, *sizes).reshape(-1)
+    out.width, out.height = width, height
     out.binning_x = out.binning_y = 0
     out.roi = type(info.roi)()
     return out

@@ -40,7 +40,24 @@ def scaled_intrinsics(k: Sequence[float], info_size: tuple[int, int],
     ``image_size`` (w, h) of the same field of view (binned or resized), as image_proc's
     resize scales it.
     """
-    matrix = np.asarray(k, np.float64).reshape(3, 3).copy()
+    return _scaled_camera_matrix(k, 3, info_size, image_size)
+
+
+def scaled_projection(p: Sequence[float], info_size: tuple[int, int],
+                      image_size: tuple[int, int]) -> np.ndarray:
+    """Return P (row-major 12, 3x4) scaled as :func:`scaled_intrinsics` scales K."""
+    return _scaled_camera_matrix(p, 4, info_size, image_size)
+
+
+def _scaled_camera_matrix(values: Sequence[float], columns: int, info_size: tuple[int, int],
+                          image_size: tuple[int, int]) -> np.ndarray:
+    """
+    Return a camera matrix (3 rows of ``columns``) scaled to an image of another size.
+
+    Its x row scaled by the width ratio, its y row by the height ratio; unchanged when
+    the sizes are equal or ``info_size`` is unknown (0).
+    """
+    matrix = np.asarray(values, np.float64).reshape(3, columns).copy()
     (info_w, info_h), (image_w, image_h) = info_size, image_size
     if info_w > 0 and info_h > 0 and (info_w, info_h) != (image_w, image_h):
         matrix[0] *= image_w / info_w
