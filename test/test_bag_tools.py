@@ -432,6 +432,17 @@ def test_guess_pair_topics_prefers_image_over_its_compressed_copy():
     assert bag_io.guess_pair_topics(compressed_only) == tuple(compressed_only)
 
 
+def test_image_transport_topic_names():
+    """The one definition replay plans its routes with."""
+    assert bag_io.base_topic("/rgb/image_raw/compressed") == "/rgb/image_raw"
+    assert bag_io.base_topic("/depth/image_raw/compressedDepth") == "/depth/image_raw"
+    for unchanged in ("/rgb/image_raw", "/compressed", "/rgb/image_raw/zstd",
+                      "/rgb/image_raw/compressed/"):
+        assert bag_io.base_topic(unchanged) == unchanged
+    assert bag_io.compressed_topic("/rgb/image_raw") == "/rgb/image_raw/compressed"
+    assert bag_io.compressed_topic("/rgb/image_raw/") == "/rgb/image_raw/compressed"
+
+
 def _fused_images(bag: Path, topic: str) -> list[tuple[int, np.ndarray]]:
     return [(bag_io.stamp_ns_of(m), bag_io.decode_image_message(m, "rgb"))
             for _, m in read_all(bag)[topic]]

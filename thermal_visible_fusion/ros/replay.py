@@ -46,8 +46,6 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 SENSOR_TYPES = (IMAGE, COMPRESSED_IMAGE, "sensor_msgs/msg/CameraInfo")
 TRANSPORTS = ("recorded", "raw", "compressed")
-# image_transport's topic suffixes of the encoded forms
-_SUFFIXES = ("/compressed", "/compressedDepth")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,14 +97,6 @@ def select_connections(reader, topics: list[str] | None):
     return playable, skipped
 
 
-def base_topic(topic: str) -> str:
-    """``/rgb/image_raw/compressed`` -> ``/rgb/image_raw``; other names unchanged."""
-    for suffix in _SUFFIXES:
-        if topic.endswith(suffix) and len(topic) > len(suffix):
-            return topic[: -len(suffix)]
-    return topic
-
-
 @dataclass(frozen=True)
 class Route:
     """Where one recorded (topic, type) goes: ``convert`` None publishes the bytes."""
@@ -123,6 +113,8 @@ def plan_routes(connections, transport: str) -> tuple[dict, list[str]]:
     ``{(topic, msgtype): Route}`` of the connections to play, and notes on recorded
     topics left out because the bag holds the chosen form already.
     """
+    from thermal_visible_fusion.tools.bag_io import base_topic, compressed_topic
+
     recorded = {(c.topic, c.msgtype) for c in connections}
     routes, notes = {}, []
     for topic, msgtype in sorted(recorded):
@@ -130,7 +122,7 @@ def plan_routes(connections, transport: str) -> tuple[dict, list[str]]:
         if transport == "raw" and msgtype == COMPRESSED_IMAGE:
             route = Route(base_topic(topic), IMAGE, "raw")
         elif transport == "compressed" and msgtype == IMAGE:
-            route = Route(f"{topic.rstrip('/')}/compressed", COMPRESSED_IMAGE, "compressed")
+            route = Route(compressed_topic(topic), COMPRESSED_IMAGE, "compressed")
         if route.convert and (route.topic, route.msgtype) in recorded:
             notes.append(f"{topic} (the bag has {route.topic} as {route.msgtype} already)")
             continue

@@ -38,9 +38,11 @@ from thermal_visible_fusion.stream.image_codec import (decode_compressed, decode
                                                        encode_compressed, encode_image)
 
 __all__ = [
-    "CAMERA_INFO", "COMPRESSED_IMAGE", "DIAGNOSTIC_ARRAY", "IMAGE", "IMAGE_TYPES", "STORAGES",
+    "CAMERA_INFO", "COMPRESSED_IMAGE", "COMPRESSED_TRANSPORTS", "DIAGNOSTIC_ARRAY", "IMAGE",
+    "IMAGE_TYPES", "STORAGES",
     "BagImage", "BagWriter", "CameraCalibration", "Status",
-    "bag_topics", "compressed_image_message", "decode_image_message", "guess_pair_topics",
+    "bag_topics", "base_topic", "compressed_image_message", "compressed_topic",
+    "decode_image_message", "guess_pair_topics",
     "image_message", "image_topics", "load_calibrations", "open_reader", "progress",
     "read_images", "stamp_ns_of", "to_compressed", "to_raw", "typestore",
 ]
@@ -52,7 +54,10 @@ CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 STORAGES = ("mcap", "sqlite3")
 
-_TRANSPORTS = {"compressed", "compressedDepth", "theora", "zstd", "ffmpeg"}
+# image_transport's sensor_msgs/CompressedImage forms: the last name of their topics
+# (``<base topic>/compressed``); _TRANSPORTS also holds those of other message types.
+COMPRESSED_TRANSPORTS = ("compressed", "compressedDepth")
+_TRANSPORTS = {*COMPRESSED_TRANSPORTS, "theora", "zstd", "ffmpeg"}
 _THERMAL_WORDS = {"thermal", "ir", "infrared", "lwir", "mwir", "flir", "therm"}
 _RGB_WORDS = {"rgb", "color", "colour", "visible", "vis", "vi", "bgr", "visual"}
 
@@ -389,6 +394,20 @@ def read_messages(reader, path: str | Path, **kwargs) -> Iterator[tuple]:
         except Exception as error:
             raise BagReadError(path, error) from error
         yield item
+
+
+def base_topic(topic: str) -> str:
+    """``/rgb/image_raw/compressed`` -> ``/rgb/image_raw``; other names unchanged."""
+    for transport in COMPRESSED_TRANSPORTS:
+        suffix = f"/{transport}"
+        if topic.endswith(suffix) and len(topic) > len(suffix):
+            return topic[: -len(suffix)]
+    return topic
+
+
+def compressed_topic(topic: str) -> str:
+    """``/rgb/image_raw`` -> ``/rgb/image_raw/compressed``: image_transport's name."""
+    return f"{topic.rstrip('/')}/compressed"
 
 
 def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
