@@ -72,13 +72,16 @@ class FrameStatus:
 
 
 def temporal_status(result: FusionResult, latency_s: float, skew_ns: int, node_name: str,
-                    frame_id: str) -> FrameStatus:
+                    frame_id: str, values: Mapping[str, Any] | None = None) -> FrameStatus:
     """
     Return the status published with a fused frame.
 
     Named after the node (its fully qualified name), ``hardware_id`` the fused image's
-    (the RGB camera's) frame_id.
+    (the RGB camera's) frame_id.  ``values``: the frame's :func:`frame_values` when the
+    caller has them already (``tvf evaluate`` keeps them for its table too).
     """
+    if values is None:
+        values = frame_values(result, latency_s, skew_ns)
     return FrameStatus(name=f"{node_name}: temporal consistency",
                        message=status_message(result), hardware_id=frame_id or node_name,
-                       values=diagnostic_values(frame_values(result, latency_s, skew_ns)))
+                       values=diagnostic_values(values))

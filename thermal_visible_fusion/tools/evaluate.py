@@ -352,7 +352,9 @@ class Evaluation:
         else:
             self.writer.write_image(FUSED_TOPIC, result.fused, stamp, frame_id,
                                     log_time_ns=log_time)
-        frame = temporal_status(result, latency, pair.skew_ns, NODE_FQN, frame_id)  # the node's
+        values = frame_values(result, latency, pair.skew_ns)
+        frame = temporal_status(result, latency, pair.skew_ns, NODE_FQN, frame_id,  # the node's
+                                values=values)
         status = Status(name=frame.name, message=frame.message, level=frame.level,
                         hardware_id=frame.hardware_id, values=frame.values)
         self.writer.write_diagnostics(TEMPORAL_TOPIC, [status], stamp, frame_id,
@@ -362,7 +364,7 @@ class Evaluation:
             self._first_stamp = stamp
         row = {"frame": index, "time_s": (stamp - self._first_stamp) / 1e9,
                "thermal_stamp_ns": pair.thermal_stamp_ns, "rgb_stamp_ns": stamp,
-               **frame_values(result, latency, pair.skew_ns)}
+               **values}
         if result.reset_reason:
             self.reset_reasons[result.reset_reason] += 1
         if self.image_metrics is not None and index % self.args.metrics_every == 0:
