@@ -24,7 +24,8 @@ from thermal_visible_fusion.fusers.classic import MultiScaleFuser
 from thermal_visible_fusion.fusers.learned import LearnedFuser
 from thermal_visible_fusion.learned.model import (_rate, alignment_key, block_flow, column_offsets,
                                                   deblur_kernel, ModelConfig, multiscale_fuse,
-                                                  noise_level, shift, StreamingFusionNet)
+                                                  noise_level, shift, shift_cells,
+                                                  StreamingFusionNet)
 from thermal_visible_fusion.learned.runtime import fuse_sequence, StreamingRunner
 from thermal_visible_fusion.learned.weights import (load_model, load_weights, save_weights,
                                                     WEIGHTS_FORMAT, WeightsError)
@@ -345,17 +346,31 @@ def test_a_still_camera_does_not_move_its_memory(image):
 @pytest.mark.parametrize("dy,dx", [(0, 8), (8, -16), (-16, 24), (-4, 4)])
 def test_block_flow_and_shift_recover_a_translation(dy, dx):
     (ir0, vis0), (ir1, vis1) = _translated("texture", dy, dx)
-    flow = block_flow(alignment_key(ir1, vis1), alignment_key(ir0, vis0), ModelConfig().search)
-    assert flow.shape == (1, 2, 192, 256) and torch.equal(flow, flow.round())  # whole pixels
+    cells = block_flow(alignment_key(ir1, vis1), alignment_key(ir0, vis0), ModelConfig().search)
+    assert cells.shape == (1, 2, 48, 64)  # one vector per 4x4-pixel cell
+    assert torch.equal(cells, 4 * (cells / 4).round())  # whole cells
+    right = F.interpolate(((cells[:, :1] == dx) & (cells[:, 1:] == dy)).float(),
+                          scale_factor=4, mode="nearest").bool()
     inner = (..., slice(32, -32), slice(32, -32))
-    right = (flow[:, :1] == dx) & (flow[:, 1:] == dy)
     assert float(right[inner].float().mean()) > 0.6
-    # the shifted previous frame lands on the current one: exactly where the flow is
-    # right, and most of the misalignment is gone overall
-    moved, right = shift(ir0, flow)[inner], right[inner]
+    # moving whole cells is sampling each pixel by its cell's flow (away from the borders,
+    # where cells clamp as cells); the moved previous frame lands on the current one:
+    # exactly where the flow is right, and most of the misalignment is gone overall
+    moved = shift_cells(ir0, cells)
+    flow = F.interpolate(cells, scale_factor=4, mode="nearest")
+    assert torch.equal(moved[inner], shift(ir0, flow)[inner])
+    moved, right = moved[inner], right[inner]
     assert torch.equal(moved[right], ir1[inner][right])
     error = float((moved - ir1[inner]).abs().mean())
     assert error < 0.25 * float((ir0 - ir1)[inner].abs().mean())
+
+
+def test_shift_cells_clamps_at_the_borders():
+    x = torch.arange(64.0).view(1, 1, 8, 8)
+    cells = torch.zeros(1, 2, 2, 2)
+    cells[:, 0] = 400.0  # far to the right: every cell takes the last column of cells
+    moved = shift_cells(x, cells)
+    assert torch.equal(moved[..., :4], x[..., 4:]) and torch.equal(moved[..., 4:], x[..., 4:])
 
 
 def test_shift_by_whole_pixels_never_blurs():

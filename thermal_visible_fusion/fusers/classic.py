@@ -102,10 +102,10 @@ def _collapse(pyramid: list[np.ndarray]) -> np.ndarray:
 
 
 def _fuse_detail(ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
-    ir_energy = cv2.GaussianBlur(ir * ir, (5, 5), 0)
-    vis_energy = cv2.GaussianBlur(vis * vis, (5, 5), 0)
+    ir_energy = cv2.GaussianBlur(cv2.multiply(ir, ir), (5, 5), 0)
+    vis_energy = cv2.GaussianBlur(cv2.multiply(vis, vis), (5, 5), 0)
     weight = ir_energy / (ir_energy + vis_energy + 1e-6)
-    return weight * ir + (1.0 - weight) * vis
+    return _blend(weight, ir, vis)
 
 
 def _fuse_base(ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
@@ -113,4 +113,12 @@ def _fuse_base(ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
     ir_sal = cv2.GaussianBlur(np.abs(ir - ir.mean()), (5, 5), 0)
     vis_sal = cv2.GaussianBlur(np.abs(vis - vis.mean()), (5, 5), 0)
     weight = (ir_sal + 1.0) / (ir_sal + vis_sal + 2.0)
-    return weight * ir + (1.0 - weight) * vis
+    return _blend(weight, ir, vis)
+
+
+def _blend(weight: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
+    """Return weight * ir + (1 - weight) * vis: three passes, no (1 - weight) temporary."""
+    out = ir - vis
+    out *= weight
+    out += vis
+    return out

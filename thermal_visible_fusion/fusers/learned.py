@@ -20,6 +20,7 @@ import torch
 
 from thermal_visible_fusion.device import inference_dtype, resolve_device
 from thermal_visible_fusion.fusers.classic import merge_luma, MultiScaleFuser
+from thermal_visible_fusion.host_memory import retain_freed_memory
 from thermal_visible_fusion.learned.runtime import CudaGraphStep, FrozenStep, StreamingRunner
 from thermal_visible_fusion.learned.weights import DEFAULT_WEIGHTS, default_weights, load_model
 
@@ -49,6 +50,8 @@ class LearnedFuser:
             default_weights() or DEFAULT_WEIGHTS  # missing: load_model says so
         self.device = resolve_device(device)
         self.dtype = inference_dtype(self.device)
+        if self.device.type == "cpu":
+            retain_freed_memory()  # the frame's temporaries: no page faults per frame
         model = load_model(self.weights, "cpu")
         self.model = model.to(self.device, self.dtype).to(memory_format=torch.channels_last)
         self.jit = self.device.type == "cpu" if jit is None else jit
