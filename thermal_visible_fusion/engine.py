@@ -59,6 +59,7 @@ class EngineConfig:
     fuser: str = "auto"
     weights: str = ""
     device: str = "auto"
+    cpu_threads: int = 0  # the learned fuser's most torch threads on a CPU; 0 = all cores
     use_memory: bool = True
     lookahead: int = 0
     max_stamp_gap: float = 0.5
@@ -92,7 +93,8 @@ class FusionEngine:
         if fuser is None:
             fuser, self.fuser_warning = create_fuser(
                 self.config.fuser, weights=self.config.weights or None, device=self.config.device,
-                use_memory=self.config.use_memory, lookahead=self.config.lookahead)
+                use_memory=self.config.use_memory, lookahead=self.config.lookahead,
+                threads=self.config.cpu_threads or None)
         self.fuser = fuser
         self.normalizer = ThermalNormalizer(self.config.thermal_low_percentile,
                                             self.config.thermal_high_percentile,

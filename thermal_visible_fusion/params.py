@@ -129,6 +129,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               _string, runtime=False),
     ParamSpec("device", "auto", "auto (CUDA when available), cpu or cuda[:N]", _device,
               runtime=False),
+    ParamSpec("cpu_threads", 0, "most torch threads the learned fuser uses on a CPU (it picks "
+              "1 or this many by frame times); 0 = all cores but one, left to DDS, decoding "
+              "and the executor", _number(0, 1024, integer=True), runtime=False),
     ParamSpec("use_memory", True, "carry temporal memory across frames (false = still-image "
               "fusion)", _boolean),
     ParamSpec("max_stamp_gap", 0.5, "stamp gap (s) after which the temporal memory resets",

@@ -19,14 +19,16 @@ FUSER_NAMES = ("auto", "learned", *CLASSIC_FUSERS)
 
 
 def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
-                 use_memory: bool = True, lookahead: int = 0) -> tuple[Fuser, str | None]:
+                 use_memory: bool = True, lookahead: int = 0,
+                 threads: int | None = None) -> tuple[Fuser, str | None]:
     """
     Build a fuser by name; returns (fuser, warning).
 
     ``warning`` is set when ``auto`` or ``learned`` had to fall back to the
     non-learned fuser (weights asked for but missing, or corrupt): the caller
     reports it as a WARN diagnostic instead of failing to start.  ``auto``
-    without shipped weights quietly uses the multi-scale fuser.
+    without shipped weights quietly uses the multi-scale fuser.  ``threads``: the
+    learned fuser's most torch threads on a CPU (None: all cores).
     """
     if name not in FUSER_NAMES:
         raise ValueError(f"unknown fuser {name!r}; choose one of {', '.join(FUSER_NAMES)}")
@@ -44,7 +46,8 @@ def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
         return MultiScaleFuser(), (f"learned fuser needs torch ({error}); "
                                    f"falling back to {FALLBACK_FUSER}")
     try:
-        fuser = LearnedFuser(path, device=device, use_memory=use_memory, lookahead=lookahead)
+        fuser = LearnedFuser(path, device=device, use_memory=use_memory, lookahead=lookahead,
+                             threads=threads)
     except learned_weights.WeightsError as error:
         return MultiScaleFuser(), f"{_brief(str(error))}; falling back to {FALLBACK_FUSER}"
     except (RuntimeError, MemoryError) as error:  # a valid config too big to build, ...

@@ -13,6 +13,7 @@ live in ``thermal_visible_fusion.learned``; this module only adapts them to a Fu
 from __future__ import annotations
 
 from pathlib import Path
+import time
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ from thermal_visible_fusion.device import inference_dtype, resolve_device
 from thermal_visible_fusion.fusers.classic import merge_luma, MultiScaleFuser
 from thermal_visible_fusion.host_memory import retain_freed_memory
 from thermal_visible_fusion.learned.runtime import CudaGraphStep, FrozenStep, StreamingRunner
+from thermal_visible_fusion.learned.threads import ThreadTuner
 from thermal_visible_fusion.learned.weights import DEFAULT_WEIGHTS, default_weights, load_model
 
 
@@ -30,7 +32,8 @@ class LearnedFuser:
     Streaming learned fusion with temporal memory.
 
     ``lookahead=k`` delays the output by k frames and uses them (see ``StreamingRunner``);
-    ``flush()`` returns the frames still held back.  ``threads`` sets torch's CPU threads.
+    ``flush()`` returns the frames still held back.  On a CPU a ``ThreadTuner`` runs torch
+    on 1 or ``threads`` threads (default: all cores), whichever fuses faster now.
     ``jit`` (default: on CPU) runs a TorchScript-frozen trace of the network, made per
     frame size on first use (``warmup`` does it ahead of time); ``cuda_graphs`` (default:
     on CUDA without jit) replays it as CUDA graphs (``CudaGraphStep``), captured the same
@@ -44,14 +47,16 @@ class LearnedFuser:
                  jit: bool | None = None, cuda_graphs: bool | None = None):
         if lookahead and not use_memory:
             raise ValueError("lookahead needs the memory (use_memory=True)")
-        if threads:
-            torch.set_num_threads(int(threads))
+        if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+            raise ValueError(f"threads must be >= 1, got {threads!r}")
         self.weights = Path(weights) if weights is not None else \
             default_weights() or DEFAULT_WEIGHTS  # missing: load_model says so
         self.device = resolve_device(device)
         self.dtype = inference_dtype(self.device)
+        self._tuner = None
         if self.device.type == "cpu":
             retain_freed_memory()  # the frame's temporaries: no page faults per frame
+            self._tuner = ThreadTuner((1, int(threads or torch.get_num_threads())))
         model = load_model(self.weights, "cpu")
         self.model = model.to(self.device, self.dtype).to(memory_format=torch.channels_last)
         self.jit = self.device.type == "cpu" if jit is None else jit
@@ -92,11 +97,12 @@ class LearnedFuser:
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
         # Frames decoded from messages can be read-only views: copy only then.
         t = torch.from_numpy(np.require(image, requirements=["C", "W"])).to(self.device)
-        return (t.to(self.dtype) / 255.0)[None, None]
+        return t.to(self.dtype).mul_(1 / 255.0)[None, None]
 
     def _to_bgr(self, restored: torch.Tensor, ycrcb: np.ndarray) -> np.ndarray:
         """Restored IR and Y, fused by the multi-scale rule, + the frame's chroma -> BGR."""
-        ir, y = (restored[0].float() * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8).cpu().numpy()
+        levels = restored[0].float().mul(255.0).add_(0.5).clamp_(0, 255)
+        ir, y = levels.to(torch.uint8).cpu().numpy()
         return merge_luma(self._rule.fuse_luma(ir, y), ycrcb)  # ycrcb's own Y is spent
 
     @staticmethod
@@ -114,12 +120,18 @@ class LearnedFuser:
         if self._size != thermal.shape:
             self.reset()  # the memory is tied to the frame size
             self._size = thermal.shape
+        start = time.perf_counter()
+        if self._tuner:
+            self._tuner.begin()
         ycrcb = cv2.cvtColor(rgb, cv2.COLOR_BGR2YCrCb)
         with torch.inference_mode():
             # the chroma rides with its frame through the runner's look-ahead window
             fused = self.runner.push(self._to_tensor(thermal), self._to_tensor(ycrcb[..., 0]),
                                      tag=ycrcb)
-            return self._to_bgr(fused, self.runner.tag)
+            out = self._to_bgr(fused, self.runner.tag)
+        if self._tuner:
+            self._tuner.end(time.perf_counter() - start)
+        return out
 
     def flush(self) -> list[np.ndarray]:
         """With look-ahead: the fused frames not yet returned, in order (else empty)."""
@@ -134,3 +146,5 @@ class LearnedFuser:
             self.fuse(thermal, rgb)
         self.flush()
         self.reset()
+        if self._tuner:  # warm-up frames (traces, allocations) time nothing real
+            self._tuner.restart()

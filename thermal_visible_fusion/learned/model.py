@@ -182,7 +182,8 @@ class StreamingFusionNet(nn.Module):
         noise = noise_level(ir_d)  # (B,1)
 
         # 2. align the remembered frame
-        key = alignment_key(ir_d, vis)
+        frames = torch.cat([vis, ir_d], 1)  # visible, IR: alignment and blur features
+        key = _half(frames)  # alignment_key(ir_d, vis)
         if state is None:
             cells = ir.new_zeros(ir.shape[0], 2, ir.shape[-2] // CELL, ir.shape[-1] // CELL)
             past = ir_d
@@ -212,12 +213,14 @@ class StreamingFusionNet(nn.Module):
             # the prior: a noise-adaptive recursive filter (trust the past where it agrees
             # with the present within the noise); the CNN's gain refines it where it knows
             # better (moving edges, occlusions)
-            agree = _box5(past - spatial).abs() / (self.log_tolerance.exp() * sigma + 1e-4)
-            prior = 0.95 * on * torch.exp(-agree.square())
-            restored_ir = torch.addcmul(spatial, prior * torch.sigmoid(gain), past - spatial)
+            # exp(-(|box5(past - spatial)| / (tolerance * sigma))^2), in fewer passes
+            change = past - spatial
+            scale = -1.0 / (self.log_tolerance.exp() * sigma + 1e-4).square()
+            prior = (0.95 * on) * torch.exp(_box5(change).square() * scale)
+            restored_ir = torch.addcmul(spatial, prior * torch.sigmoid(gain), change)
 
         # 4. visible: the blur class, averaged over the stream, picks the inverse filter
-        probs = torch.softmax(self.blur_classifier(blur_features(vis, ir_d, noise, key)), -1)
+        probs = torch.softmax(self.blur_classifier(blur_features(frames, noise, key)), -1)
         blur = probs if state is None else state.blur + _rate(count, cfg.blur_frames) * (
             probs - state.blur)
         restored_vis = self.deblur(vis, blur)
@@ -432,17 +435,17 @@ def shift(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 PYRAMID_LEVELS = 4
 
 
-def blur_features(vis: torch.Tensor, ir: torch.Tensor, noise: torch.Tensor,
+def blur_features(frames: torch.Tensor, noise: torch.Tensor,
                   half: torch.Tensor | None = None) -> torch.Tensor:
     """
-    Return the blur features, (B, 2*PYRAMID_LEVELS+1).
+    Return the blur features of the (B,2,H,W) visible and IR frames, (B, 2*PYRAMID_LEVELS+1).
 
     Log energies of each frame's Laplacian bands relative to its coarsest one (blur shows
     as missing fine-band energy), the visible frame's coarse contrast, and the IR noise
-    level.  ``half``: ``alignment_key(ir, vis)`` if at hand (the first pyramid level, not
-    computed twice).
+    level.  ``half``: their 2x2 means (``alignment_key``) if at hand (the first pyramid
+    level, not computed twice).
     """
-    x = torch.cat([vis, ir], 1)
+    x = frames
     energies = []
     for level in range(PYRAMID_LEVELS):  # a box pyramid: cheap, and blur shows the same
         down = half if level == 0 and half is not None else _half(x)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
+import os
 import re
 import sys
 import threading
@@ -112,6 +113,12 @@ class LatestPair:
             self._pair = None
 
 
+def node_cpu_threads() -> int:
+    """All the cores this process may run on but one: DDS, decoding and the executor need it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - 1)
+
+
 class FusionNode(Node):
 
     def __init__(self, **kwargs):
@@ -128,7 +135,8 @@ class FusionNode(Node):
         self._requests_lock = threading.Lock()  # held for a swap only
         self._reset_request = ""
         self._config_request: dict = {}
-        self.engine = FusionEngine(EngineConfig.from_params(self.params))
+        self.engine = FusionEngine(EngineConfig.from_params(
+            {**self.params, "cpu_threads": self.params["cpu_threads"] or node_cpu_threads()}))
         if self.engine.fuser_warning:
             self._throttled_log("fuser", "warning", self.engine.fuser_warning)
         warmup = self.engine.warmup()

@@ -7,8 +7,8 @@
   * the node's per-frame temporal diagnostics (``TemporalMonitor``) in ms at 640x480;
   * all image metrics (``metrics.image.compute_all``) of one 640x480 frame in s;
   * with ``--busy-cores N`` (default 1): the same engines at the first size while N other
-    processes keep a core each busy, and the ratio to the quiet figure (how well the
-    thread policy copes with a shared CPU);
+    processes keep a core each busy (after ``SETTLE_FRAMES`` frames under that load), and
+    the ratio to the quiet figure (how well the thread policy copes with a shared CPU);
   * with ``--compare-cpu N``: how far the learned fuser's output on ``--device`` is from
     the CPU float32 path's over N frames of one stream (memory on), in grey levels: on a
     GPU this checks that half precision fuses the same frames.
@@ -27,6 +27,11 @@ import platform
 import time
 
 import numpy as np
+
+
+# Frames run under a new load before timing it: the learned fuser's thread tuner notices
+# a slowdown within 5 frames and tries its thread counts over the next 10.
+SETTLE_FRAMES = 20
 
 
 def _count(text: str) -> int:
@@ -177,6 +182,8 @@ def main(args) -> int:
         busy = result["engine_fps_busy"] = {"busy_cores": args.busy_cores}
         with BusyCores(args.busy_cores):
             for key, step in busy_steps.items():
+                for _ in range(SETTLE_FRAMES):  # the load is new: let the engine adapt
+                    step()
                 fps = busy[key] = round(1000 / _median_ms(step, args.frames), 2)
                 ratio = busy[f"{key}_ratio"] = round(fps / result["engine_fps"][key], 3)
                 print(f"{key:>21} with {args.busy_cores} core(s) busy: {fps:7.2f} fps, "

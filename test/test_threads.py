@@ -1,0 +1,63 @@
+"""The learned fuser's CPU thread count follows the frame times it measures."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from thermal_visible_fusion.learned.threads import ThreadTuner  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def run(tuner: ThreadTuner, frames: int, ms: dict[int, float]) -> list[int]:
+    """Feed ``frames`` frames whose time depends on the thread count; the counts used."""
+    used = []
+    for _ in range(frames):
+        count = tuner.begin()
+        assert torch.get_num_threads() == count
+        used.append(count)
+        tuner.end(ms[count] / 1000)
+    return used
+
+
+def test_it_keeps_the_faster_count_and_retries_only_after_the_period():
+    tuner = ThreadTuner((1, 2), trial=3, period=20)
+    used = run(tuner, 6, {1: 30.0, 2: 20.0})
+    assert sorted(used) == [1, 1, 1, 2, 2, 2]  # the trial: three frames at each
+    assert tuner.current == 2 and tuner.trials == 1
+    assert run(tuner, 20, {1: 30.0, 2: 20.0}) == [2] * 20
+    run(tuner, 6, {1: 30.0, 2: 20.0})  # the next trial
+    assert tuner.trials == 2
+
+
+def test_under_load_it_moves_to_one_thread_within_a_trial_of_the_slowdown():
+    tuner = ThreadTuner((1, 2), trial=3, period=1000)
+    run(tuner, 6, {1: 30.0, 2: 20.0})
+    assert tuner.current == 2
+    # another process takes a core: 2 threads now wait on each other, 1 thread does not
+    loaded = {1: 32.0, 2: 60.0}
+    used = run(tuner, 3 + 6 + 10, loaded)  # 3 slow frames to notice, a trial, then steady
+    assert tuner.current == 1 and used[-10:] == [1] * 10
+
+
+def test_a_count_must_be_clearly_faster_to_replace_the_current_one():
+    tuner = ThreadTuner((1, 4), trial=3, period=50, margin=0.1)
+    run(tuner, 6, {1: 19.5, 4: 20.0})  # 2.5 % faster: noise, not a reason to switch
+    assert tuner.current == 4
+
+
+def test_one_count_is_fixed():
+    tuner = ThreadTuner((1,))
+    assert run(tuner, 5, {1: 10.0}) == [1] * 5 and tuner.trials == 0
+
+
+@pytest.mark.parametrize("kwargs", [{"counts": ()}, {"counts": (0,)}, {"trial": 0},
+                                    {"margin": 1.0}, {"slower": 1.0}, {"period": -1}])
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        ThreadTuner(**{"counts": (1, 2), **kwargs})
