@@ -26,7 +26,7 @@ from thermal_visible_fusion.learned.model import (_rate, alignment_key, block_fl
                                                   deblur_kernel, ModelConfig, multiscale_fuse,
                                                   noise_level, shift, shift_cells,
                                                   StreamingFusionNet)
-from thermal_visible_fusion.learned.runtime import fuse_sequence, StreamingRunner
+from thermal_visible_fusion.learned.runtime import FrozenStep, fuse_sequence, StreamingRunner
 from thermal_visible_fusion.learned.weights import (load_model, load_weights, save_weights,
                                                     WEIGHTS_FORMAT, WeightsError)
 from thermal_visible_fusion.training.degrade import gaussian_blur
@@ -467,6 +467,43 @@ def test_stripe_and_blur_memories_are_running_means_of_the_frames():
     assert torch.allclose(state.blur, torch.cat(probs).mean(0, keepdim=True), atol=1e-6)
     assert not torch.allclose(probs[0], probs[1], atol=1e-4)  # the mean is not trivial
     assert state.count.tolist() == [[6.0]]
+
+
+def test_estimating_every_kth_frame_averages_those_frames_with_time_constants_in_frames():
+    """
+    Estimating on every k-th frame averages frames 0, k, 2k, ...
+
+    The others reuse the memories; the means turn exponential after stripe_frames /
+    blur_frames frames, not estimates.
+    """
+    config = ModelConfig(stripe_frames=8, blur_frames=64, stripe_floor=100.0, stripe_full=101.0)
+    model = make_model(config, blur=None)
+    frames = random_frames(13, 32, 48, seed=3)
+    runner = StreamingRunner(model, estimate_every=4)
+    expected, n = None, 0
+    with torch.no_grad():
+        for t, (ir, vis) in enumerate(frames):
+            runner.push(ir, vis)
+            if t % 4 == 0:  # estimated: frames 0, 4, 8, 12
+                n += 1
+                seen = column_offsets(ir)
+                rate = max(1 / n, 4 / 8)  # the running mean, then 8 frames = 2 estimates
+                expected = seen if expected is None else expected + rate * (seen - expected)
+            assert torch.allclose(runner.state.stripes[..., :48], expected, atol=1e-6), t
+    blur_alone = [model(ir, vis)[1].blur for ir, vis in frames[::4]]
+    assert torch.allclose(runner.state.blur, torch.cat(blur_alone).mean(0, keepdim=True),
+                          atol=1e-6)
+
+
+def test_the_traced_step_estimates_as_the_eager_one(weights):
+    frames = random_frames(9, 40, 56, seed=4)
+    eager = StreamingRunner(load_model(weights), estimate_every=4)
+    model = load_model(weights)
+    traced = StreamingRunner(model, step=FrozenStep(model), estimate_every=4)
+    with torch.no_grad():
+        for ir, vis in frames:
+            assert torch.allclose(eager.push(ir, vis), traced.push(ir, vis), atol=1e-5)
+    assert torch.allclose(eager.state.stripes, traced.state.stripes, atol=1e-6)
 
 
 def test_memories_settle_on_a_still_camera():

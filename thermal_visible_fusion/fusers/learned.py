@@ -27,6 +27,11 @@ from thermal_visible_fusion.learned.threads import ThreadTuner
 from thermal_visible_fusion.learned.weights import DEFAULT_WEIGHTS, default_weights, load_model
 
 
+# The camera's stripes and blur are estimated on every 4th frame: they are fixed per camera,
+# their memory averages over 64-256 frames, and they cost a sixth of a CPU frame.
+ESTIMATE_EVERY = 4
+
+
 class LearnedFuser:
     """
     Streaming learned fusion with temporal memory.
@@ -70,7 +75,7 @@ class LearnedFuser:
         self._rule = MultiScaleFuser()
         self._lookahead = lookahead  # as asked; the runner drops it while memory is off
         self.runner = StreamingRunner(self.model, use_memory=use_memory, lookahead=lookahead,
-                                      step=self._step)
+                                      step=self._step, estimate_every=ESTIMATE_EVERY)
         self._size: tuple[int, int] | None = None
 
     @property
@@ -83,7 +88,7 @@ class LearnedFuser:
         if bool(value) != self.runner.use_memory:
             self.runner = StreamingRunner(self.model, use_memory=bool(value),
                                           lookahead=self._lookahead if value else 0,
-                                          step=self._step)
+                                          step=self._step, estimate_every=ESTIMATE_EVERY)
             self.reset()
 
     @property

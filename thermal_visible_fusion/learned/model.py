@@ -156,12 +156,16 @@ class StreamingFusionNet(nn.Module):
                              persistent=False)
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None = None,
-                fuse: bool = True) -> tuple[FusionOutput, MemoryState]:
+                fuse: bool = True, estimate: bool = True, every: int = 1
+                ) -> tuple[FusionOutput, MemoryState]:
         """
         Restore one frame pair (and fuse it).
 
         ``fuse=False`` leaves ``fused`` as None: the caller fuses the restored frames
         (``fusers.learned`` runs the same rule in OpenCV, several times faster on a CPU).
+        The camera's stripes and blur are fixed, so a stream may estimate them on every
+        ``every``-th frame only (the memory's time constants stay in frames):
+        ``estimate=False`` reuses the memory's.
         """
         cfg = self.config
         h, w = ir.shape[-2:]
@@ -171,11 +175,17 @@ class StreamingFusionNet(nn.Module):
                              f"frame is {tuple(ir.shape)}: reset the memory when the size "
                              "changes")
         count = state.count + 1 if state is not None else ir.new_ones(ir.shape[0], 1)
+        estimate = estimate or state is None
+        estimates = (count - 1) // every + 1  # this one included, when estimating
 
         # 1. stripes: a running mean of per-frame estimates, removed when they are strong
-        seen = column_offsets(ir)
-        stripes = seen if state is None else state.stripes + _rate(
-            count, cfg.stripe_frames).view(-1, 1, 1, 1) * (seen - state.stripes)
+        if state is None:
+            stripes = column_offsets(ir)
+        elif estimate:
+            stripes = state.stripes + _rate(estimates, cfg.stripe_frames / every).view(
+                -1, 1, 1, 1) * (column_offsets(ir) - state.stripes)
+        else:
+            stripes = state.stripes
         energy = 255 * stripes.square().mean(-1, keepdim=True).sqrt()
         gate = ((energy - cfg.stripe_floor) / (cfg.stripe_full - cfg.stripe_floor)).clamp(0, 1)
         ir_d = ir - gate * stripes
@@ -220,9 +230,12 @@ class StreamingFusionNet(nn.Module):
             restored_ir = torch.addcmul(spatial, prior * torch.sigmoid(gain), change)
 
         # 4. visible: the blur class, averaged over the stream, picks the inverse filter
-        probs = torch.softmax(self.blur_classifier(blur_features(frames, noise, key)), -1)
-        blur = probs if state is None else state.blur + _rate(count, cfg.blur_frames) * (
-            probs - state.blur)
+        if estimate:
+            probs = torch.softmax(self.blur_classifier(blur_features(frames, noise, key)), -1)
+            blur = probs if state is None else state.blur + _rate(
+                estimates, cfg.blur_frames / every) * (probs - state.blur)
+        else:
+            blur = state.blur
         restored_vis = self.deblur(vis, blur)
 
         # 5. fuse
@@ -267,7 +280,7 @@ def _pixel_shuffle(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(n, c // 4, 2 * h, 2 * w)
 
 
-def _rate(count: torch.Tensor, frames: int) -> torch.Tensor:
+def _rate(count: torch.Tensor, frames: float) -> torch.Tensor:
     """Step of a running mean over the first ``frames`` frames, exponential after."""
     return torch.clamp(1.0 / count, min=1.0 / frames)
 

@@ -25,9 +25,10 @@ from thermal_visible_fusion.learned.model import MemoryState, multiscale_fuse, S
 
 
 def _restore(model: StreamingFusionNet, ir: torch.Tensor, vis: torch.Tensor,
-             state: MemoryState | None) -> tuple[torch.Tensor, MemoryState]:
+             state: MemoryState | None, estimate: bool = True, every: int = 1
+             ) -> tuple[torch.Tensor, MemoryState]:
     """One eager step: (restored IR and visible as (B,2,H,W), new memory)."""
-    out, new = model(ir, vis, state, fuse=False)
+    out, new = model(ir, vis, state, fuse=False, estimate=estimate, every=every)
     return torch.cat([out.restored_ir, out.restored_vis], 1), new
 
 
@@ -35,9 +36,10 @@ def _step_inputs(ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None)
     return (ir, vis) + (tuple(state) if state is not None else ())
 
 
-def _step_key(ir: torch.Tensor, state: MemoryState | None) -> tuple:
-    """Return the key of a compiled step: per input size, dtype and device, and memory presence."""
-    return tuple(ir.shape), ir.dtype, ir.device, state is None
+def _step_key(ir: torch.Tensor, state: MemoryState | None, estimate: bool, every: int
+              ) -> tuple:
+    """Return a compiled step's key: input size, dtype, device, memory, estimation."""
+    return tuple(ir.shape), ir.dtype, ir.device, state is None, estimate or state is None, every
 
 
 def _cached(cache: OrderedDict, key: tuple, make: Callable, limit: int):
@@ -75,16 +77,20 @@ class FrozenStep:
 
     class _Wrapped(nn.Module):
 
-        def __init__(self, model: StreamingFusionNet, with_state: bool):
+        def __init__(self, model: StreamingFusionNet, with_state: bool, estimate: bool,
+                     every: int):
             super().__init__()
             self.model, self.with_state = model, with_state
+            self.estimate, self.every = estimate, every
 
         def forward(self, ir, vis, *state):
             restored, new = _restore(self.model, ir, vis,
-                                     MemoryState(*state) if self.with_state else None)
+                                     MemoryState(*state) if self.with_state else None,
+                                     self.estimate, self.every)
             return (restored,) + tuple(new)
 
-    def _trace(self, inputs: tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule | None:
+    def _trace(self, inputs: tuple[torch.Tensor, ...], estimate: bool, every: int
+               ) -> torch.jit.ScriptModule | None:
         if self.traces >= self.MAX_TRACES:
             if self.traces == self.MAX_TRACES:
                 warnings.warn(f"{self.MAX_TRACES} frame sizes traced; further sizes run eager")
@@ -94,22 +100,23 @@ class FrozenStep:
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                wrapped = self._Wrapped(self.model, len(inputs) > 2).eval()
+                wrapped = self._Wrapped(self.model, len(inputs) > 2, estimate, every).eval()
                 return torch.jit.freeze(torch.jit.trace(wrapped, inputs, check_trace=False))
         except Exception as exc:  # unsupported torch build, exotic op: stay eager
             warnings.warn(f"tracing the fusion network failed ({exc}); running eager")
             return None
 
-    def _graph(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None):
+    def _graph(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
+               estimate: bool, every: int):
         inputs = _step_inputs(ir, vis, state)
-        return _cached(self.graphs, _step_key(ir, state), lambda: self._trace(inputs),
-                       self.MAX_GRAPHS)
+        return _cached(self.graphs, _step_key(ir, state, estimate, every),
+                       lambda: self._trace(inputs, estimate, every), self.MAX_GRAPHS)
 
-    def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None
-                 ) -> tuple[torch.Tensor, MemoryState]:
-        graph = self._graph(ir, vis, state)
+    def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
+                 estimate: bool = True, every: int = 1) -> tuple[torch.Tensor, MemoryState]:
+        graph = self._graph(ir, vis, state, estimate, every)
         if graph is None:
-            return _restore(self.model, ir, vis, state)
+            return _restore(self.model, ir, vis, state, estimate, every)
         restored, *new = graph(*_step_inputs(ir, vis, state))
         return restored, MemoryState(*new)
 
@@ -134,12 +141,12 @@ class CudaGraphStep:
         self.model = model
         self.graphs: OrderedDict[tuple, tuple | None] = OrderedDict()
 
-    def _capture(self, inputs: tuple[torch.Tensor, ...]) -> tuple:
+    def _capture(self, inputs: tuple[torch.Tensor, ...], estimate: bool, every: int) -> tuple:
         static = tuple(t.clone() for t in inputs)
 
         def run() -> tuple[torch.Tensor, ...]:
             state = MemoryState(*static[2:]) if len(static) > 2 else None
-            restored, new = _restore(self.model, static[0], static[1], state)
+            restored, new = _restore(self.model, static[0], static[1], state, estimate, every)
             return (restored,) + tuple(new)
 
         side = torch.cuda.Stream()  # on the current device: the caller selects the input's
@@ -154,9 +161,10 @@ class CudaGraphStep:
             outputs = run()
         return graph, static, outputs
 
-    def _capture_or_eager(self, inputs: tuple[torch.Tensor, ...]) -> tuple | None:
+    def _capture_or_eager(self, inputs: tuple[torch.Tensor, ...], estimate: bool, every: int
+                          ) -> tuple | None:
         try:
-            return self._capture(inputs)
+            return self._capture(inputs, estimate, every)
         except torch.cuda.OutOfMemoryError:
             raise  # transient: this frame fails, the next one tries again
         except RuntimeError as exc:  # an op that cannot be captured: this size stays eager
@@ -164,15 +172,16 @@ class CudaGraphStep:
                           "running eager")
             return None
 
-    def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None
-                 ) -> tuple[torch.Tensor, MemoryState]:
+    def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
+                 estimate: bool = True, every: int = 1) -> tuple[torch.Tensor, MemoryState]:
         inputs = _step_inputs(ir, vis, state)
         with torch.cuda.device(ir.device):  # capture and replay on the input's GPU (cuda:N)
-            entry = _cached(self.graphs, _step_key(ir, state),
-                            lambda: self._capture_or_eager(inputs), self.MAX_GRAPHS)
+            entry = _cached(self.graphs, _step_key(ir, state, estimate, every),
+                            lambda: self._capture_or_eager(inputs, estimate, every),
+                            self.MAX_GRAPHS)
             if entry is None or any(b.shape != v.shape for b, v in zip(entry[1], inputs)):
                 # no graph, or a memory of another size: eager, which says what is wrong
-                return _restore(self.model, ir, vis, state)
+                return _restore(self.model, ir, vis, state, estimate, every)
             graph, static, outputs = entry
             for buffer, value in zip(static, inputs):
                 buffer.copy_(value)
@@ -199,33 +208,42 @@ class StreamingRunner:
 
     Tensors are (1,1,H,W) in [0, 1] on the model's device.  ``use_memory=False`` runs every
     frame with an empty memory (and disables look-ahead, which needs the memory).
-    ``step(ir, vis, state) -> (restored pair, new_state)`` replaces the model call (e.g. a
-    ``FrozenStep`` or ``CudaGraphStep``).
+    ``estimate_every=k``: the stream's stripes and blur are estimated on every k-th frame
+    (they are fixed per camera; the memory keeps them between estimates).
+    ``step(ir, vis, state, estimate, every) -> (restored pair, new_state)`` replaces the
+    model call (e.g. a ``FrozenStep`` or ``CudaGraphStep``).
     """
 
     def __init__(self, model: StreamingFusionNet, use_memory: bool = True, lookahead: int = 0,
-                 step: Callable | None = None):
+                 step: Callable | None = None, estimate_every: int = 1):
         if lookahead < 0:
             raise ValueError("lookahead must be >= 0")
+        if isinstance(estimate_every, bool) or not isinstance(estimate_every, int) or \
+                not 1 <= estimate_every <= 64:
+            raise ValueError(f"estimate_every must be an integer in 1..64, got {estimate_every!r}")
         self.model = model
         self.step = step or self._model_step
         self.use_memory = use_memory
         self.lookahead = lookahead if use_memory else 0
+        self.estimate_every = estimate_every
         self.reset()
 
-    def _model_step(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None
-                    ) -> tuple[torch.Tensor, MemoryState]:
-        return _restore(self.model, ir, vis, state)
+    def _model_step(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
+                    estimate: bool = True, every: int = 1) -> tuple[torch.Tensor, MemoryState]:
+        return _restore(self.model, ir, vis, state, estimate, every)
 
     def reset(self) -> None:
+        self.frames = 0  # since the memory was last empty
         self.state: MemoryState | None = None
         self.window: deque = deque()  # (ir, vis, forward output, tag); window[0] output last
         self.tag: Any = None  # the tag of the frame the last push returned
 
     @torch.no_grad()
     def _step(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        restored, state = self.step(ir, vis, self.state)
+        every = self.estimate_every if self.use_memory else 1
+        restored, state = self.step(ir, vis, self.state, self.frames % every == 0, every)
         self.state = state if self.use_memory else None
+        self.frames = self.frames + 1 if self.use_memory else 0
         return restored
 
     @torch.no_grad()
