@@ -61,3 +61,14 @@ def test_one_count_is_fixed():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         ThreadTuner(**{"counts": (1, 2), **kwargs})
+
+
+def test_cpu_threads_bounds_the_learned_fusers_threads():
+    from thermal_visible_fusion.engine import EngineConfig, FusionEngine
+
+    engine = FusionEngine(EngineConfig(fuser="learned", device="cpu", cpu_threads=1))
+    assert engine.fuser.max_threads == 1 and "torch_threads<=1" in engine.describe()
+    engine.warmup(48, 64)
+    engine.process(torch.zeros(48, 64, dtype=torch.uint8).numpy(),
+                   torch.zeros(48, 64, 3, dtype=torch.uint8).numpy(), 0)
+    assert torch.get_num_threads() == 1

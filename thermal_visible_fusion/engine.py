@@ -111,7 +111,9 @@ class FusionEngine:
         return str(getattr(self.fuser, "device", "cpu"))
 
     def describe(self) -> str:
-        return f"fuser={self.fuser.name} device={self.device}"
+        threads = getattr(self.fuser, "max_threads", None)
+        return f"fuser={self.fuser.name} device={self.device}" + (
+            f" torch_threads<={threads}" if threads else "")
 
     def update_config(self, **changes) -> None:
         """Apply runtime parameter changes (already validated by the caller)."""

@@ -92,6 +92,11 @@ class LearnedFuser:
             self.reset()
 
     @property
+    def max_threads(self) -> int | None:
+        """Return the most torch threads the fuser uses on a CPU (None on a GPU)."""
+        return self._tuner.counts[-1] if self._tuner else None
+
+    @property
     def lookahead(self) -> int:
         return self.runner.lookahead
 

@@ -34,6 +34,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fuser", default=None, help="fuser parameter of the node")
     parser.add_argument("--device", default=None, help="device parameter of the node")
     parser.add_argument("--weights", default=None, help="weights parameter of the node")
+    parser.add_argument("--cpu-threads", type=int, default=None,
+                        help="cpu_threads parameter of the node (default: the node's, 0)")
     parser.add_argument("--peak-rates", default="30,45,60,90,120",
                         help="input rates (Hz) tried for peak throughput")
     parser.add_argument("--reset-calls", type=int, default=100,
@@ -51,7 +53,8 @@ def main(args) -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {k: v for k, v in (("fuser", args.fuser), ("device", args.device),
-                                ("weights", args.weights)) if v}
+                                ("weights", args.weights), ("cpu_threads", args.cpu_threads))
+              if v is not None and v != ""}
     with node_session(env, params, out.with_suffix(".node.log"), keep_images=False) as session:
         client = session.client
         pairs = _messages(args.width, args.height)
