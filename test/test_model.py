@@ -469,37 +469,42 @@ def test_stripe_and_blur_memories_are_running_means_of_the_frames():
     assert state.count.tolist() == [[6.0]]
 
 
-def test_estimating_every_kth_frame_averages_those_frames_with_time_constants_in_frames():
+def test_after_the_dense_frames_an_estimate_stands_for_the_frames_up_to_it():
     """
-    Estimating on every k-th frame averages frames 0, k, 2k, ...
+    After ``dense`` frames, only every k-th frame is estimated.
 
-    The others reuse the memories; the means turn exponential after stripe_frames /
-    blur_frames frames, not estimates.
+    Each of those estimates weighs as the k frames up to it in the running means, which
+    turn exponential after stripe_frames / blur_frames frames; the frames between
+    reuse the memories.
     """
-    config = ModelConfig(stripe_frames=8, blur_frames=64, stripe_floor=100.0, stripe_full=101.0)
+    config = ModelConfig(stripe_frames=16, blur_frames=64, stripe_floor=100.0,
+                         stripe_full=101.0)
     model = make_model(config, blur=None)
-    frames = random_frames(13, 32, 48, seed=3)
-    runner = StreamingRunner(model, estimate_every=4)
-    expected, n = None, 0
+    frames = random_frames(17, 32, 48, seed=3)
+    runner = StreamingRunner(model, estimate_every=4, dense=4)
+    expected = None
     with torch.no_grad():
         for t, (ir, vis) in enumerate(frames):
             runner.push(ir, vis)
-            if t % 4 == 0:  # estimated: frames 0, 4, 8, 12
-                n += 1
+            count = t + 1
+            if t < 4 or t % 4 == 0:  # estimated: 0, 1, 2, 3, then 4, 8, 12, 16
+                every = 1 if t < 4 else 4
                 seen = column_offsets(ir)
-                rate = max(1 / n, 4 / 8)  # the running mean, then 8 frames = 2 estimates
+                rate = max(every / count, every / 16)
                 expected = seen if expected is None else expected + rate * (seen - expected)
             assert torch.allclose(runner.state.stripes[..., :48], expected, atol=1e-6), t
-    blur_alone = [model(ir, vis)[1].blur for ir, vis in frames[::4]]
-    assert torch.allclose(runner.state.blur, torch.cat(blur_alone).mean(0, keepdim=True),
-                          atol=1e-6)
+    dense = StreamingRunner(model, estimate_every=4, dense=20)  # every frame, as before
+    plain = StreamingRunner(model)
+    with torch.no_grad():
+        for ir, vis in frames:
+            assert torch.equal(dense.push(ir, vis), plain.push(ir, vis))
 
 
 def test_the_traced_step_estimates_as_the_eager_one(weights):
     frames = random_frames(9, 40, 56, seed=4)
-    eager = StreamingRunner(load_model(weights), estimate_every=4)
+    eager = StreamingRunner(load_model(weights), estimate_every=4, dense=4)
     model = load_model(weights)
-    traced = StreamingRunner(model, step=FrozenStep(model), estimate_every=4)
+    traced = StreamingRunner(model, step=FrozenStep(model), estimate_every=4, dense=4)
     with torch.no_grad():
         for ir, vis in frames:
             assert torch.allclose(eager.push(ir, vis), traced.push(ir, vis), atol=1e-5)

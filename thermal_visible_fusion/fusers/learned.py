@@ -27,8 +27,9 @@ from thermal_visible_fusion.learned.threads import ThreadTuner
 from thermal_visible_fusion.learned.weights import DEFAULT_WEIGHTS, default_weights, load_model
 
 
-# The camera's stripes and blur are estimated on every 4th frame: they are fixed per camera,
-# their memory averages over 64-256 frames, and they cost a sixth of a CPU frame.
+# After a memory's first 64 frames the camera's stripes and blur are estimated on every 4th
+# frame: they are fixed per camera, their memory averages over 64-256 frames, and they cost
+# a sixth of a CPU frame.
 ESTIMATE_EVERY = 4
 
 

@@ -163,9 +163,9 @@ class StreamingFusionNet(nn.Module):
 
         ``fuse=False`` leaves ``fused`` as None: the caller fuses the restored frames
         (``fusers.learned`` runs the same rule in OpenCV, several times faster on a CPU).
-        The camera's stripes and blur are fixed, so a stream may estimate them on every
-        ``every``-th frame only (the memory's time constants stay in frames):
-        ``estimate=False`` reuses the memory's.
+        The camera's stripes and blur are fixed, so a stream may estimate them on some
+        frames only: ``estimate=False`` reuses the memory's, and ``every`` is the number
+        of frames an estimate stands for (the memory's time constants stay in frames).
         """
         cfg = self.config
         h, w = ir.shape[-2:]
@@ -176,13 +176,14 @@ class StreamingFusionNet(nn.Module):
                              "changes")
         count = state.count + 1 if state is not None else ir.new_ones(ir.shape[0], 1)
         estimate = estimate or state is None
-        estimates = (count - 1) // every + 1  # this one included, when estimating
+        # a running mean in which each estimate stands for the ``every`` frames up to it
+        scaled = count / every
 
         # 1. stripes: a running mean of per-frame estimates, removed when they are strong
         if state is None:
             stripes = column_offsets(ir)
         elif estimate:
-            stripes = state.stripes + _rate(estimates, cfg.stripe_frames / every).view(
+            stripes = state.stripes + _rate(scaled, cfg.stripe_frames / every).view(
                 -1, 1, 1, 1) * (column_offsets(ir) - state.stripes)
         else:
             stripes = state.stripes
@@ -233,7 +234,7 @@ class StreamingFusionNet(nn.Module):
         if estimate:
             probs = torch.softmax(self.blur_classifier(blur_features(frames, noise, key)), -1)
             blur = probs if state is None else state.blur + _rate(
-                estimates, cfg.blur_frames / every) * (probs - state.blur)
+                scaled, cfg.blur_frames / every) * (probs - state.blur)
         else:
             blur = state.blur
         restored_vis = self.deblur(vis, blur)

@@ -208,24 +208,27 @@ class StreamingRunner:
 
     Tensors are (1,1,H,W) in [0, 1] on the model's device.  ``use_memory=False`` runs every
     frame with an empty memory (and disables look-ahead, which needs the memory).
-    ``estimate_every=k``: the stream's stripes and blur are estimated on every k-th frame
-    (they are fixed per camera; the memory keeps them between estimates).
+    ``estimate_every=k``: after the first ``dense`` frames of a memory, the stream's stripes
+    and blur are estimated on every k-th frame only (they are fixed per camera; the memory
+    keeps them between estimates).
     ``step(ir, vis, state, estimate, every) -> (restored pair, new_state)`` replaces the
     model call (e.g. a ``FrozenStep`` or ``CudaGraphStep``).
     """
 
     def __init__(self, model: StreamingFusionNet, use_memory: bool = True, lookahead: int = 0,
-                 step: Callable | None = None, estimate_every: int = 1):
+                 step: Callable | None = None, estimate_every: int = 1, dense: int = 64):
         if lookahead < 0:
             raise ValueError("lookahead must be >= 0")
         if isinstance(estimate_every, bool) or not isinstance(estimate_every, int) or \
                 not 1 <= estimate_every <= 64:
             raise ValueError(f"estimate_every must be an integer in 1..64, got {estimate_every!r}")
+        if dense < 0 or dense % estimate_every:
+            raise ValueError(f"dense must be a multiple of estimate_every >= 0, got {dense}")
         self.model = model
         self.step = step or self._model_step
         self.use_memory = use_memory
         self.lookahead = lookahead if use_memory else 0
-        self.estimate_every = estimate_every
+        self.estimate_every, self.dense = estimate_every, dense
         self.reset()
 
     def _model_step(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
@@ -240,7 +243,7 @@ class StreamingRunner:
 
     @torch.no_grad()
     def _step(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        every = self.estimate_every if self.use_memory else 1
+        every = self.estimate_every if self.use_memory and self.frames >= self.dense else 1
         restored, state = self.step(ir, vis, self.state, self.frames % every == 0, every)
         self.state = state if self.use_memory else None
         self.frames = self.frames + 1 if self.use_memory else 0
