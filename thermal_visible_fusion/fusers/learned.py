@@ -23,7 +23,7 @@ from thermal_visible_fusion.device import inference_dtype, resolve_device
 from thermal_visible_fusion.fusers.classic import merge_luma, MultiScaleFuser
 from thermal_visible_fusion.host_memory import retain_freed_memory
 from thermal_visible_fusion.learned.runtime import CudaGraphStep, FrozenStep, StreamingRunner
-from thermal_visible_fusion.learned.threads import ThreadTuner
+from thermal_visible_fusion.learned.threads import DEFAULT_MOST, ThreadTuner
 from thermal_visible_fusion.learned.weights import DEFAULT_WEIGHTS, default_weights, load_model
 
 
@@ -39,7 +39,8 @@ class LearnedFuser:
 
     ``lookahead=k`` delays the output by k frames and uses them (see ``StreamingRunner``);
     ``flush()`` returns the frames still held back.  On a CPU a ``ThreadTuner`` runs torch
-    on 1 or ``threads`` threads (default: all cores), whichever fuses faster now.
+    on 1 or ``threads`` threads (default: torch's own count, the cores), whichever fuses
+    faster now.
     ``jit`` (default: on CPU) runs a TorchScript-frozen trace of the network, made per
     frame size on first use (``warmup`` does it ahead of time); ``cuda_graphs`` (default:
     on CUDA without jit) replays it as CUDA graphs (``CudaGraphStep``), captured the same
@@ -62,7 +63,7 @@ class LearnedFuser:
         self._tuner = None
         if self.device.type == "cpu":
             retain_freed_memory()  # the frame's temporaries: no page faults per frame
-            self._tuner = ThreadTuner((1, int(threads or torch.get_num_threads())))
+            self._tuner = ThreadTuner((1, int(threads or DEFAULT_MOST)))
         model = load_model(self.weights, "cpu")
         self.model = model.to(self.device, self.dtype).to(memory_format=torch.channels_last)
         self.jit = self.device.type == "cpu" if jit is None else jit

@@ -18,6 +18,10 @@ from typing import Sequence
 
 import torch
 
+# torch's own choice (the cores, or OMP_NUM_THREADS), read before any tuner changes it: the
+# most threads a fuser uses when it is not told
+DEFAULT_MOST = torch.get_num_threads()
+
 
 class ThreadTuner:
     """

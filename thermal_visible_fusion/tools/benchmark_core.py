@@ -47,7 +47,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--frames", type=int, default=40, help="timed frames per case")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--weights", default="")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="most torch threads of the learned fuser (0: torch's default)")
     parser.add_argument("--json", default="output/benchmark_core.json")
     parser.add_argument("--busy-cores", type=_count, default=1, metavar="N",
                         help="cores kept busy by other processes for the contention run "
@@ -146,8 +147,9 @@ def main(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    most = torch.get_num_threads()
     result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-                               f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+                               f"torch {torch.__version__}, at most {most} threads",
                     "engine_fps": {}}
     if torch.cuda.is_available():
         result["gpu"] = torch.cuda.get_device_name(0)
@@ -159,7 +161,7 @@ def main(args) -> int:
         frames = [scene.frame(i) for i in range(8)]
         for name in args.fusers.split(","):
             engine = FusionEngine(EngineConfig(fuser=name, weights=args.weights,
-                                               device=args.device))
+                                               device=args.device, cpu_threads=args.threads))
             if engine.fuser.name != name and name != "auto":
                 result["engine_fps"][f"{name}@{size}"] = f"unavailable: {engine.fuser_warning}"
                 continue
