@@ -71,9 +71,9 @@ class MultiScaleFuser:
         return merge_luma(self.fuse_luma(thermal, luma), ycrcb)
 
     def fuse_luma(self, thermal: np.ndarray, luma: np.ndarray) -> np.ndarray:
-        """Two uint8 gray frames -> fused uint8 gray frame."""
-        ir_pyr = _laplacian_pyramid(thermal.astype(np.float32), self.levels)
-        vis_pyr = _laplacian_pyramid(luma.astype(np.float32), self.levels)
+        """Two gray frames (uint8, or float32 grey levels) -> fused uint8 gray frame."""
+        ir_pyr = _laplacian_pyramid(np.asarray(thermal, np.float32), self.levels)
+        vis_pyr = _laplacian_pyramid(np.asarray(luma, np.float32), self.levels)
         fused = [_fuse_detail(a, b) for a, b in zip(ir_pyr[:-1], vis_pyr[:-1])]
         fused.append(_fuse_base(ir_pyr[-1], vis_pyr[-1]))
         return np.clip(_collapse(fused) + 0.5, 0, 255).astype(np.uint8)

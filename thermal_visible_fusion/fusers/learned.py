@@ -113,8 +113,10 @@ class LearnedFuser:
 
     def _to_bgr(self, restored: torch.Tensor, ycrcb: np.ndarray) -> np.ndarray:
         """Restored IR and Y, fused by the multi-scale rule, + the frame's chroma -> BGR."""
-        levels = restored[0].float().mul(255.0).add_(0.5).clamp_(0, 255)
-        ir, y = levels.to(torch.uint8).cpu().numpy()
+        # whole grey levels (as the uint8 frames a classical fuser sees), kept in float32:
+        # the rule works in float32
+        levels = restored[0].float().mul(255.0).round_().clamp_(0, 255)
+        ir, y = levels.cpu().numpy()
         return merge_luma(self._rule.fuse_luma(ir, y), ycrcb)  # ycrcb's own Y is spent
 
     @staticmethod
