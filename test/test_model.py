@@ -869,6 +869,15 @@ def test_learned_fuser_lookahead_flush_and_warmup(weights):
     assert not np.array_equal(stream[0], expected[0])  # it used the frames after it
 
 
+def test_warmup_traces_every_step_a_stream_runs(weights):
+    fuser = LearnedFuser(weights, device="cpu")
+    fuser.warmup(40, 56)
+    traced = len(fuser._step.graphs)
+    for thermal, rgb in bgr_pairs(70, 40, 56):  # past the dense start: sparse estimates too
+        fuser.fuse(thermal, rgb)
+    assert len(fuser._step.graphs) == traced == 4  # no trace on a live frame
+
+
 def test_traced_fuser_matches_eager(weights):
     traced = LearnedFuser(weights, device="cpu", jit=True)
     eager = LearnedFuser(weights, device="cpu", jit=False)

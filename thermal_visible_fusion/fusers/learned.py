@@ -153,11 +153,20 @@ class LearnedFuser:
             return [self._to_bgr(fused, ycrcb) for fused, ycrcb in self.runner.flush_tagged()]
 
     def warmup(self, height: int, width: int, frames: int = 3) -> None:
-        """Run a few frames of this size (allocations, kernel selection), then reset."""
+        """
+        Run frames of this size (allocations, kernel selection, traces), then reset.
+
+        ``frames`` with the first estimates, then as many after them: every step a
+        stream of this size runs is traced here, not on a live frame.
+        """
         thermal = np.zeros((height, width), np.uint8)
         rgb = np.zeros((height, width, 3), np.uint8)
         for _ in range(frames):
             self.fuse(thermal, rgb)
+        if self.runner.use_memory:  # the steps after the dense start: every k-th estimates
+            self.runner.frames = max(self.runner.frames, self.runner.dense)
+            for _ in range(max(frames, self.runner.estimate_every + 1)):
+                self.fuse(thermal, rgb)
         self.flush()
         self.reset()
         if self._tuner:  # warm-up frames (traces, allocations) time nothing real
