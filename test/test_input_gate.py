@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import random
 
 import numpy as np
 import pytest
@@ -147,13 +145,12 @@ def _node_path(messages) -> tuple[list[tuple[int, int]], dict, dict]:
     Returns the pairs it hands its worker (then the rest, flushed as evaluate does at the end
     of a bag), the gate's counters and the values of its /diagnostics input statuses.
     """
-    rclpy = pytest.importorskip("rclpy")
+    pytest.importorskip("rclpy")
     from builtin_interfaces.msg import Time
-    from rclpy.parameter import Parameter
     from std_msgs.msg import Header
 
     from thermal_visible_fusion.ros import fusion_node
-    from thermal_visible_fusion.ros.harness import dds_environment
+    from thermal_visible_fusion.ros.harness import in_process_node
     from thermal_visible_fusion.ros.messages import image_message
 
     class Recorder(fusion_node.LatestPair):
@@ -166,17 +163,7 @@ def _node_path(messages) -> tuple[list[tuple[int, int]], dict, dict]:
         def put(self, pair) -> None:
             self.pairs.append(pair)
 
-    # The DDS settings of every test of this process (Fast DDS reads its profile once per
-    # process); a domain of its own, though the node is only called, never spoken to.
-    env = dds_environment(random.randint(150, 200))
-    for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION"):
-        os.environ.setdefault(name, env[name])
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))
-    node = None
-    try:
-        node = fusion_node.FusionNode(context=context, parameter_overrides=[
-            Parameter(name, value=value) for name, value in PARAMS.items()])
+    with in_process_node(PARAMS) as node:
         node.mailbox = Recorder()
         for stream, stamp, image, log_time in messages:
             header = Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9),
@@ -190,11 +177,6 @@ def _node_path(messages) -> tuple[list[tuple[int, int]], dict, dict]:
             status = node._input_status(node.inputs[s], now)
             published[s] = {kv.key: kv.value for kv in status.values}
         return [(p.thermal_stamp_ns, p.rgb_stamp_ns) for p in pairs], counters, published
-    finally:
-        if node is not None:
-            node.stop()
-            node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def _evaluate_path(messages, tmp_path) -> tuple[list[tuple[int, int]], dict]:

@@ -8,9 +8,6 @@ drivers publish them); no DDS traffic.
 
 from __future__ import annotations
 
-import os
-import random
-
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
@@ -19,7 +16,7 @@ from rclpy.parameter import Parameter  # noqa: E402, I100 (after importorskip)
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
 from thermal_visible_fusion.ros import fusion_node  # noqa: E402
-from thermal_visible_fusion.ros.harness import dds_environment  # noqa: E402
+from thermal_visible_fusion.ros.harness import in_process_node  # noqa: E402
 from thermal_visible_fusion.stream.pairing import RGB, THERMAL  # noqa: E402
 
 THERMAL_HW, RGB_HW = (120, 160), (240, 320)
@@ -32,24 +29,9 @@ SINGULAR = {"thermal_to_rgb_translation": [0.0, 0.0, -10.0], "registration_dista
 
 @pytest.fixture
 def node():
-    # The DDS settings of every test of this process (Fast DDS reads its profile once per
-    # process); a domain of its own, though the node is only called, never spoken to.
-    env = dds_environment(random.randint(150, 200))
-    for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION"):
-        os.environ.setdefault(name, env[name])
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))
-    made = None
-    try:
-        made = fusion_node.FusionNode(context=context, parameter_overrides=[
-            Parameter("fuser", value="average"), Parameter("registration", value="camera_info"),
-            *(Parameter(name, value=value) for name, value in SINGULAR.items())])
+    with in_process_node({"fuser": "average", "registration": "camera_info",
+                          **SINGULAR}) as made:
         yield made
-    finally:
-        if made is not None:
-            made.stop()
-            made.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def camera_info(k: list[float], hw: tuple[int, int]) -> CameraInfo:

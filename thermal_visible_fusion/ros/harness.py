@@ -140,6 +140,38 @@ def node_session(env: dict[str, str], params: dict, log_path: Path, **client_arg
         session.code = node.stop()
 
 
+@contextmanager
+def in_process_node(params: dict):
+    """
+    Run a ``FusionNode`` in this process, for tests that call its callbacks directly.
+
+    On a context and DDS domain of its own (it is never spoken to over DDS); stopped,
+    destroyed and its context shut down on exit.
+    """
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from thermal_visible_fusion.ros import fusion_node
+
+    # The DDS settings of every test of this process (Fast DDS reads its profile once per
+    # process).
+    env = dds_environment(random.randint(150, 200))
+    for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION"):
+        os.environ.setdefault(name, env[name])
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))
+    node = None
+    try:
+        node = fusion_node.FusionNode(context=context, parameter_overrides=[
+            Parameter(name, value=value) for name, value in params.items()])
+        yield node
+    finally:
+        if node is not None:
+            node.stop()
+            node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 def rounded_percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 2) if values else None
 
