@@ -34,6 +34,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_TESTS = REPO_ROOT / "test" / "launch"  # launch_testing files, run by test_launch.py
+# what test_flake8.py and test_pep257.py check
+LINT_PATHS = [REPO_ROOT / p for p in ("thermal_visible_fusion", "test", "launch", "scripts",
+                                      "setup.py", "bootstrap.py")]
 LAUNCH_DOMAIN_ID = 222 + os.getpid() % 8  # +0..3: 222..232
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 

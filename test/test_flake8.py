@@ -5,14 +5,9 @@ The configuration is ament_flake8's own with the project's double quotes (setup.
 [flake8]).  Checks the package, the tests, the launch file and the scripts.
 """
 
-from pathlib import Path
-
 import pytest
 
-from conftest import skip_unless_required
-
-REPO = Path(__file__).resolve().parents[1]
-PATHS = ["thermal_visible_fusion", "test", "launch", "scripts", "setup.py", "bootstrap.py"]
+from conftest import LINT_PATHS, REPO_ROOT, skip_unless_required
 
 
 @pytest.mark.flake8
@@ -23,6 +18,6 @@ def test_flake8():
     except ImportError as error:
         skip_unless_required(f"ament_flake8 is not installed ({error})")
     rc, errors = main_with_errors(
-        argv=["--config", str(REPO / "setup.cfg"), *(str(REPO / p) for p in PATHS)])
+        argv=["--config", str(REPO_ROOT / "setup.cfg"), *map(str, LINT_PATHS)])
     assert rc == 0, \
         "Found %d code style errors / warnings:\n" % len(errors) + "\n".join(errors)

@@ -4,14 +4,9 @@ Docstrings checked as ament_pep257 checks them in ``colcon test``.
 The ``ament`` convention of an ament_python package's test_pep257.py.
 """
 
-from pathlib import Path
-
 import pytest
 
-from conftest import skip_unless_required
-
-REPO = Path(__file__).resolve().parents[1]
-PATHS = ["thermal_visible_fusion", "test", "launch", "scripts", "setup.py", "bootstrap.py"]
+from conftest import LINT_PATHS, skip_unless_required
 
 
 @pytest.mark.linter
@@ -21,5 +16,5 @@ def test_pep257():
         from ament_pep257.main import main
     except ImportError as error:
         skip_unless_required(f"ament_pep257 is not installed ({error})")
-    rc = main(argv=[str(REPO / p) for p in PATHS])
+    rc = main(argv=[str(p) for p in LINT_PATHS])
     assert rc == 0, "Found code style errors / warnings"
