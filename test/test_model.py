@@ -26,7 +26,8 @@ from thermal_visible_fusion.learned.model import (_rate, alignment_key, block_fl
                                                   deblur_kernel, ModelConfig, multiscale_fuse,
                                                   noise_level, shift, shift_cells,
                                                   StreamingFusionNet)
-from thermal_visible_fusion.learned.runtime import FrozenStep, fuse_sequence, StreamingRunner
+from thermal_visible_fusion.learned.runtime import (_restore, FrozenStep, FULL, fuse_sequence,
+                                                    Mode, StreamingRunner)
 from thermal_visible_fusion.learned.weights import (load_model, load_weights, save_weights,
                                                     WEIGHTS_FORMAT, WeightsError)
 from thermal_visible_fusion.training.degrade import gaussian_blur
@@ -511,6 +512,40 @@ def test_the_traced_step_estimates_as_the_eager_one(weights):
     assert torch.allclose(eager.state.stripes, traced.state.stripes, atol=1e-6)
 
 
+def test_a_clean_camera_skips_the_idle_restorations_with_the_same_output(weights):
+    """
+    A clean camera skips the idle restorations, with the same output.
+
+    With ``skip_idle`` a step leaves out the restorations that are the identity on its
+    frame: the IR's alignment and denoiser on a clean IR camera (a noisy one runs them),
+    and the deblur while the remembered blur is "none", on the frames that do not
+    estimate it.  The output is the full step's, bit for bit, eager and traced.
+    """
+    model = make_model(blur=0)  # the blur classifier says "none": a sharp camera
+    clean = clean_stream(14, 48, 64)
+    g = torch.Generator().manual_seed(0)
+    noisy = [(ir + 12 / 255 * torch.randn(ir.shape, generator=g), vis) for ir, vis in clean]
+    for frames, is_clean in ((clean, True), (noisy, False)):
+        for traced in (False, True):
+            inner = FrozenStep(model) if traced else (lambda *a: _restore(model, *a))
+            modes = []
+
+            def step(ir, vis, state, mode=FULL, inner=inner, modes=modes):
+                modes.append(mode)
+                return inner(ir, vis, state, mode)
+            skipping = StreamingRunner(model, step=step, estimate_every=2, dense=4,
+                                       skip_idle=True)
+            full = StreamingRunner(model, estimate_every=2, dense=4)
+            with torch.no_grad():
+                for ir, vis in frames:
+                    assert torch.equal(skipping.push(ir, vis), full.push(ir, vis))
+            assert modes[0] == FULL  # the first frame: no memory to judge by
+            assert all(m.restore_ir != is_clean for m in modes[1:])
+            # a sharp visible camera: deblurred only on the frames that estimate its blur
+            assert [m.deblur for m in modes[1:]] == [m.estimate for m in modes[1:]]
+            assert Mode(False, 2, not is_clean, False) in modes
+
+
 def test_memories_settle_on_a_still_camera():
     """
     A still striped camera with fresh noise every frame.
@@ -871,11 +906,15 @@ def test_learned_fuser_lookahead_flush_and_warmup(weights):
 
 def test_warmup_traces_every_step_a_stream_runs(weights):
     fuser = LearnedFuser(weights, device="cpu")
-    fuser.warmup(40, 56)
+    fuser.warmup(48, 64)
     traced = len(fuser._step.graphs)
-    for thermal, rgb in bgr_pairs(70, 40, 56):  # past the dense start: sparse estimates too
+    # the first frame, and dense, sparse estimating and sparse steps, each with the IR
+    # restoration or without it, the sparse ones with the deblur or without it
+    assert traced == 1 + len(fuser.runner.modes()) == 9
+    # past the dense start, a clean camera and then a noisy one (random frames)
+    for thermal, rgb in clean_bgr_stream(70, 48, 64) + bgr_pairs(70, 48, 64):
         fuser.fuse(thermal, rgb)
-    assert len(fuser._step.graphs) == traced == 4  # no trace on a live frame
+    assert len(fuser._step.graphs) == traced  # no trace on a live frame
 
 
 def test_traced_fuser_matches_eager(weights):

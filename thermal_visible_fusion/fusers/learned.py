@@ -76,8 +76,7 @@ class LearnedFuser:
             CudaGraphStep(self.model) if cuda_graphs else None
         self._rule = MultiScaleFuser()
         self._lookahead = lookahead  # as asked; the runner drops it while memory is off
-        self.runner = StreamingRunner(self.model, use_memory=use_memory, lookahead=lookahead,
-                                      step=self._step, estimate_every=ESTIMATE_EVERY)
+        self.runner = self._runner(use_memory)
         self._size: tuple[int, int] | None = None
 
     @property
@@ -88,10 +87,16 @@ class LearnedFuser:
     def use_memory(self, value: bool) -> None:
         """Switching the memory off (or on) restarts the stream; off also drops look-ahead."""
         if bool(value) != self.runner.use_memory:
-            self.runner = StreamingRunner(self.model, use_memory=bool(value),
-                                          lookahead=self._lookahead if value else 0,
-                                          step=self._step, estimate_every=ESTIMATE_EVERY)
+            self.runner = self._runner(bool(value))
             self.reset()
+
+    def _runner(self, use_memory: bool) -> StreamingRunner:
+        # Skipping idle restorations needs a look at each frame first: on a CPU that is
+        # free, on a GPU it would stall the queue for a step that is fast anyway.
+        return StreamingRunner(self.model, use_memory=use_memory,
+                               lookahead=self._lookahead if use_memory else 0,
+                               step=self._step, estimate_every=ESTIMATE_EVERY,
+                               skip_idle=self.device.type == "cpu")
 
     @property
     def max_threads(self) -> int | None:
@@ -156,18 +161,16 @@ class LearnedFuser:
         """
         Run frames of this size (allocations, kernel selection, traces), then reset.
 
-        ``frames`` with the first estimates, then as many after them: every step a
-        stream of this size runs is traced here, not on a live frame.
+        ``frames`` frames, then every kind of step a stream of this size runs
+        (``StreamingRunner.warm``): each is traced here, not on a live frame.
         """
         thermal = np.zeros((height, width), np.uint8)
         rgb = np.zeros((height, width, 3), np.uint8)
         for _ in range(frames):
             self.fuse(thermal, rgb)
-        if self.runner.use_memory:  # the steps after the dense start: every k-th estimates
-            self.runner.frames = max(self.runner.frames, self.runner.dense)
-            for _ in range(max(frames, self.runner.estimate_every + 1)):
-                self.fuse(thermal, rgb)
         self.flush()
+        with torch.inference_mode():
+            self.runner.warm(self._to_tensor(thermal), self._to_tensor(thermal))
         self.reset()
         if self._tuner:  # warm-up frames (traces, allocations) time nothing real
             self._tuner.restart()

@@ -11,7 +11,9 @@ a classical rule (``fusers.classic.MultiScaleFuser``, ported here as ``multiscal
 what a classical rule cannot do is see through a noisy, striped thermal frame or a blurred
 visible one.  So the network restores each input, and each restoration is built to be the
 identity on clean input: on a clean camera the output *is* the multi-scale rule's, and on a
-degraded one it is the rule applied to what the memory and the network recover.
+degraded one it is the rule applied to what the memory and the network recover.  Where a
+restoration is the identity, a step may leave it out (``needed`` says which, before the
+step): a clean camera costs a fraction of a degraded one, with the same output.
 
 Per frame, with the memory (``MemoryState``) of the frames before:
 
@@ -156,7 +158,8 @@ class StreamingFusionNet(nn.Module):
                              persistent=False)
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None = None,
-                fuse: bool = True, estimate: bool = True, every: int = 1
+                fuse: bool = True, estimate: bool = True, every: int = 1,
+                restore_ir: bool = True, deblur: bool = True
                 ) -> tuple[FusionOutput, MemoryState]:
         """
         Restore one frame pair (and fuse it).
@@ -166,6 +169,9 @@ class StreamingFusionNet(nn.Module):
         The camera's stripes and blur are fixed, so a stream may estimate them on some
         frames only: ``estimate=False`` reuses the memory's, and ``every`` is the number
         of frames an estimate stands for (the memory's time constants stay in frames).
+        ``restore_ir=False`` skips the IR's alignment and denoiser, ``deblur=False`` the
+        visible deblur: for a frame on which they are the identity anyway (``needed``
+        says which), so the output is the same at a fraction of the cost.
         """
         cfg = self.config
         h, w = ir.shape[-2:]
@@ -190,14 +196,40 @@ class StreamingFusionNet(nn.Module):
         energy = 255 * stripes.square().mean(-1, keepdim=True).sqrt()
         gate = ((energy - cfg.stripe_floor) / (cfg.stripe_full - cfg.stripe_floor)).clamp(0, 1)
         ir_d = ir - gate * stripes
-        noise = noise_level(ir_d)  # (B,1)
+        noise = noise_level(ir)  # (B,1); blind to the stripes, so ``needed`` can tell first
 
-        # 2. align the remembered frame
+        # 2.-3. the remembered frame aligned, and the IR restored with it
         frames = torch.cat([vis, ir_d], 1)  # visible, IR: alignment and blur features
         key = _half(frames)  # alignment_key(ir_d, vis)
+        restored_ir, cells = ir_d, None  # cells: the memory's flow, None where not moved
+        if restore_ir:
+            restored_ir, cells = self._restore_ir(ir_d, vis, noise, key, state)
+
+        # 4. visible: the blur class, averaged over the stream, picks the inverse filter
+        if estimate:
+            probs = torch.softmax(self.blur_classifier(blur_features(frames, noise, key)), -1)
+            blur = probs if state is None else state.blur + _rate(
+                scaled, cfg.blur_frames / every) * (probs - state.blur)
+        else:
+            blur = state.blur
+        restored_vis = self.deblur(vis, blur) if deblur else vis
+
+        # 5. fuse
+        crop = (..., slice(0, h), slice(0, w))
+        fused = multiscale_fuse(restored_ir[crop], restored_vis[crop]) if fuse else None
+        flow = ir.new_zeros(ir.shape[0], 2, *ir.shape[-2:]) if cells is None else \
+            F.interpolate(cells, scale_factor=CELL, mode="nearest")  # per pixel
+        out = FusionOutput(fused, restored_ir[crop], restored_vis[crop], flow[crop])
+        return out, MemoryState(restored_ir, key, stripes, blur, count)
+
+    def _restore_ir(self, ir_d: torch.Tensor, vis: torch.Tensor, noise: torch.Tensor,
+                    key: torch.Tensor, state: MemoryState | None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Restore the destriped IR frame with the remembered one: (restored, cell flow)."""
+        cfg = self.config
+        # 2. align the remembered frame
         if state is None:
-            cells = ir.new_zeros(ir.shape[0], 2, ir.shape[-2] // CELL, ir.shape[-1] // CELL)
-            past = ir_d
+            cells, past = None, ir_d
         else:
             cells = block_flow(key, state.key, cfg.search, noise)
             past = shift_cells(state.ir, cells)
@@ -206,7 +238,7 @@ class StreamingFusionNet(nn.Module):
         # the input: the 2x2 phases of each frame (pixel_unshuffle's channel order) and
         # the noise level, stacked channels-last, the layout the convolutions run in
         # (building it NCHW cost a conversion copy as long as the network)
-        h2, w2 = ir.shape[-2] // 2, ir.shape[-1] // 2
+        h2, w2 = ir_d.shape[-2] // 2, ir_d.shape[-1] // 2
         planes = [image[:, 0, p::2, q::2] for image in (ir_d - 0.5, past - ir_d, vis - 0.5)
                   for p in (0, 1) for q in (0, 1)]
         planes.append((20 * noise).view(-1, 1, 1).expand(-1, h2, w2))
@@ -217,34 +249,35 @@ class StreamingFusionNet(nn.Module):
         # both parts act only where there is noise to remove: below noise_floor (a clean
         # camera) the IR passes bit for bit, so the output is the multi-scale rule's
         sigma = noise.view(-1, 1, 1, 1)
-        on = ((255 * sigma - cfg.noise_floor) / (cfg.noise_full - cfg.noise_floor)).clamp(0, 1)
+        on = noise_gate(noise, cfg).view(-1, 1, 1, 1)
         spatial = torch.addcmul(ir_d, on, residual)
-        restored_ir = spatial
-        if state is not None:
-            # the prior: a noise-adaptive recursive filter (trust the past where it agrees
-            # with the present within the noise); the CNN's gain refines it where it knows
-            # better (moving edges, occlusions)
-            # exp(-(|box5(past - spatial)| / (tolerance * sigma))^2), in fewer passes
-            change = past - spatial
-            scale = -1.0 / (self.log_tolerance.exp() * sigma + 1e-4).square()
-            prior = (0.95 * on) * torch.exp(_box5(change).square() * scale)
-            restored_ir = torch.addcmul(spatial, prior * torch.sigmoid(gain), change)
+        if state is None:
+            return spatial, cells
+        # the prior: a noise-adaptive recursive filter (trust the past where it agrees
+        # with the present within the noise); the CNN's gain refines it where it knows
+        # better (moving edges, occlusions)
+        # exp(-(|box5(past - spatial)| / (tolerance * sigma))^2), in fewer passes
+        change = past - spatial
+        scale = -1.0 / (self.log_tolerance.exp() * sigma + 1e-4).square()
+        prior = (0.95 * on) * torch.exp(_box5(change).square() * scale)
+        return torch.addcmul(spatial, prior * torch.sigmoid(gain), change), cells
 
-        # 4. visible: the blur class, averaged over the stream, picks the inverse filter
-        if estimate:
-            probs = torch.softmax(self.blur_classifier(blur_features(frames, noise, key)), -1)
-            blur = probs if state is None else state.blur + _rate(
-                scaled, cfg.blur_frames / every) * (probs - state.blur)
-        else:
-            blur = state.blur
-        restored_vis = self.deblur(vis, blur)
+    @torch.no_grad()
+    def needed(self, ir: torch.Tensor, state: MemoryState | None, estimate: bool
+               ) -> tuple[bool, bool]:
+        """
+        Return whether this frame needs (IR restoration, visible deblur).
 
-        # 5. fuse
-        crop = (..., slice(0, h), slice(0, w))
-        fused = multiscale_fuse(restored_ir[crop], restored_vis[crop]) if fuse else None
-        flow = F.interpolate(cells, scale_factor=CELL, mode="nearest")  # per pixel
-        out = FusionOutput(fused, restored_ir[crop], restored_vis[crop], flow[crop])
-        return out, MemoryState(restored_ir, key, stripes, blur, count)
+        Each is the identity where it is not needed: the IR's on a clean camera (noise
+        under ``noise_floor``, in every image of the batch), the deblur while the
+        remembered blur is under 1 % on the blur classes (known ahead only for a frame
+        that does not estimate it).
+        """
+        if state is None:
+            return True, True
+        ir_needed = bool(noise_gate(noise_level(_pad(ir)), self.config).max() > 0)
+        deblur_needed = estimate or bool(_blur_mass(state.blur).sum(1).max() > 0)
+        return ir_needed, deblur_needed
 
     def deblur(self, vis: torch.Tensor, blur: torch.Tensor) -> torch.Tensor:
         """
@@ -255,7 +288,7 @@ class StreamingFusionNet(nn.Module):
         """
         r = self.config.deblur_radius
         # under 1 % on the blur classes (a sharp camera): the identity, bit for bit
-        mass = blur[:, 1:] * (blur[:, 1:].sum(1, keepdim=True) >= 0.01)
+        mass = _blur_mass(blur)
         kernel = mass @ self.deblur_kernels  # (B, 2r+1)
         kernel = kernel + (1 - mass.sum(1, keepdim=True)) * self.identity_tap
         # as shifted sums: on a CPU faster than a grouped 1-D convolution
@@ -273,6 +306,16 @@ class StreamingFusionNet(nn.Module):
 
 
 # --------------------------------------------------------------------------- parts
+
+def noise_gate(noise: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """(B,1) how much the IR denoiser acts: 0 under ``noise_floor``, 1 over ``noise_full``."""
+    return ((255 * noise - cfg.noise_floor) / (cfg.noise_full - cfg.noise_floor)).clamp(0, 1)
+
+
+def _blur_mass(blur: torch.Tensor) -> torch.Tensor:
+    """(B,K) the blur classes' probabilities, zero where they sum under 1 % (sharp)."""
+    return blur[:, 1:] * (blur[:, 1:].sum(1, keepdim=True) >= 0.01)
+
 
 def _pixel_shuffle(x: torch.Tensor) -> torch.Tensor:
     """``F.pixel_shuffle(x, 2)`` in one copy from a channels-last tensor too."""

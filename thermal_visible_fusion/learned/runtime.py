@@ -15,7 +15,7 @@ step, one compiled graph per input size, dtype and memory presence, in a bounded
 from __future__ import annotations
 
 from collections import deque, OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 import warnings
 
 import torch
@@ -24,11 +24,22 @@ from torch import nn
 from thermal_visible_fusion.learned.model import MemoryState, multiscale_fuse, StreamingFusionNet
 
 
+class Mode(NamedTuple):
+    """How a step runs (``StreamingFusionNet.forward``'s arguments of the same names)."""
+
+    estimate: bool = True
+    every: int = 1
+    restore_ir: bool = True
+    deblur: bool = True
+
+
+FULL = Mode()
+
+
 def _restore(model: StreamingFusionNet, ir: torch.Tensor, vis: torch.Tensor,
-             state: MemoryState | None, estimate: bool = True, every: int = 1
-             ) -> tuple[torch.Tensor, MemoryState]:
+             state: MemoryState | None, mode: Mode = FULL) -> tuple[torch.Tensor, MemoryState]:
     """One eager step: (restored IR and visible as (B,2,H,W), new memory)."""
-    out, new = model(ir, vis, state, fuse=False, estimate=estimate, every=every)
+    out, new = model(ir, vis, state, fuse=False, **mode._asdict())
     return torch.cat([out.restored_ir, out.restored_vis], 1), new
 
 
@@ -36,10 +47,9 @@ def _step_inputs(ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None)
     return (ir, vis) + (tuple(state) if state is not None else ())
 
 
-def _step_key(ir: torch.Tensor, state: MemoryState | None, estimate: bool, every: int
-              ) -> tuple:
-    """Return a compiled step's key: input size, dtype, device, memory, estimation."""
-    return tuple(ir.shape), ir.dtype, ir.device, state is None, estimate or state is None, every
+def _step_key(ir: torch.Tensor, state: MemoryState | None, mode: Mode) -> tuple:
+    """Return a compiled step's key: input size, dtype, device, memory, mode."""
+    return (tuple(ir.shape), ir.dtype, ir.device, state is None) + tuple(mode)
 
 
 def _cached(cache: OrderedDict, key: tuple, make: Callable, limit: int):
@@ -61,14 +71,15 @@ class FrozenStep:
     """
     The model's inference step, traced and frozen with TorchScript per input size.
 
-    Two graphs per size (first frame without memory, later frames with it); faster than
-    eager on a CPU.  Falls back to eager, with a warning, if tracing fails.  Each trace
-    keeps a few MB that freeing the graph never returns, so a stream whose size keeps
-    changing would grow without bound: after ``MAX_TRACES`` traces, new sizes run eager.
+    One graph per size and ``Mode`` (and one for the first frame, without memory): up to
+    nine a size (``StreamingRunner.modes``); faster than eager on a CPU.  Falls back to
+    eager, with a warning, if tracing fails.  Each trace keeps a few MB that freeing the
+    graph never returns, so a stream whose size keeps changing would grow without bound:
+    after ``MAX_TRACES`` traces, new sizes run eager.
     """
 
-    MAX_GRAPHS = 8
-    MAX_TRACES = 16
+    MAX_GRAPHS = 12
+    MAX_TRACES = 32
 
     def __init__(self, model: StreamingFusionNet):
         self.model = model
@@ -77,19 +88,17 @@ class FrozenStep:
 
     class _Wrapped(nn.Module):
 
-        def __init__(self, model: StreamingFusionNet, with_state: bool, estimate: bool,
-                     every: int):
+        def __init__(self, model: StreamingFusionNet, with_state: bool, mode: Mode):
             super().__init__()
-            self.model, self.with_state = model, with_state
-            self.estimate, self.every = estimate, every
+            self.model, self.with_state, self.mode = model, with_state, mode
 
         def forward(self, ir, vis, *state):
             restored, new = _restore(self.model, ir, vis,
                                      MemoryState(*state) if self.with_state else None,
-                                     self.estimate, self.every)
+                                     self.mode)
             return (restored,) + tuple(new)
 
-    def _trace(self, inputs: tuple[torch.Tensor, ...], estimate: bool, every: int
+    def _trace(self, inputs: tuple[torch.Tensor, ...], mode: Mode
                ) -> torch.jit.ScriptModule | None:
         if self.traces >= self.MAX_TRACES:
             if self.traces == self.MAX_TRACES:
@@ -100,23 +109,23 @@ class FrozenStep:
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                wrapped = self._Wrapped(self.model, len(inputs) > 2, estimate, every).eval()
+                wrapped = self._Wrapped(self.model, len(inputs) > 2, mode).eval()
                 return torch.jit.freeze(torch.jit.trace(wrapped, inputs, check_trace=False))
         except Exception as exc:  # unsupported torch build, exotic op: stay eager
             warnings.warn(f"tracing the fusion network failed ({exc}); running eager")
             return None
 
     def _graph(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
-               estimate: bool, every: int):
+               mode: Mode):
         inputs = _step_inputs(ir, vis, state)
-        return _cached(self.graphs, _step_key(ir, state, estimate, every),
-                       lambda: self._trace(inputs, estimate, every), self.MAX_GRAPHS)
+        return _cached(self.graphs, _step_key(ir, state, mode),
+                       lambda: self._trace(inputs, mode), self.MAX_GRAPHS)
 
     def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
-                 estimate: bool = True, every: int = 1) -> tuple[torch.Tensor, MemoryState]:
-        graph = self._graph(ir, vis, state, estimate, every)
+                 mode: Mode = FULL) -> tuple[torch.Tensor, MemoryState]:
+        graph = self._graph(ir, vis, state, mode)
         if graph is None:
-            return _restore(self.model, ir, vis, state, estimate, every)
+            return _restore(self.model, ir, vis, state, mode)
         restored, *new = graph(*_step_inputs(ir, vis, state))
         return restored, MemoryState(*new)
 
@@ -141,12 +150,12 @@ class CudaGraphStep:
         self.model = model
         self.graphs: OrderedDict[tuple, tuple | None] = OrderedDict()
 
-    def _capture(self, inputs: tuple[torch.Tensor, ...], estimate: bool, every: int) -> tuple:
+    def _capture(self, inputs: tuple[torch.Tensor, ...], mode: Mode) -> tuple:
         static = tuple(t.clone() for t in inputs)
 
         def run() -> tuple[torch.Tensor, ...]:
             state = MemoryState(*static[2:]) if len(static) > 2 else None
-            restored, new = _restore(self.model, static[0], static[1], state, estimate, every)
+            restored, new = _restore(self.model, static[0], static[1], state, mode)
             return (restored,) + tuple(new)
 
         side = torch.cuda.Stream()  # on the current device: the caller selects the input's
@@ -161,10 +170,9 @@ class CudaGraphStep:
             outputs = run()
         return graph, static, outputs
 
-    def _capture_or_eager(self, inputs: tuple[torch.Tensor, ...], estimate: bool, every: int
-                          ) -> tuple | None:
+    def _capture_or_eager(self, inputs: tuple[torch.Tensor, ...], mode: Mode) -> tuple | None:
         try:
-            return self._capture(inputs, estimate, every)
+            return self._capture(inputs, mode)
         except torch.cuda.OutOfMemoryError:
             raise  # transient: this frame fails, the next one tries again
         except RuntimeError as exc:  # an op that cannot be captured: this size stays eager
@@ -173,15 +181,14 @@ class CudaGraphStep:
             return None
 
     def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
-                 estimate: bool = True, every: int = 1) -> tuple[torch.Tensor, MemoryState]:
+                 mode: Mode = FULL) -> tuple[torch.Tensor, MemoryState]:
         inputs = _step_inputs(ir, vis, state)
         with torch.cuda.device(ir.device):  # capture and replay on the input's GPU (cuda:N)
-            entry = _cached(self.graphs, _step_key(ir, state, estimate, every),
-                            lambda: self._capture_or_eager(inputs, estimate, every),
-                            self.MAX_GRAPHS)
+            entry = _cached(self.graphs, _step_key(ir, state, mode),
+                            lambda: self._capture_or_eager(inputs, mode), self.MAX_GRAPHS)
             if entry is None or any(b.shape != v.shape for b, v in zip(entry[1], inputs)):
                 # no graph, or a memory of another size: eager, which says what is wrong
-                return _restore(self.model, ir, vis, state, estimate, every)
+                return _restore(self.model, ir, vis, state, mode)
             graph, static, outputs = entry
             for buffer, value in zip(static, inputs):
                 buffer.copy_(value)
@@ -211,12 +218,16 @@ class StreamingRunner:
     ``estimate_every=k``: after the first ``dense`` frames of a memory, the stream's stripes
     and blur are estimated on every k-th frame only (they are fixed per camera; the memory
     keeps them between estimates).
-    ``step(ir, vis, state, estimate, every) -> (restored pair, new_state)`` replaces the
-    model call (e.g. a ``FrozenStep`` or ``CudaGraphStep``).
+    ``skip_idle``: steps skip the restorations that would be the identity on their frame
+    (``StreamingFusionNet.needed``; same output): a clean camera costs a fraction of a
+    noisy one.  Deciding costs a look at the frame before the step, a device sync on a GPU.
+    ``step(ir, vis, state, mode) -> (restored pair, new_state)`` replaces the model call
+    (e.g. a ``FrozenStep`` or ``CudaGraphStep``).
     """
 
     def __init__(self, model: StreamingFusionNet, use_memory: bool = True, lookahead: int = 0,
-                 step: Callable | None = None, estimate_every: int = 1, dense: int = 64):
+                 step: Callable | None = None, estimate_every: int = 1, dense: int = 64,
+                 skip_idle: bool = False):
         if lookahead < 0:
             raise ValueError("lookahead must be >= 0")
         if isinstance(estimate_every, bool) or not isinstance(estimate_every, int) or \
@@ -229,11 +240,12 @@ class StreamingRunner:
         self.use_memory = use_memory
         self.lookahead = lookahead if use_memory else 0
         self.estimate_every, self.dense = estimate_every, dense
+        self.skip_idle = skip_idle
         self.reset()
 
     def _model_step(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
-                    estimate: bool = True, every: int = 1) -> tuple[torch.Tensor, MemoryState]:
-        return _restore(self.model, ir, vis, state, estimate, every)
+                    mode: Mode = FULL) -> tuple[torch.Tensor, MemoryState]:
+        return _restore(self.model, ir, vis, state, mode)
 
     def reset(self) -> None:
         self.frames = 0  # since the memory was last empty
@@ -243,11 +255,37 @@ class StreamingRunner:
 
     @torch.no_grad()
     def _step(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        every = self.estimate_every if self.use_memory and self.frames >= self.dense else 1
-        restored, state = self.step(ir, vis, self.state, self.frames % every == 0, every)
+        mode = FULL
+        if self.state is not None:
+            every = self.estimate_every if self.frames >= self.dense else 1
+            mode = Mode(self.frames % every == 0, every)
+            if self.skip_idle:
+                mode = mode._replace(**dict(zip(("restore_ir", "deblur"), self.model.needed(
+                    ir, self.state, mode.estimate))))
+        restored, state = self.step(ir, vis, self.state, mode)
         self.state = state if self.use_memory else None
         self.frames = self.frames + 1 if self.use_memory else 0
         return restored
+
+    def modes(self) -> list[Mode]:
+        """Every mode a stream's steps after the first may run in (``warm`` runs them)."""
+        if not self.use_memory:
+            return []
+        needed = (True, False) if self.skip_idle else (True,)
+        every = self.estimate_every
+        modes = [Mode(True, 1, ir) for ir in needed]  # the dense start
+        if every > 1:
+            modes += [Mode(True, every, ir) for ir in needed]
+            modes += [Mode(False, every, ir, deblur) for ir in needed for deblur in needed]
+        return modes
+
+    @torch.no_grad()
+    def warm(self, ir: torch.Tensor, vis: torch.Tensor) -> None:
+        """Run every kind of step a stream of this size takes (traces, allocations); reset."""
+        _, state = self.step(ir, vis, None, FULL)
+        for mode in self.modes():
+            self.step(ir, vis, state, mode)
+        self.reset()
 
     @torch.no_grad()
     def _with_lookahead(self, index: int) -> torch.Tensor:
