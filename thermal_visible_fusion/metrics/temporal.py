@@ -34,17 +34,30 @@ def _dis(preset: int) -> cv2.DISOpticalFlow:
     return cv2.DISOpticalFlow_create(preset)
 
 
-def warp_previous(previous: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Warp ``previous`` onto the current frame with a current->previous flow."""
+def remap_coordinates(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pixel of the current frame comes from in the previous (``cv2.remap`` maps)."""
     h, w = flow.shape[:2]
     grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(previous, grid_x + flow[..., 0], grid_y + flow[..., 1],
-                     interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return grid_x + flow[..., 0], grid_y + flow[..., 1]
 
 
-def warped_distance(previous: np.ndarray, current: np.ndarray, flow: np.ndarray) -> float:
-    """Mean L2 distance (0-255) between ``current`` and ``previous`` warped by ``flow``."""
-    diff = current.astype(np.float32) - warp_previous(previous, flow).astype(np.float32)
+def warp_previous(previous: np.ndarray, flow: np.ndarray,
+                  coordinates: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Warp ``previous`` onto the current frame with a current->previous flow."""
+    map_x, map_y = remap_coordinates(flow) if coordinates is None else coordinates
+    return cv2.remap(previous, map_x, map_y, interpolation=cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def warped_distance(previous: np.ndarray, current: np.ndarray, flow: np.ndarray,
+                    coordinates: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """
+    Mean L2 distance (0-255) between ``current`` and ``previous`` warped by ``flow``.
+
+    ``coordinates``: the flow's ``remap_coordinates`` when several frames share one flow.
+    """
+    warped = warp_previous(previous, flow, coordinates)
+    diff = current.astype(np.float32) - warped.astype(np.float32)
     if diff.ndim == 3:
         return float(np.sqrt((diff * diff).sum(axis=2)).mean())
     return float(np.abs(diff).mean())
@@ -103,11 +116,13 @@ class TemporalMonitor:
         """All frames on the same grid (the engine registers thermal to RGB first)."""
         h, w = fused.shape[:2]
         size = (self.width, max(1, round(h * self.width / w)))
-        small = tuple(to_gray(cv2.resize(x, size, interpolation=cv2.INTER_AREA))
+        # grey at full size, then shrink: a third of the pixels to average
+        small = tuple(cv2.resize(to_gray(x), size, interpolation=cv2.INTER_AREA)
                       for x in (fused, thermal, rgb))
         previous, self._previous = self._previous, small
         if previous is None or previous[0].shape != small[0].shape:
             return TemporalSample(None, None, None, None)
         flow = self._dis.calc(small[2], previous[2], None)
-        errors = [warped_distance(p, c, flow) for p, c in zip(previous, small)]
+        coordinates = remap_coordinates(flow)  # one flow warps all three
+        errors = [warped_distance(p, c, flow, coordinates) for p, c in zip(previous, small)]
         return TemporalSample(*errors, brightness_flicker(previous[0], small[0]))
