@@ -45,6 +45,33 @@ def test_under_load_it_moves_to_one_thread_within_a_trial_of_the_slowdown():
     assert tuner.current == 1 and used[-10:] == [1] * 10
 
 
+def test_frames_that_cycle_in_cost_are_timed_in_whole_cycles():
+    """
+    Frames whose cost cycles are timed in whole cycles.
+
+    Every 4th frame costs 4 times the others (the learned fuser estimates on it).  Timed
+    frame by frame, the counts taking turns, one count would meet every slow frame and
+    lose however fast it is; in whole cycles the faster count wins, and the steady cycle
+    after the trial starts no new one.
+    """
+    def cycling(tuner: ThreadTuner, frames: int, base: dict[int, float]) -> list[int]:
+        used = []
+        for index in range(frames):
+            count = tuner.begin()
+            used.append(count)
+            tuner.end(base[count] * (4 if index % 4 == 0 else 1) / 1000)
+        return used
+    base = {1: 18.0, 2: 20.0}
+    plain = ThreadTuner((1, 2), trial=3, period=100)
+    cycling(plain, 6, base)
+    assert plain.current == 2  # the bias this guards against
+    tuner = ThreadTuner((1, 2), trial=3, period=100, cycle=4)
+    used = cycling(tuner, 24, base)
+    assert used[:8] == [1] * 4 + [2] * 4  # each count a whole cycle at a turn
+    assert tuner.current == 1 and tuner.trials == 1
+    assert cycling(tuner, 80, base) == [1] * 80 and tuner.trials == 1
+
+
 def test_a_count_must_be_clearly_faster_to_replace_the_current_one():
     tuner = ThreadTuner((1, 4), trial=3, period=50, margin=0.1)
     run(tuner, 6, {1: 19.5, 4: 20.0})  # 2.5 % faster: noise, not a reason to switch
@@ -57,7 +84,8 @@ def test_one_count_is_fixed():
 
 
 @pytest.mark.parametrize("kwargs", [{"counts": ()}, {"counts": (0,)}, {"trial": 0},
-                                    {"margin": 1.0}, {"slower": 1.0}, {"period": -1}])
+                                    {"margin": 1.0}, {"slower": 1.0}, {"period": -1},
+                                    {"cycle": 0}])
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         ThreadTuner(**{"counts": (1, 2), **kwargs})

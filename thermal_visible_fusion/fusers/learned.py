@@ -63,7 +63,9 @@ class LearnedFuser:
         self._tuner = None
         if self.device.type == "cpu":
             retain_freed_memory()  # the frame's temporaries: no page faults per frame
-            self._tuner = ThreadTuner((1, int(threads or DEFAULT_MOST)))
+            # trials in whole estimation cycles: every k-th frame is the slow one
+            self._tuner = ThreadTuner((1, int(threads or DEFAULT_MOST)), trial=3,
+                                      cycle=ESTIMATE_EVERY)
         model = load_model(self.weights, "cpu")
         self.model = model.to(self.device, self.dtype).to(memory_format=torch.channels_last)
         self.jit = self.device.type == "cpu" if jit is None else jit

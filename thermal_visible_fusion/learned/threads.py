@@ -27,33 +27,39 @@ class ThreadTuner:
     """
     Pick torch's thread count among ``counts`` by the frame times it sees.
 
-    A trial runs ``trial`` frames at each count, interleaved (a load spike hits all of
-    them alike), and keeps the count with the lowest median; another count must be
-    ``margin`` faster to replace the current one.  Then ``period`` frames run at it
-    before the next trial, or fewer: when the median of the last ``trial`` frames grows
-    ``slower`` times the trial's (another process took a core), a new trial starts at
-    once.  ``begin()`` before a frame sets the count, ``end(seconds)`` after it records
-    the frame's time.
+    A trial runs ``trial`` turns (of ``cycle`` frames) at each count, interleaved (a load
+    spike hits all of them alike), and keeps the count with the lowest median; another
+    count must be ``margin`` faster to replace the current one.  Then ``period`` frames
+    run at it before the next trial, or fewer: when the median of the last ``trial``
+    turns grows ``slower`` times the trial's (another process took a core), a new trial
+    starts at once.  ``begin()`` before a frame sets the count, ``end(seconds)`` after it records
+    the frame's time.  ``cycle=k``: frame times repeat a pattern of k frames (the learned
+    fuser estimates on every k-th frame), so every timing is the mean over k frames in a
+    row, and in a trial each count runs k frames at a turn: counts taking single turns
+    would each meet the slow frames of the cycle on one phase only.
     """
 
     def __init__(self, counts: Sequence[int], trial: int = 5, period: int = 300,
-                 margin: float = 0.1, slower: float = 1.5):
+                 margin: float = 0.1, slower: float = 1.5, cycle: int = 1):
         self.counts = sorted({int(c) for c in counts if int(c) >= 1})
-        if not self.counts or trial < 1 or period < 0 or not 0 <= margin < 1 or slower <= 1:
+        if not self.counts or trial < 1 or period < 0 or not 0 <= margin < 1 or \
+                slower <= 1 or cycle < 1:
             raise ValueError("need counts >= 1, trial >= 1, period >= 0, 0 <= margin < 1, "
-                             "slower > 1")
+                             "slower > 1, cycle >= 1")
         self.trial, self.period, self.margin, self.slower = trial, period, margin, slower
+        self.cycle = cycle
         self.current = self.counts[-1]
         self.trials = 0  # completed, for diagnostics and tests
         self.restart()
 
     def restart(self) -> None:
         """Forget the timings and start a new trial with the next frame."""
-        self._plan = self.counts * self.trial if len(self.counts) > 1 else []
+        self._plan = [c for _ in range(self.trial) for c in self.counts
+                      for _ in range(self.cycle)] if len(self.counts) > 1 else []
         self._times: dict[int, list[float]] = {c: [] for c in self.counts}
         self._running: int | None = None
         self._left = 0  # frames before the next trial
-        self._recent: deque[float] = deque(maxlen=self.trial)
+        self._recent: deque[float] = deque(maxlen=self.trial * self.cycle)
         self._reference = float("inf")  # the trial's median at the chosen count
 
     def begin(self) -> int:
@@ -72,8 +78,8 @@ class ThreadTuner:
         if self._left > 0:
             self._left -= 1
             self._recent.append(seconds)
-            if len(self._recent) == self.trial and \
-                    statistics.median(self._recent) > self.slower * self._reference:
+            if len(self._recent) == self._recent.maxlen and \
+                    self._median(list(self._recent)) > self.slower * self._reference:
                 self._left = 0  # the load changed: try the counts again now
         else:
             self._times[self._running].append(seconds)
@@ -81,8 +87,14 @@ class ThreadTuner:
                 self._decide()
         self._running = None
 
+    def _median(self, times: list[float]) -> float:
+        """Return the median over whole cycles of their mean frame time."""
+        k = self.cycle
+        return statistics.median(statistics.fmean(times[i:i + k])
+                                 for i in range(0, len(times) - k + 1, k))
+
     def _decide(self) -> None:
-        medians = {c: statistics.median(t) for c, t in self._times.items() if t}
+        medians = {c: self._median(t) for c, t in self._times.items() if t}
         best = min(medians, key=medians.get)
         if best != self.current and medians[best] < (1 - self.margin) * medians.get(
                 self.current, float("inf")):

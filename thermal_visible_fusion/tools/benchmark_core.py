@@ -33,8 +33,8 @@ import numpy as np
 
 
 # Frames run under a new load before timing it: the learned fuser's thread tuner notices
-# a slowdown within 5 frames and tries its thread counts over the next 10.
-SETTLE_FRAMES = 20
+# a slowdown within 12 frames and tries its thread counts over the next 24.
+SETTLE_FRAMES = 40
 # Frames run before timing: past the memory's dense start (64 frames, each estimating the
 # camera's stripes and blur), into the steady state a long stream runs in.
 STEADY_FRAMES = 70
