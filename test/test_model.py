@@ -546,6 +546,24 @@ def test_a_clean_camera_skips_the_idle_restorations_with_the_same_output(weights
             assert Mode(False, 2, not is_clean, False) in modes
 
 
+def test_a_flat_frame_in_half_precision_stays_finite():
+    """
+    A flat frame in half precision stays finite.
+
+    A lens cap or a shutter frame measures no noise at all.  On a GPU the network runs in
+    half precision, where the temporal filter's tolerance once overflowed, and the NaN
+    it made stayed in the memory for good.
+    """
+    model = make_model(gain=0.0).half()
+    flat = torch.full((1, 1, 48, 64), 0.5, dtype=torch.float16)
+    state = None
+    with torch.no_grad():
+        for _ in range(3):
+            out, state = model(flat, flat, state)
+            assert torch.isfinite(out.restored_ir).all() and torch.isfinite(state.ir).all()
+            assert torch.equal(out.restored_ir, flat)  # no noise: passed as it is
+
+
 def test_memories_settle_on_a_still_camera():
     """
     A still striped camera with fresh noise every frame.

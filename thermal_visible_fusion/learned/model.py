@@ -171,7 +171,8 @@ class StreamingFusionNet(nn.Module):
         of frames an estimate stands for (the memory's time constants stay in frames).
         ``restore_ir=False`` skips the IR's alignment and denoiser, ``deblur=False`` the
         visible deblur: for a frame on which they are the identity anyway (``needed``
-        says which), so the output is the same at a fraction of the cost.
+        says which), so the restored frames are the same at a fraction of the cost (the
+        ``flow`` output is then zero: the memory was not moved).
         """
         cfg = self.config
         h, w = ir.shape[-2:]
@@ -256,10 +257,11 @@ class StreamingFusionNet(nn.Module):
         # the prior: a noise-adaptive recursive filter (trust the past where it agrees
         # with the present within the noise); the CNN's gain refines it where it knows
         # better (moving edges, occlusions)
-        # exp(-(|box5(past - spatial)| / (tolerance * sigma))^2), in fewer passes
+        # exp(-(|box5(past - spatial)| / (tolerance * sigma))^2); 1 / tolerance, not its
+        # square: 1e-4 ** -2 overflows half precision, and 0 * inf is NaN on a flat frame
         change = past - spatial
-        scale = -1.0 / (self.log_tolerance.exp() * sigma + 1e-4).square()
-        prior = (0.95 * on) * torch.exp(_box5(change).square() * scale)
+        inverse = 1.0 / (self.log_tolerance.exp() * sigma + 1e-4)
+        prior = (0.95 * on) * torch.exp((_box5(change) * inverse).square_().neg_())
         return torch.addcmul(spatial, prior * torch.sigmoid(gain), change), cells
 
     @torch.no_grad()

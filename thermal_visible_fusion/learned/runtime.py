@@ -9,7 +9,8 @@ look-ahead of k frames (frame t's output averages the forward-memory output with
 a memory run from frame t+k down to t); ``fuse_sequence`` does it offline.  Each window
 entry can carry a caller's tag (the learned fuser's chroma), handed back with its frame.
 ``FrozenStep`` (TorchScript, CPU) and ``CudaGraphStep`` (CUDA graphs) replace the eager
-step, one compiled graph per input size, dtype and memory presence, in a bounded cache.
+step, one compiled graph per input size, dtype, memory presence and ``Mode``, in a bounded
+cache.
 """
 
 from __future__ import annotations
@@ -75,10 +76,10 @@ class FrozenStep:
     nine a size (``StreamingRunner.modes``); faster than eager on a CPU.  Falls back to
     eager, with a warning, if tracing fails.  Each trace keeps a few MB that freeing the
     graph never returns, so a stream whose size keeps changing would grow without bound:
-    after ``MAX_TRACES`` traces, new sizes run eager.
+    after ``MAX_TRACES`` traces, steps not traced yet run eager.
     """
 
-    MAX_GRAPHS = 12
+    MAX_GRAPHS = 18  # two sizes' nine: a stream switching between two sizes keeps them
     MAX_TRACES = 32
 
     def __init__(self, model: StreamingFusionNet):
@@ -102,7 +103,8 @@ class FrozenStep:
                ) -> torch.jit.ScriptModule | None:
         if self.traces >= self.MAX_TRACES:
             if self.traces == self.MAX_TRACES:
-                warnings.warn(f"{self.MAX_TRACES} frame sizes traced; further sizes run eager")
+                warnings.warn(f"{self.MAX_TRACES} steps traced; steps of new sizes or modes "
+                              "run eager")
                 self.traces += 1
             return None
         self.traces += 1
@@ -134,8 +136,8 @@ class CudaGraphStep:
     """
     The model's inference step replayed as CUDA graphs.
 
-    The model's inference step replayed as CUDA graphs, one per input size and dtype
-    and per memory presence (first frame without it).
+    The model's inference step replayed as CUDA graphs, one per input size, dtype,
+    memory presence (first frame without it) and ``Mode``.
 
     An 80k-parameter network runs a few hundred small kernels a frame: on a GPU their
     launches, not the arithmetic, bound the frame rate, and a graph launches them all at

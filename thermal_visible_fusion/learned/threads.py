@@ -90,6 +90,8 @@ class ThreadTuner:
     def _median(self, times: list[float]) -> float:
         """Return the median over whole cycles of their mean frame time."""
         k = self.cycle
+        if len(times) < k:  # a trial cut short (a frame failed): what there is
+            return statistics.fmean(times)
         return statistics.median(statistics.fmean(times[i:i + k])
                                  for i in range(0, len(times) - k + 1, k))
 
