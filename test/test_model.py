@@ -24,7 +24,7 @@ from thermal_visible_fusion.fusers.classic import MultiScaleFuser
 from thermal_visible_fusion.fusers.learned import LearnedFuser
 from thermal_visible_fusion.learned.model import (_rate, alignment_key, block_flow, column_offsets,
                                                   deblur_kernel, ModelConfig, multiscale_fuse,
-                                                  noise_level, shift, shift_cells,
+                                                  noise_level, shift, shift_pixels,
                                                   StreamingFusionNet)
 from thermal_visible_fusion.learned.runtime import (_restore, FrozenStep, FULL, fuse_sequence,
                                                     Mode, StreamingRunner)
@@ -350,28 +350,34 @@ def test_block_flow_and_shift_recover_a_translation(dy, dx):
     cells = block_flow(alignment_key(ir1, vis1), alignment_key(ir0, vis0), ModelConfig().search)
     assert cells.shape == (1, 2, 48, 64)  # one vector per 4x4-pixel cell
     assert torch.equal(cells, 4 * (cells / 4).round())  # whole cells
-    right = F.interpolate(((cells[:, :1] == dx) & (cells[:, 1:] == dy)).float(),
-                          scale_factor=4, mode="nearest").bool()
     inner = (..., slice(32, -32), slice(32, -32))
-    assert float(right[inner].float().mean()) > 0.6
-    # moving whole cells is sampling each pixel by its cell's flow (away from the borders,
-    # where cells clamp as cells); the moved previous frame lands on the current one:
-    # exactly where the flow is right, and most of the misalignment is gone overall
-    moved = shift_cells(ir0, cells)
-    flow = F.interpolate(cells, scale_factor=4, mode="nearest")
-    assert torch.equal(moved[inner], shift(ir0, flow)[inner])
+    assert float(((cells[:, :1] == dx) & (cells[:, 1:] == dy))[..., 8:-8, 8:-8].float()
+                 .mean()) > 0.6
+    # the memory moves each pixel by the cell flow interpolated to it, in whole pixels;
+    # the moved previous frame lands on the current one exactly where the flow is right,
+    # and most of the misalignment is gone overall
+    moved = shift_pixels(ir0, cells)
+    flow = F.interpolate(cells, size=ir0.shape[-2:], mode="bilinear").round()
+    assert torch.equal(moved, shift(ir0, flow))
+    right = (flow[:, :1] == dx) & (flow[:, 1:] == dy)
     moved, right = moved[inner], right[inner]
     assert torch.equal(moved[right], ir1[inner][right])
     error = float((moved - ir1[inner]).abs().mean())
     assert error < 0.25 * float((ir0 - ir1)[inner].abs().mean())
 
 
-def test_shift_cells_clamps_at_the_borders():
+def test_shift_pixels_clamps_at_the_borders_and_leaves_no_seam_between_cells():
     x = torch.arange(64.0).view(1, 1, 8, 8)
     cells = torch.zeros(1, 2, 2, 2)
-    cells[:, 0] = 400.0  # far to the right: every cell takes the last column of cells
-    moved = shift_cells(x, cells)
-    assert torch.equal(moved[..., :4], x[..., 4:]) and torch.equal(moved[..., 4:], x[..., 4:])
+    cells[:, 0] = 400.0  # far to the right: every pixel takes the last column
+    assert torch.equal(shift_pixels(x, cells), x[..., 7:].expand(-1, -1, -1, 8))
+    # the left cells still, the right ones 4 px to the right: across their border the
+    # move grows by at most 2 px a pixel (whole cells jumped by 4 at it)
+    x = torch.arange(16.0).view(1, 1, 1, 16).expand(1, 1, 8, 16).contiguous()
+    cells = torch.zeros(1, 2, 2, 4)
+    cells[:, 0, :, 2:] = 4.0
+    steps = shift_pixels(x, cells)[0, 0, 4].diff()  # 1 where a pixel moves as its neighbour
+    assert float(steps.max()) <= 3 and torch.equal(shift_pixels(x, cells * 0), x)
 
 
 def test_shift_by_whole_pixels_never_blurs():

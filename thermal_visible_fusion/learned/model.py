@@ -23,11 +23,12 @@ Per frame, with the memory (``MemoryState``) of the frames before:
    ``stripe_frames`` frames, then an exponential one), which is subtracted, gated by its
    own energy (``stripe_floor``..``stripe_full`` grey levels: real scenes give < 0.2, the
    noise this removes 5-15), so clean cameras are left alone.
-2. **Alignment**: the previous restored IR frame is moved onto the current one, 4x4-pixel
-   cell by cell, by a flow found by block matching, coarse to fine (1/16, 1/8, 1/4
-   resolution; normalised visible and IR, the IR weighed by its noise), kept only where a
-   move clearly beats none: a still camera's memory stays put, and whole-pixel moves never
-   blur a frame carried forward through thousands of steps.
+2. **Alignment**: the previous restored IR frame is moved onto the current one by a flow
+   found per 4x4-pixel cell by block matching, coarse to fine (1/16, 1/8, 1/4 resolution;
+   normalised visible and IR, the IR weighed by its noise), kept only where a move clearly
+   beats none, and interpolated between cells: a still camera's memory stays put, cells
+   that move apart leave no seam, and whole-pixel moves never blur a frame carried
+   forward through thousands of steps.
 3. **IR denoiser** (TemCoCo's temporal cooperation): a small CNN at half resolution sees
    the destriped frame, the aligned previous restored frame, the visible frame (edges
    that are real) and the frame's noise level (median absolute diagonal difference).  It
@@ -61,7 +62,7 @@ from torch import nn
 import torch.nn.functional as F
 
 STRIDE = 8  # inputs are padded to a multiple of this
-CELL = 4  # the memory moves by whole 4x4-pixel cells: one flow vector each
+CELL = 4  # the alignment finds one flow vector per 4x4-pixel cell
 
 
 @dataclass
@@ -233,7 +234,7 @@ class StreamingFusionNet(nn.Module):
             cells, past = None, ir_d
         else:
             cells = block_flow(key, state.key, cfg.search, noise)
-            past = shift_cells(state.ir, cells)
+            past = shift_pixels(state.ir, cells)
 
         # 3. IR: spatial residual + recurrent temporal filter
         # the input: the 2x2 phases of each frame (pixel_unshuffle's channel order) and
@@ -435,7 +436,7 @@ def block_flow(key: torch.Tensor, prev_key: torch.Tensor, radius: int,
     """
     Return current -> previous flow of each 4x4-pixel cell, (B,2,H/4,W/4).
 
-    In full-res pixels, multiples of 4: a cell moves onto another cell (``shift_cells``).
+    In full-res pixels, multiples of 4 (``shift_pixels`` interpolates it between cells).
 
     Block matching, coarse to fine: at 1/16 resolution over +-radius cells, then at 1/8
     and 1/4 over +-1 cell around the coarser flow (each level halves the uncertainty of
@@ -462,22 +463,24 @@ def block_flow(key: torch.Tensor, prev_key: torch.Tensor, radius: int,
     return CELL * flow  # 1/4-res cells: CELL full-res pixels each
 
 
-def shift_cells(x: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+def shift_pixels(x: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     """
-    Move each 4x4-pixel cell of x by its flow (``block_flow``), clamped at the borders.
+    Move each pixel of x by the cell flow interpolated to it, rounded to whole pixels.
 
-    The flow moves whole cells, so this gathers cells: a quarter of the cost of sampling
-    every pixel.
+    ``cells``: ``block_flow``'s (B,2,H/4,W/4) flow; sources are clamped at the borders.
+    Across the border of two cells that move differently the move changes pixel by pixel:
+    moving whole cells left a seam there, a 4-pixel grid that the temporal filter carried
+    into the output.  Whole pixels: no resampling blur.
     """
     b, c, h, w = x.shape
-    hc, wc = h // CELL, w // CELL
-    x = x.view(b, c, hc, CELL, wc, CELL).permute(0, 2, 4, 1, 3, 5).reshape(b, hc * wc, -1)
-    ys = torch.arange(hc, device=x.device).view(1, hc, 1)
-    xs = torch.arange(wc, device=x.device).view(1, 1, wc)
-    offsets = torch.div(cells, CELL, rounding_mode="floor").long()
-    source = (ys + offsets[:, 1]).clamp(0, hc - 1) * wc + (xs + offsets[:, 0]).clamp(0, wc - 1)
-    x = x.gather(1, source.view(b, hc * wc, 1).expand(-1, -1, x.shape[-1]))
-    return x.view(b, hc, wc, c, CELL, CELL).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+    # float32 whatever the network runs in: it counts pixel indices exactly to 2 ** 24
+    flow = F.interpolate(cells.float(), size=(h, w), mode="bilinear",
+                         align_corners=False).round_()
+    xs = torch.arange(w, device=x.device, dtype=flow.dtype)
+    ys = torch.arange(h, device=x.device, dtype=flow.dtype).view(h, 1)
+    source = (flow[:, 1] + ys).clamp_(0, h - 1).mul_(w).add_((flow[:, 0] + xs).clamp_(0, w - 1))
+    source = source.long().view(b, 1, h * w).expand(-1, c, -1)
+    return x.reshape(b, c, h * w).gather(2, source).view(b, c, h, w)
 
 
 def shift(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
