@@ -842,6 +842,22 @@ def bgr_pairs(n: int, h: int = 36, w: int = 52, seed: int = 0):
              rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for _ in range(n)]
 
 
+def test_the_fuser_says_what_the_cameras_need_restored(tmp_path):
+    weights = save_weights(make_model(blur=0), tmp_path / "w.pt")  # a sharp visible camera
+    fuser = LearnedFuser(weights, device="cpu")
+    assert fuser.restoring is None  # nothing judged yet
+    clean = clean_bgr_stream(4, 48, 64)
+    for thermal, rgb in clean:
+        fuser.fuse(thermal, rgb)
+    assert fuser.restoring == "none"
+    noise = np.random.default_rng(0).normal(0, 12, clean[0][0].shape)
+    for thermal, rgb in clean:
+        fuser.fuse(np.clip(thermal + noise, 0, 255).astype(np.uint8), rgb)
+    assert fuser.restoring == "thermal"
+    fuser.reset()
+    assert fuser.restoring is None
+
+
 def test_learned_fuser_output_is_bgr_of_the_input_size(weights):
     fuser = LearnedFuser(weights, device="cpu", jit=False)
     assert fuser.name == "learned"

@@ -106,6 +106,20 @@ class LearnedFuser:
         return self._tuner.counts[-1] if self._tuner else None
 
     @property
+    def restoring(self) -> str | None:
+        """
+        Say what the stream needs restored now: "thermal", "visible", both, or "none".
+
+        None where it is not judged (on a GPU, where every restoration runs; before a
+        stream's second frame).
+        """
+        needed = self.runner.needed
+        if needed is None:
+            return None
+        return ", ".join(name for name, on in zip(("thermal", "visible"), needed) if on) \
+            or "none"
+
+    @property
     def lookahead(self) -> int:
         return self.runner.lookahead
 

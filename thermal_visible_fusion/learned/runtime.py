@@ -223,6 +223,8 @@ class StreamingRunner:
     ``skip_idle``: steps skip the restorations that would be the identity on their frame
     (``StreamingFusionNet.needed``; same output): a clean camera costs a fraction of a
     noisy one.  Deciding costs a look at the frame before the step, a device sync on a GPU.
+    ``needed`` is then what the last frame needed, (IR restoration, visible deblur), the
+    deblur judged by the blur memory (frames that estimate the blur run it anyway).
     ``step(ir, vis, state, mode) -> (restored pair, new_state)`` replaces the model call
     (e.g. a ``FrozenStep`` or ``CudaGraphStep``).
     """
@@ -252,6 +254,7 @@ class StreamingRunner:
     def reset(self) -> None:
         self.frames = 0  # since the memory was last empty
         self.state: MemoryState | None = None
+        self.needed: tuple[bool, bool] | None = None  # judged from the second frame on
         self.window: deque = deque()  # (ir, vis, forward output, tag); window[0] output last
         self.tag: Any = None  # the tag of the frame the last push returned
 
@@ -262,8 +265,8 @@ class StreamingRunner:
             every = self.estimate_every if self.frames >= self.dense else 1
             mode = Mode(self.frames % every == 0, every)
             if self.skip_idle:
-                mode = mode._replace(**dict(zip(("restore_ir", "deblur"), self.model.needed(
-                    ir, self.state, mode.estimate))))
+                self.needed = ir_needed, blurred = self.model.needed(ir, self.state, False)
+                mode = mode._replace(restore_ir=ir_needed, deblur=blurred or mode.estimate)
         restored, state = self.step(ir, vis, self.state, mode)
         self.state = state if self.use_memory else None
         self.frames = self.frames + 1 if self.use_memory else 0
@@ -273,12 +276,12 @@ class StreamingRunner:
         """Every mode a stream's steps after the first may run in (``warm`` runs them)."""
         if not self.use_memory:
             return []
-        needed = (True, False) if self.skip_idle else (True,)
+        choices = (True, False) if self.skip_idle else (True,)
         every = self.estimate_every
-        modes = [Mode(True, 1, ir) for ir in needed]  # the dense start
+        modes = [Mode(True, 1, ir) for ir in choices]  # the dense start
         if every > 1:
-            modes += [Mode(True, every, ir) for ir in needed]
-            modes += [Mode(False, every, ir, deblur) for ir in needed for deblur in needed]
+            modes += [Mode(True, every, ir) for ir in choices]
+            modes += [Mode(False, every, ir, deblur) for ir in choices for deblur in choices]
         return modes
 
     @torch.no_grad()

@@ -472,6 +472,8 @@ class FusionNode(Node):
                   "memory_resets": self.memory_resets,
                   "compressed_encoded": self.compressed_encoded,
                   "registration": self.registration_state,
+                  # the learned fuser: which restorations the cameras need now
+                  "restoring": getattr(self.engine.fuser, "restoring", None),
                   "camera_info": ("uncalibrated: no rgb/camera_info received" if rgb_info is None
                                   else "from rgb/camera_info"),
                   "latency_p50_ms": _ms(self.latency.percentile(50)),
