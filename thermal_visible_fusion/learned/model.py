@@ -266,21 +266,19 @@ class StreamingFusionNet(nn.Module):
         return torch.addcmul(spatial, prior * torch.sigmoid(gain), change), cells
 
     @torch.no_grad()
-    def needed(self, ir: torch.Tensor, state: MemoryState | None, estimate: bool
-               ) -> tuple[bool, bool]:
+    def needed(self, ir: torch.Tensor, state: MemoryState | None) -> tuple[bool, bool]:
         """
         Return whether this frame needs (IR restoration, visible deblur).
 
         Each is the identity where it is not needed: the IR's on a clean camera (noise
         under ``noise_floor``, in every image of the batch), the deblur while the
-        remembered blur is under 1 % on the blur classes (known ahead only for a frame
-        that does not estimate it).
+        remembered blur is under 1 % on the blur classes (a frame that estimates the
+        blur updates that memory first, so it deblurs whatever this says).
         """
         if state is None:
             return True, True
         ir_needed = bool(noise_gate(noise_level(_pad(ir)), self.config).max() > 0)
-        deblur_needed = estimate or bool(_blur_mass(state.blur).sum(1).max() > 0)
-        return ir_needed, deblur_needed
+        return ir_needed, bool(_blur_mass(state.blur).sum(1).max() > 0)
 
     def deblur(self, vis: torch.Tensor, blur: torch.Tensor) -> torch.Tensor:
         """

@@ -265,7 +265,7 @@ class StreamingRunner:
             every = self.estimate_every if self.frames >= self.dense else 1
             mode = Mode(self.frames % every == 0, every)
             if self.skip_idle:
-                self.needed = ir_needed, blurred = self.model.needed(ir, self.state, False)
+                self.needed = ir_needed, blurred = self.model.needed(ir, self.state)
                 mode = mode._replace(restore_ir=ir_needed, deblur=blurred or mode.estimate)
         restored, state = self.step(ir, vis, self.state, mode)
         self.state = state if self.use_memory else None

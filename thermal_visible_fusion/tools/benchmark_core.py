@@ -178,7 +178,7 @@ def main(args) -> int:
         streams = _streams(width, height)
         for name in args.fusers.split(","):
             for stream, frames in streams.items():
-                if stream and name != "learned":  # the rules cost the same on any content
+                if stream and name not in ("learned", "auto"):  # rules: same on any content
                     continue
                 key = f"{name}@{size}{stream}"
                 engine = FusionEngine(EngineConfig(fuser=name, weights=args.weights,
