@@ -90,6 +90,12 @@ def test_the_graph_cache_is_bounded(weights):
 
 
 @needs_cuda
+def test_bf16_is_refused_on_a_gpu(weights):
+    with pytest.raises(ValueError, match="bf16 is for a CPU"):
+        LearnedFuser(weights, device="cuda", bf16=True)
+
+
+@needs_cuda
 def test_cuda_graphs_and_the_torchscript_trace_exclude_each_other(weights):
     traced = LearnedFuser(weights, device="cuda", jit=True)
     assert traced.runner.step.__class__.__name__ == "FrozenStep"

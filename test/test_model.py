@@ -525,7 +525,8 @@ def test_a_clean_camera_skips_the_idle_restorations_with_the_same_output(weights
     With ``skip_idle`` a step leaves out the restorations that are the identity on its
     frame: the IR's alignment and denoiser on a clean IR camera (a noisy one runs them),
     and the deblur while the remembered blur is "none", on the frames that do not
-    estimate it.  The output is the full step's, bit for bit, eager and traced.
+    estimate it.  The output is the full step's, bit for bit, eager and traced, with the
+    noise measured once, to decide.
     """
     model = make_model(blur=0)  # the blur classifier says "none": a sharp camera
     clean = clean_stream(14, 48, 64)
@@ -534,11 +535,13 @@ def test_a_clean_camera_skips_the_idle_restorations_with_the_same_output(weights
     for frames, is_clean in ((clean, True), (noisy, False)):
         for traced in (False, True):
             inner = FrozenStep(model) if traced else (lambda *a: _restore(model, *a))
-            modes = []
+            modes, noises = [], []
 
-            def step(ir, vis, state, mode=FULL, inner=inner, modes=modes):
+            def step(ir, vis, state, mode=FULL, noise=None, inner=inner, modes=modes,
+                     noises=noises):
                 modes.append(mode)
-                return inner(ir, vis, state, mode)
+                noises.append(noise)
+                return inner(ir, vis, state, mode, noise)
             skipping = StreamingRunner(model, step=step, estimate_every=2, dense=4,
                                        skip_idle=True)
             full = StreamingRunner(model, estimate_every=2, dense=4)
@@ -546,6 +549,8 @@ def test_a_clean_camera_skips_the_idle_restorations_with_the_same_output(weights
                 for ir, vis in frames:
                     assert torch.equal(skipping.push(ir, vis), full.push(ir, vis))
             assert modes[0] == FULL  # the first frame: no memory to judge by
+            # the noise measured to decide is handed to the step, not measured again
+            assert noises[0] is None and all(n is not None for n in noises[1:])
             assert all(m.restore_ir != is_clean for m in modes[1:])
             # a sharp visible camera: deblurred only on the frames that estimate its blur
             assert [m.deblur for m in modes[1:]] == [m.estimate for m in modes[1:]]

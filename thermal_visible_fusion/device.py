@@ -51,3 +51,17 @@ def inference_dtype(device: "torch.device") -> "torch.dtype":
     import torch
 
     return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def native_bf16() -> bool:
+    """
+    Say whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 or AMX).
+
+    Elsewhere oneDNN emulates them, slower than float32.
+    """
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without the query: float32
+        return False

@@ -160,8 +160,8 @@ class StreamingFusionNet(nn.Module):
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None = None,
                 fuse: bool = True, estimate: bool = True, every: int = 1,
-                restore_ir: bool = True, deblur: bool = True
-                ) -> tuple[FusionOutput, MemoryState]:
+                restore_ir: bool = True, deblur: bool = True,
+                noise: torch.Tensor | None = None) -> tuple[FusionOutput, MemoryState]:
         """
         Restore one frame pair (and fuse it).
 
@@ -173,7 +173,8 @@ class StreamingFusionNet(nn.Module):
         ``restore_ir=False`` skips the IR's alignment and denoiser, ``deblur=False`` the
         visible deblur: for a frame on which they are the identity anyway (``needed``
         says which), so the restored frames are the same at a fraction of the cost (the
-        ``flow`` output is then zero: the memory was not moved).
+        ``flow`` output is then zero: the memory was not moved).  ``noise``: the frame's
+        ``measure_noise``, where the caller measured it already (to decide ``needed``).
         """
         cfg = self.config
         h, w = ir.shape[-2:]
@@ -198,7 +199,8 @@ class StreamingFusionNet(nn.Module):
         energy = 255 * stripes.square().mean(-1, keepdim=True).sqrt()
         gate = ((energy - cfg.stripe_floor) / (cfg.stripe_full - cfg.stripe_floor)).clamp(0, 1)
         ir_d = ir - gate * stripes
-        noise = noise_level(ir)  # (B,1); blind to the stripes, so ``needed`` can tell first
+        if noise is None:  # (B,1); blind to the stripes, so ``needed`` can tell first
+            noise = noise_level(ir)
 
         # 2.-3. the remembered frame aligned, and the IR restored with it
         frames = torch.cat([vis, ir_d], 1)  # visible, IR: alignment and blur features
@@ -244,10 +246,11 @@ class StreamingFusionNet(nn.Module):
         planes = [image[:, 0, p::2, q::2] for image in (ir_d - 0.5, past - ir_d, vis - 0.5)
                   for p in (0, 1) for q in (0, 1)]
         planes.append((20 * noise).view(-1, 1, 1).expand(-1, h2, w2))
-        x = torch.stack(planes, -1).permute(0, 3, 1, 2)
+        # in the convolutions' own dtype: a CPU may run them in bfloat16 (``LearnedFuser``)
+        x = torch.stack(planes, -1).permute(0, 3, 1, 2).to(self.denoiser[0].weight.dtype)
         for conv in self.denoiser[:-1]:
             x = F.relu(conv(x))
-        residual, gain = _pixel_shuffle(self.denoiser[-1](x)).chunk(2, 1)
+        residual, gain = _pixel_shuffle(self.denoiser[-1](x).to(ir_d.dtype)).chunk(2, 1)
         # both parts act only where there is noise to remove: below noise_floor (a clean
         # camera) the IR passes bit for bit, so the output is the multi-scale rule's
         sigma = noise.view(-1, 1, 1, 1)
@@ -265,10 +268,15 @@ class StreamingFusionNet(nn.Module):
         prior = (0.95 * on) * torch.exp((_box5(change) * inverse).square_().neg_())
         return torch.addcmul(spatial, prior * torch.sigmoid(gain), change), cells
 
+    @staticmethod
+    def measure_noise(ir: torch.Tensor) -> torch.Tensor:
+        """Return the (B,1) noise sigma of an IR frame, as ``forward`` measures it."""
+        return noise_level(_pad(ir))
+
     @torch.no_grad()
-    def needed(self, ir: torch.Tensor, state: MemoryState | None) -> tuple[bool, bool]:
+    def needed(self, noise: torch.Tensor, state: MemoryState | None) -> tuple[bool, bool]:
         """
-        Return whether this frame needs (IR restoration, visible deblur).
+        Return whether a frame of this ``measure_noise`` needs (IR restoration, deblur).
 
         Each is the identity where it is not needed: the IR's on a clean camera (noise
         under ``noise_floor``, in every image of the batch), the deblur while the
@@ -277,7 +285,7 @@ class StreamingFusionNet(nn.Module):
         """
         if state is None:
             return True, True
-        ir_needed = bool(noise_gate(noise_level(_pad(ir)), self.config).max() > 0)
+        ir_needed = bool(noise_gate(noise, self.config).max() > 0)
         return ir_needed, bool(_blur_mass(state.blur).sum(1).max() > 0)
 
     def deblur(self, vis: torch.Tensor, blur: torch.Tensor) -> torch.Tensor:

@@ -38,19 +38,31 @@ FULL = Mode()
 
 
 def _restore(model: StreamingFusionNet, ir: torch.Tensor, vis: torch.Tensor,
-             state: MemoryState | None, mode: Mode = FULL) -> tuple[torch.Tensor, MemoryState]:
+             state: MemoryState | None, mode: Mode = FULL,
+             noise: torch.Tensor | None = None) -> tuple[torch.Tensor, MemoryState]:
     """One eager step: (restored IR and visible as (B,2,H,W), new memory)."""
-    out, new = model(ir, vis, state, fuse=False, **mode._asdict())
+    out, new = model(ir, vis, state, fuse=False, noise=noise, **mode._asdict())
     return torch.cat([out.restored_ir, out.restored_vis], 1), new
 
 
-def _step_inputs(ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None) -> tuple:
-    return (ir, vis) + (tuple(state) if state is not None else ())
+def _step_inputs(ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
+                 noise: torch.Tensor | None) -> tuple:
+    """Return a compiled step's inputs: ir, vis, then the noise and memory where given."""
+    return (ir, vis) + ((noise,) if noise is not None else ()) + \
+        (tuple(state) if state is not None else ())
 
 
-def _step_key(ir: torch.Tensor, state: MemoryState | None, mode: Mode) -> tuple:
-    """Return a compiled step's key: input size, dtype, device, memory, mode."""
-    return (tuple(ir.shape), ir.dtype, ir.device, state is None) + tuple(mode)
+def _split_inputs(inputs: tuple, with_noise: bool, with_state: bool) -> tuple:
+    """``_step_inputs`` back to (ir, vis, state, noise)."""
+    ir, vis, *rest = inputs
+    noise = rest.pop(0) if with_noise else None
+    return ir, vis, MemoryState(*rest) if with_state else None, noise
+
+
+def _step_key(ir: torch.Tensor, state: MemoryState | None, mode: Mode,
+              noise: torch.Tensor | None) -> tuple:
+    """Return a compiled step's key: input size, dtype, device, memory, noise, mode."""
+    return (tuple(ir.shape), ir.dtype, ir.device, state is None, noise is None) + tuple(mode)
 
 
 def _cached(cache: OrderedDict, key: tuple, make: Callable, limit: int):
@@ -89,18 +101,19 @@ class FrozenStep:
 
     class _Wrapped(nn.Module):
 
-        def __init__(self, model: StreamingFusionNet, with_state: bool, mode: Mode):
+        def __init__(self, model: StreamingFusionNet, mode: Mode, with_noise: bool,
+                     with_state: bool):
             super().__init__()
-            self.model, self.with_state, self.mode = model, with_state, mode
+            self.model, self.mode = model, mode
+            self.with_noise, self.with_state = with_noise, with_state
 
-        def forward(self, ir, vis, *state):
-            restored, new = _restore(self.model, ir, vis,
-                                     MemoryState(*state) if self.with_state else None,
-                                     self.mode)
+        def forward(self, *inputs):
+            ir, vis, state, noise = _split_inputs(inputs, self.with_noise, self.with_state)
+            restored, new = _restore(self.model, ir, vis, state, self.mode, noise)
             return (restored,) + tuple(new)
 
-    def _trace(self, inputs: tuple[torch.Tensor, ...], mode: Mode
-               ) -> torch.jit.ScriptModule | None:
+    def _trace(self, inputs: tuple[torch.Tensor, ...], mode: Mode, with_noise: bool,
+               with_state: bool) -> torch.jit.ScriptModule | None:
         if self.traces >= self.MAX_TRACES:
             if self.traces == self.MAX_TRACES:
                 warnings.warn(f"{self.MAX_TRACES} steps traced; steps of new sizes or modes "
@@ -111,24 +124,22 @@ class FrozenStep:
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                wrapped = self._Wrapped(self.model, len(inputs) > 2, mode).eval()
+                wrapped = self._Wrapped(self.model, mode, with_noise, with_state).eval()
                 return torch.jit.freeze(torch.jit.trace(wrapped, inputs, check_trace=False))
         except Exception as exc:  # unsupported torch build, exotic op: stay eager
             warnings.warn(f"tracing the fusion network failed ({exc}); running eager")
             return None
 
-    def _graph(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
-               mode: Mode):
-        inputs = _step_inputs(ir, vis, state)
-        return _cached(self.graphs, _step_key(ir, state, mode),
-                       lambda: self._trace(inputs, mode), self.MAX_GRAPHS)
-
     def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
-                 mode: Mode = FULL) -> tuple[torch.Tensor, MemoryState]:
-        graph = self._graph(ir, vis, state, mode)
+                 mode: Mode = FULL, noise: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, MemoryState]:
+        inputs = _step_inputs(ir, vis, state, noise)
+        graph = _cached(self.graphs, _step_key(ir, state, mode, noise),
+                        lambda: self._trace(inputs, mode, noise is not None, state is not None),
+                        self.MAX_GRAPHS)
         if graph is None:
-            return _restore(self.model, ir, vis, state, mode)
-        restored, *new = graph(*_step_inputs(ir, vis, state))
+            return _restore(self.model, ir, vis, state, mode, noise)
+        restored, *new = graph(*inputs)
         return restored, MemoryState(*new)
 
 
@@ -152,12 +163,13 @@ class CudaGraphStep:
         self.model = model
         self.graphs: OrderedDict[tuple, tuple | None] = OrderedDict()
 
-    def _capture(self, inputs: tuple[torch.Tensor, ...], mode: Mode) -> tuple:
+    def _capture(self, inputs: tuple[torch.Tensor, ...], mode: Mode, with_noise: bool,
+                 with_state: bool) -> tuple:
         static = tuple(t.clone() for t in inputs)
 
         def run() -> tuple[torch.Tensor, ...]:
-            state = MemoryState(*static[2:]) if len(static) > 2 else None
-            restored, new = _restore(self.model, static[0], static[1], state, mode)
+            ir, vis, state, noise = _split_inputs(static, with_noise, with_state)
+            restored, new = _restore(self.model, ir, vis, state, mode, noise)
             return (restored,) + tuple(new)
 
         side = torch.cuda.Stream()  # on the current device: the caller selects the input's
@@ -172,9 +184,10 @@ class CudaGraphStep:
             outputs = run()
         return graph, static, outputs
 
-    def _capture_or_eager(self, inputs: tuple[torch.Tensor, ...], mode: Mode) -> tuple | None:
+    def _capture_or_eager(self, inputs: tuple[torch.Tensor, ...], mode: Mode,
+                          with_noise: bool, with_state: bool) -> tuple | None:
         try:
-            return self._capture(inputs, mode)
+            return self._capture(inputs, mode, with_noise, with_state)
         except torch.cuda.OutOfMemoryError:
             raise  # transient: this frame fails, the next one tries again
         except RuntimeError as exc:  # an op that cannot be captured: this size stays eager
@@ -183,14 +196,17 @@ class CudaGraphStep:
             return None
 
     def __call__(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
-                 mode: Mode = FULL) -> tuple[torch.Tensor, MemoryState]:
-        inputs = _step_inputs(ir, vis, state)
+                 mode: Mode = FULL, noise: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, MemoryState]:
+        inputs = _step_inputs(ir, vis, state, noise)
         with torch.cuda.device(ir.device):  # capture and replay on the input's GPU (cuda:N)
-            entry = _cached(self.graphs, _step_key(ir, state, mode),
-                            lambda: self._capture_or_eager(inputs, mode), self.MAX_GRAPHS)
+            entry = _cached(self.graphs, _step_key(ir, state, mode, noise),
+                            lambda: self._capture_or_eager(inputs, mode, noise is not None,
+                                                           state is not None),
+                            self.MAX_GRAPHS)
             if entry is None or any(b.shape != v.shape for b, v in zip(entry[1], inputs)):
                 # no graph, or a memory of another size: eager, which says what is wrong
-                return _restore(self.model, ir, vis, state, mode)
+                return _restore(self.model, ir, vis, state, mode, noise)
             graph, static, outputs = entry
             for buffer, value in zip(static, inputs):
                 buffer.copy_(value)
@@ -225,8 +241,9 @@ class StreamingRunner:
     noisy one.  Deciding costs a look at the frame before the step, a device sync on a GPU.
     ``needed`` is then what the last frame needed, (IR restoration, visible deblur), the
     deblur judged by the blur memory (frames that estimate the blur run it anyway).
-    ``step(ir, vis, state, mode) -> (restored pair, new_state)`` replaces the model call
-    (e.g. a ``FrozenStep`` or ``CudaGraphStep``).
+    ``step(ir, vis, state, mode, noise) -> (restored pair, new_state)`` replaces the model
+    call (e.g. a ``FrozenStep`` or ``CudaGraphStep``); ``noise`` is the frame's
+    ``measure_noise`` where deciding measured it, else None (the step measures it).
     """
 
     def __init__(self, model: StreamingFusionNet, use_memory: bool = True, lookahead: int = 0,
@@ -248,8 +265,9 @@ class StreamingRunner:
         self.reset()
 
     def _model_step(self, ir: torch.Tensor, vis: torch.Tensor, state: MemoryState | None,
-                    mode: Mode = FULL) -> tuple[torch.Tensor, MemoryState]:
-        return _restore(self.model, ir, vis, state, mode)
+                    mode: Mode = FULL, noise: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, MemoryState]:
+        return _restore(self.model, ir, vis, state, mode, noise)
 
     def reset(self) -> None:
         self.frames = 0  # since the memory was last empty
@@ -260,14 +278,15 @@ class StreamingRunner:
 
     @torch.no_grad()
     def _step(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        mode = FULL
+        mode, noise = FULL, None
         if self.state is not None:
             every = self.estimate_every if self.frames >= self.dense else 1
             mode = Mode(self.frames % every == 0, every)
-            if self.skip_idle:
-                self.needed = ir_needed, blurred = self.model.needed(ir, self.state)
+            if self.skip_idle:  # the noise measured to decide is handed to the step
+                noise = self.model.measure_noise(ir)
+                self.needed = ir_needed, blurred = self.model.needed(noise, self.state)
                 mode = mode._replace(restore_ir=ir_needed, deblur=blurred or mode.estimate)
-        restored, state = self.step(ir, vis, self.state, mode)
+        restored, state = self.step(ir, vis, self.state, mode, noise)
         self.state = state if self.use_memory else None
         self.frames = self.frames + 1 if self.use_memory else 0
         return restored
@@ -287,9 +306,10 @@ class StreamingRunner:
     @torch.no_grad()
     def warm(self, ir: torch.Tensor, vis: torch.Tensor) -> None:
         """Run every kind of step a stream of this size takes (traces, allocations); reset."""
-        _, state = self.step(ir, vis, None, FULL)
+        _, state = self.step(ir, vis, None, FULL, None)
+        noise = self.model.measure_noise(ir) if self.skip_idle else None
         for mode in self.modes():
-            self.step(ir, vis, state, mode)
+            self.step(ir, vis, state, mode, noise)
         self.reset()
 
     @torch.no_grad()
@@ -297,11 +317,11 @@ class StreamingRunner:
         """Output for window[index], using the frames after it in the window."""
         state = None
         for j in range(len(self.window) - 1, index, -1):  # newest down to index+1
-            _, state = self.step(self.window[j][0], self.window[j][1], state)
+            _, state = self.step(self.window[j][0], self.window[j][1], state, FULL, None)
         ir, vis, forward, _ = self.window[index]
         if state is None:
             return forward
-        backward, _ = self.step(ir, vis, state)
+        backward, _ = self.step(ir, vis, state, FULL, None)
         return 0.5 * (forward + backward)
 
     def push(self, ir: torch.Tensor, vis: torch.Tensor, tag: Any = None) -> torch.Tensor:

@@ -12,9 +12,10 @@
   * with ``--busy-cores N`` (default 1): the same engines at the first size while N other
     processes keep a core each busy (after ``SETTLE_FRAMES`` frames under that load), and
     the ratio to the quiet figure (how well the thread policy copes with a shared CPU);
-  * with ``--compare-cpu N``: how far the learned fuser's output on ``--device`` is from
-    the CPU float32 path's over N frames of one stream (memory on), in grey levels: on a
-    GPU this checks that half precision fuses the same frames.
+  * with ``--compare-cpu N``: how far the learned fuser's output on ``--device``, as it
+    runs there, is from the float32 path's over N degraded frames of one stream (memory
+    on), in grey levels: this checks that half precision on a GPU, and the bfloat16
+    convolutions of a CPU that runs them natively, fuse the same frames.
 Inputs are synthetic scene frames, so no data is needed.  On a CUDA machine use
 ``--device cuda`` (half precision, channels-last): this is the GPU benchmark.
 Medians on a shared machine are noisy: compare figures from one run.
@@ -110,22 +111,26 @@ def cpu_agreement(weights: str, device: str, frames: list) -> dict:
     """
     Compare the learned fuser's BGR output on ``device`` with the CPU path's.
 
-    The learned fuser's BGR output on ``device`` against the CPU path's, frame by frame
-    of one stream (memory on): mean and max absolute difference in grey levels, PSNR.
+    The learned fuser's BGR output on ``device`` against the CPU float32 path's, frame by
+    frame of one stream (memory on): mean and max absolute difference in grey levels, the
+    share of values more than one grey level apart, PSNR.
     """
     from thermal_visible_fusion.fusers.learned import LearnedFuser
 
-    fusers = [LearnedFuser(weights or None, device=d) for d in (device, "cpu")]
-    squared, mean_abs, max_abs = 0.0, 0.0, 0
+    fusers = [LearnedFuser(weights or None, device=device),
+              LearnedFuser(weights or None, device="cpu", bf16=False)]
+    squared, mean_abs, max_abs, over_one = 0.0, 0.0, 0, 0.0
     for thermal, rgb in frames:
         a, b = (f.fuse(thermal, rgb).astype(np.int16) for f in fusers)
         diff = np.abs(a - b)
         squared += float((diff.astype(np.float64) ** 2).mean()) / len(frames)
         mean_abs += float(diff.mean()) / len(frames)
         max_abs = max(max_abs, int(diff.max()))
+        over_one += float((diff > 1).mean()) / len(frames)
     psnr = None if squared == 0 else round(float(10 * np.log10(255.0 ** 2 / squared)), 2)
-    return {"device": str(fusers[0].device), "frames": len(frames),  # psnr None: identical
-            "mean_abs": round(mean_abs, 4), "max_abs": max_abs, "psnr_db": psnr}
+    return {"device": str(fusers[0].device), "bf16": fusers[0].bf16,  # psnr None: identical
+            "frames": len(frames), "mean_abs": round(mean_abs, 4), "max_abs": max_abs,
+            "over_one": round(over_one, 7), "psnr_db": psnr}
 
 
 def _streams(width: int, height: int) -> dict[str, list]:
@@ -161,6 +166,7 @@ def main(args) -> int:
     from thermal_visible_fusion.engine import EngineConfig, FusionEngine
     from thermal_visible_fusion.metrics.image import compute_all
     from thermal_visible_fusion.metrics.temporal import TemporalMonitor
+    from thermal_visible_fusion.data.degradation import VideoDegradation
     from thermal_visible_fusion.data.synthetic import SyntheticScene
 
     if args.threads:
@@ -228,11 +234,13 @@ def main(args) -> int:
     result["image_metrics_s_640x480"] = round(_median_ms(lambda: compute_all(rgb, thermal, rgb), 7)
                                               / 1000, 4)
     if args.compare_cpu:
-        stream = [scene.frame(i) for i in range(args.compare_cpu)]
+        degradation = VideoDegradation("benchmark")
+        stream = [degradation.apply(*scene.frame(i), i) for i in range(args.compare_cpu)]
         result["learned_vs_cpu_640x480"] = agreement = cpu_agreement(args.weights, args.device,
                                                                      stream)
-        print(f"learned on {agreement['device']} vs CPU float32, {agreement['frames']} frames: "
-              f"mean |diff| {agreement['mean_abs']} grey levels, max {agreement['max_abs']}, "
+        print(f"learned on {agreement['device']} (bf16: {agreement['bf16']}) vs CPU float32, "
+              f"{agreement['frames']} degraded frames: mean |diff| {agreement['mean_abs']} "
+              f"grey levels, max {agreement['max_abs']}, over 1: {agreement['over_one']}, "
               f"PSNR {agreement['psnr_db'] or 'inf'} dB", flush=True)
     print(json.dumps(result, indent=2))
     out = Path(args.json)
