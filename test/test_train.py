@@ -391,3 +391,26 @@ def test_time_budget_stops_training(dataset, tmp_path):
     steps = train.run(cfg)["steps"]
     assert steps <= 1  # the budget is checked before each step
     assert load_weights(cfg.out)[2]["steps"] == steps  # and the weights are still written
+
+
+def test_fine_tuning_starts_from_the_given_weights(dataset, tmp_path):
+    """``--init`` continues from a weights file: its config, and its values as the start."""
+    first = small_config(dataset, tmp_path / "a")
+    train.run(first)
+    _, start, _ = load_weights(first.out)
+    tuned = replace(small_config(dataset, tmp_path / "b", init=first.out, model={}), lr=1e-3)
+    train.run(tuned)
+    config, after, meta = load_weights(tuned.out)
+    assert config == ModelConfig(channels=8, layers=2)  # the init file's, not the default
+    assert json.loads(meta["train_config"])["init"] == first.out
+    moved = [float((after[k] - start[k]).abs().max()) for k in start]
+    assert 0 < max(moved) < 0.05  # trained on from there, not from a fresh network
+
+
+def test_init_takes_no_model_fields_and_must_load(tmp_path, capsys):
+    with pytest.raises(ValueError, match="init"):
+        train.TrainConfig(init="w.pt", model={"channels": 8})
+    missing = str(tmp_path / "missing.pt")
+    assert train.main(parser().parse_args(["--init", missing, "--out",
+                                           str(tmp_path / "w.pt")])) == 2
+    assert "missing.pt" in capsys.readouterr().err

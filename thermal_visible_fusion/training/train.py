@@ -20,7 +20,9 @@ against the multi-scale rule's fusion of the clean frames, and a temporal loss (
 the restored IR frame's change between frames, along the true motion, should be the
 clean frame's change.  The learning rate follows a cosine over ``max(step / max_steps,
 elapsed / max_minutes)``, so a run ends annealed whichever comes first.  The weights
-(a few tens of kB) go to ``--out``, never by default to the shipped file.
+(a few tens of kB) go to ``--out``, never by default to the shipped file.  ``--init
+FILE`` starts from a weights file instead of a fresh network (fine-tuning, e.g. on a
+robot's own recordings; a lower ``--lr`` suits it).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ import torch.nn.functional as F
 
 from thermal_visible_fusion.learned.model import (MemoryState, ModelConfig, multiscale_fuse,
                                                   StreamingFusionNet)
-from thermal_visible_fusion.learned.weights import DEFAULT_WEIGHTS, save_weights
+from thermal_visible_fusion.learned.weights import (DEFAULT_WEIGHTS, load_model, save_weights,
+                                                    WeightsError)
 from thermal_visible_fusion.training.data import (ClipBatches, ClipConfig, ClipSampler,
                                                   default_cache_dir, discover, EVAL_SCENES)
 from thermal_visible_fusion.training.degrade import DegradeConfig
@@ -59,6 +62,7 @@ class TrainConfig:
     data: list[str] = field(default_factory=lambda: ["m3svd/videos", "roadscene", "tno"])
     exclude_scenes: list[str] = field(default_factory=lambda: list(EVAL_SCENES))
     out: str = "runs/streaming_fusion/streaming_fusion.pt"  # never the shipped file by default
+    init: str = ""                           # weights to start from (fine-tuning), their config
     # schedule
     max_steps: int = 100_000
     max_minutes: float = 30.0
@@ -90,6 +94,8 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         ModelConfig.from_dict(self.model)  # fail early on a bad model field
+        if self.init and self.model:
+            raise ValueError("init takes the model config of its weights: no model fields")
 
 
 # ----------------------------------------------------------------------------- the step
@@ -191,12 +197,14 @@ def run(cfg: TrainConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
+    model = load_model(cfg.init) if cfg.init else \
+        StreamingFusionNet(ModelConfig.from_dict(cfg.model))
+    model = model.to(device).train()
     make_sampler, n_seq, n_still = _samplers(cfg)
     print(f"data: {n_seq} sequences, {n_still} still pairs", flush=True)
     batches = ClipBatches(make_sampler, cfg.batch_size, cfg.seed)
     loader = iter(torch.utils.data.DataLoader(batches, batch_size=None,
                                               num_workers=cfg.workers))
-    model = StreamingFusionNet(ModelConfig.from_dict(cfg.model)).to(device).train()
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     start, step, history = time.monotonic(), 0, []
     saved = start
@@ -283,7 +291,11 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if Path(cfg.out).resolve() == DEFAULT_WEIGHTS.resolve():
         print(f"note: writing the shipped weights {DEFAULT_WEIGHTS}", file=sys.stderr)
-    run(cfg)
+    try:
+        run(cfg)
+    except WeightsError as exc:  # --init names no usable weights file
+        print(f"tvf train: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
