@@ -29,7 +29,7 @@ records what was tried.
 
 The streams
 -----------
-A ``LearnedFuser(device="cpu", jit=True)`` fuses frames of
+A ``LearnedFuser(device="cpu", jit=True, bf16=False)`` fuses frames of
 ``data.synthetic.SyntheticScene(width, height)`` as the node would (IR = thermal / 255,
 VIS = the Y of ``cv2.COLOR_BGR2YCrCb`` / 255; dense estimates for 64 frames, then every
 4th): ``--warmup`` frames for a realistic memory, then ``--frames`` more while each network
@@ -81,9 +81,9 @@ from thermal_visible_fusion.data.degradation import VideoDegradation  # noqa: E4
 from thermal_visible_fusion.data.synthetic import SyntheticScene  # noqa: E402
 from thermal_visible_fusion.fusers.learned import ESTIMATE_EVERY, LearnedFuser  # noqa: E402
 from thermal_visible_fusion.learned.model import MemoryState  # noqa: E402
-from thermal_visible_fusion.learned.runtime import FrozenStep  # noqa: E402
+from thermal_visible_fusion.learned.runtime import FrozenStep, FULL, Mode  # noqa: E402
 
-INPUTS = ["ir", "vis"] + [f"memory_{name}" for name in MemoryState._fields]
+INPUTS = ["ir", "vis", "noise"] + [f"memory_{name}" for name in MemoryState._fields]
 OUTPUTS = ["restored"] + [f"new_{name}" for name in MemoryState._fields]
 OPSET = 17
 STREAMS = ("clean", "degraded")
@@ -124,23 +124,25 @@ class Recorder:
     def __init__(self, step: FrozenStep):
         self.step, self.on, self.calls = step, False, []
 
-    def __call__(self, ir, vis, state, *mode):
-        # mode: (estimate, every) or a ``runtime.Mode``, passed on as the runner gives it
-        restored, new = self.step(ir, vis, state, *mode)
+    def __call__(self, ir, vis, state, mode: Mode = FULL, noise=None):
+        # noise: the IR noise the runner measured to decide the mode (the step's input)
+        restored, new = self.step(ir, vis, state, mode, noise)
         if self.on:
             self.calls.append({"ir": ir, "vis": vis, "state": state, "mode": mode,
-                               "restored": restored})
+                               "noise": noise, "restored": restored})
         return restored, new
 
 
-def mode_fields(mode: tuple) -> dict:
-    """Return the step's flags by name, for either form of its mode arguments."""
-    if len(mode) == 1 and hasattr(mode[0], "_asdict"):
-        return dict(mode[0]._asdict())
-    return dict(zip(("estimate", "every"), mode))
+def step_args(call: dict) -> tuple:
+    """Return the recorded call's arguments, as the runner passed them to the step."""
+    return call["ir"], call["vis"], call["state"], call["mode"], call["noise"]
 
 
-def mode_label(mode: tuple) -> str:
+def mode_fields(mode: Mode) -> dict:
+    return dict(mode._asdict())
+
+
+def mode_label(mode: Mode) -> str:
     return ",".join(f"{name}={int(value)}" for name, value in mode_fields(mode).items())
 
 
@@ -161,7 +163,7 @@ def record_stream(fuser: LearnedFuser, width: int, height: int, degraded: bool, 
             fuser.fuse(thermal, rgb)
     finally:
         fuser.runner.step = recorder.step
-    if not all(call["state"] is not None
+    if not all(call["state"] is not None and call["noise"] is not None
                and mode_fields(call["mode"]).get("every") == ESTIMATE_EVERY
                for call in recorder.calls):
         sys.exit(f"--warmup {warmup}: the recorded steps are not all of the steady schedule")
@@ -188,8 +190,8 @@ def _median_symbolic(g, x, dim, keepdim):
 def export_step(model, call: dict, path: Path) -> str:
     """Export the step of ``call`` (memory in, memory out) to ``path``; return the method."""
     global _MEDIAN_REGISTERED
-    wrapped = FrozenStep._Wrapped(model, True, *call["mode"]).eval()
-    inputs = (call["ir"], call["vis"]) + tuple(call["state"])
+    wrapped = FrozenStep._Wrapped(model, call["mode"], True, True).eval()
+    inputs = (call["ir"], call["vis"], call["noise"]) + tuple(call["state"])
     methods = ["torchscript+median-symbolic", "dynamo"]
     if not _MEDIAN_REGISTERED:
         methods.insert(0, "torchscript")
@@ -226,7 +228,7 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 
 def ort_feed(call: dict, names: list[str]) -> dict:
     """Return the call's inputs by name that the graph has (unused ones are exported away)."""
-    tensors = (call["ir"], call["vis"]) + tuple(call["state"])
+    tensors = (call["ir"], call["vis"], call["noise"]) + tuple(call["state"])
     return {name: _numpy(t) for name, t in zip(INPUTS, tensors) if name in names}
 
 
@@ -249,7 +251,7 @@ def time_runtimes(calls, feeds, torch_step, sessions, block: int) -> tuple[dict,
 
     def run_torch(i: int) -> None:
         with torch.inference_mode():
-            torch_step(calls[i]["ir"], calls[i]["vis"], calls[i]["state"], *calls[i]["mode"])
+            torch_step(*step_args(calls[i]))
 
     def run_ort(i: int) -> None:
         nonlocal worst
@@ -274,12 +276,13 @@ def free_running_diff(calls, sessions) -> float:
     """Max |ORT - torch| in levels when ORT carries its own memory from the same start."""
     memory, worst = ort_feed(calls[0], INPUTS), 0.0
     for call in calls:
-        memory["ir"], memory["vis"] = _numpy(call["ir"]), _numpy(call["vis"])
+        for name in ("ir", "vis", "noise"):  # this frame's; the memory is ORT's own
+            memory[name] = _numpy(call[name])
         session = sessions[call["mode"]]
         names = [node.name for node in session.get_inputs()]
         restored, *new = session.run(OUTPUTS, {k: memory[k] for k in names})
         worst = max(worst, float(np.abs(restored - call["restored"].numpy()).max()))
-        memory.update(zip(INPUTS[2:], new))
+        memory.update(zip(INPUTS[3:], new))
     return 255 * worst
 
 
@@ -317,7 +320,7 @@ def profile_torch(torch_step, calls) -> list[tuple[str, float]]:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             with torch.inference_mode():
                 for call in profiled:
-                    torch_step(call["ir"], call["vis"], call["state"], *call["mode"])
+                    torch_step(*step_args(call))
         rows = {e.key: e.self_cpu_time_total / 1000 / len(profiled)
                 for e in prof.key_averages()}
     return sorted(rows.items(), key=lambda x: -x[1])
@@ -424,7 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     if not set(streams) <= set(STREAMS):
         parser.error(f"--streams: {STREAMS} only")
     counts = sorted({args.threads, 1}, reverse=True)
-    fuser = LearnedFuser(device="cpu", threads=counts[0], jit=True)
+    # float32 throughout: the same graph in both runtimes (ONNX Runtime's CPU provider has
+    # no bfloat16 convolutions), not the bfloat16 convolutions a CPU with them ships with
+    fuser = LearnedFuser(device="cpu", threads=counts[0], jit=True, bf16=False)
     result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "python": platform.python_version(), "torch": torch.__version__,
                           "onnxruntime": ort.__version__, "opset": OPSET},

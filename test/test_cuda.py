@@ -104,12 +104,14 @@ def test_cuda_graphs_and_the_torchscript_trace_exclude_each_other(weights):
 
 
 @needs_cuda
-def test_a_graph_step_returns_the_restored_pair_and_memory_of_an_eager_step(weights):
+@pytest.mark.parametrize("given_noise", [False, True])
+def test_a_graph_step_returns_the_restored_pair_and_memory_of_an_eager_step(weights,
+                                                                             given_noise):
     """
     The replayed step gives what the model gives.
 
     The restored (IR, visible) pair, (1,2,H,W), and the same memory, frame after
-    frame (a graph per memory presence).
+    frame (a graph per memory presence), also with the noise measured outside the step.
     """
     fuser = LearnedFuser(weights, device="cuda", cuda_graphs=False)
     model, step = fuser.model, CudaGraphStep(fuser.model)
@@ -119,7 +121,9 @@ def test_a_graph_step_returns_the_restored_pair_and_memory_of_an_eager_step(weig
         for _ in range(4):
             ir, vis = (torch.rand(1, 1, 48, 64, generator=g).to("cuda", fuser.dtype)
                        for _ in range(2))
-            pair, state_graph = step(ir, vis, state_graph)
+            noise = model.measure_noise(ir) if given_noise and state_graph is not None \
+                else None
+            pair, state_graph = step(ir, vis, state_graph, noise=noise)
             expected, state_eager = _restore(model, ir, vis, state_eager)
             assert pair.shape == (1, 2, 48, 64)
             assert (pair - expected).abs().max() < 2 / 255

@@ -949,8 +949,9 @@ def test_learned_fuser_lookahead_flush_and_warmup(weights):
     assert not np.array_equal(stream[0], expected[0])  # it used the frames after it
 
 
-def test_warmup_traces_every_step_a_stream_runs(weights):
-    fuser = LearnedFuser(weights, device="cpu")
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_warmup_traces_every_step_a_stream_runs(weights, lookahead):
+    fuser = LearnedFuser(weights, device="cpu", lookahead=lookahead)
     fuser.warmup(48, 64)
     traced = len(fuser._step.graphs)
     # the first frame, and dense, sparse estimating and sparse steps, each with the IR

@@ -29,6 +29,7 @@ BAD_VALUES: dict[str, list] = {
     "weights": [5, None, ["a.pt"]],
     "device": ["gpu", "cuda:", "cuda:x", "CUDA", "cuda0", "cpu ", "", 0],
     "use_memory": ["true", 1, 0, None],
+    "cpu_bf16": ["false", 0, None],
     "max_stamp_gap": [0.0, -1.0, 3601.0, "0.5", math.nan, False],
     "homography": [[1.0] * 8, [1.0] * 10, [0.0] * 9,
                    [1, 2, 3, 2, 4, 6, 0, 0, 1],          # rank 2: singular

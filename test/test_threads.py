@@ -100,3 +100,16 @@ def test_cpu_threads_bounds_the_learned_fusers_threads():
     engine.process(torch.zeros(48, 64, dtype=torch.uint8).numpy(),
                    torch.zeros(48, 64, 3, dtype=torch.uint8).numpy(), 0)
     assert torch.get_num_threads() == 1
+
+
+def test_cpu_bf16_false_runs_the_learned_fuser_in_float32():
+    """``cpu_bf16: false`` keeps float32 throughout, whatever the CPU has."""
+    from thermal_visible_fusion.device import native_bf16
+    from thermal_visible_fusion.engine import EngineConfig, FusionEngine
+
+    default = FusionEngine(EngineConfig(fuser="learned", device="cpu"))
+    assert default.fuser.bf16 == native_bf16()
+    assert ("bf16_convolutions" in default.describe()) == native_bf16()
+    off = FusionEngine(EngineConfig(fuser="learned", device="cpu", cpu_bf16=False))
+    assert not off.fuser.bf16 and "bf16" not in off.describe()
+    assert all(p.dtype == torch.float32 for p in off.fuser.model.parameters())

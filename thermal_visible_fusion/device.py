@@ -55,13 +55,19 @@ def inference_dtype(device: "torch.device") -> "torch.dtype":
 
 def native_bf16() -> bool:
     """
-    Say whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 or AMX).
+    Say whether this CPU has bfloat16 arithmetic (x86: AVX512-BF16 or AMX).
 
-    Elsewhere oneDNN emulates them, slower than float32.
+    Elsewhere oneDNN emulates bfloat16 convolutions (it offers them on any AVX-512 CPU),
+    slower than float32.
     """
+    import platform
+
     import torch
 
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch build without the query: float32
+        if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+            return bool(torch.cpu._is_avx512_bf16_supported()
+                        or torch.cpu._is_amx_tile_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # Arm: BF16 extensions
+    except (AttributeError, RuntimeError):  # a torch build without the queries: float32
         return False

@@ -60,6 +60,7 @@ class EngineConfig:
     weights: str = ""
     device: str = "auto"
     cpu_threads: int = 0  # the learned fuser's most torch threads on a CPU; 0 = all cores
+    cpu_bf16: bool = True  # its denoiser in bfloat16 where the CPU has it
     use_memory: bool = True
     lookahead: int = 0
     max_stamp_gap: float = 0.5
@@ -94,7 +95,8 @@ class FusionEngine:
             fuser, self.fuser_warning = create_fuser(
                 self.config.fuser, weights=self.config.weights or None, device=self.config.device,
                 use_memory=self.config.use_memory, lookahead=self.config.lookahead,
-                threads=self.config.cpu_threads or None)
+                threads=self.config.cpu_threads or None,
+                bf16=None if self.config.cpu_bf16 else False)
         self.fuser = fuser
         self.normalizer = ThermalNormalizer(self.config.thermal_low_percentile,
                                             self.config.thermal_high_percentile,
@@ -113,7 +115,8 @@ class FusionEngine:
     def describe(self) -> str:
         threads = getattr(self.fuser, "max_threads", None)
         return f"fuser={self.fuser.name} device={self.device}" + (
-            f" torch_threads<={threads}" if threads else "")
+            f" torch_threads<={threads}" if threads else "") + (
+            " bf16_convolutions" if getattr(self.fuser, "bf16", False) else "")
 
     def update_config(self, **changes) -> None:
         """Apply runtime parameter changes (already validated by the caller)."""

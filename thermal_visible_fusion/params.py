@@ -132,6 +132,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("cpu_threads", 0, "most torch threads the learned fuser uses on a CPU (it picks "
               "1 or this many by frame times); 0 = all cores but one, left to DDS, decoding "
               "and the executor", _number(0, 1024, integer=True), runtime=False),
+    ParamSpec("cpu_bf16", True, "run the learned fuser's denoiser convolutions in bfloat16 on a "
+              "CPU with bfloat16 arithmetic (AVX512-BF16 or AMX; others run float32); false = "
+              "float32 throughout", _boolean, runtime=False),
     ParamSpec("use_memory", True, "carry temporal memory across frames (false = still-image "
               "fusion)", _boolean),
     ParamSpec("max_stamp_gap", 0.5, "stamp gap (s) after which the temporal memory resets",

@@ -20,7 +20,8 @@ FUSER_NAMES = ("auto", "learned", *CLASSIC_FUSERS)
 
 def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
                  use_memory: bool = True, lookahead: int = 0,
-                 threads: int | None = None) -> tuple[Fuser, str | None]:
+                 threads: int | None = None, bf16: bool | None = None
+                 ) -> tuple[Fuser, str | None]:
     """
     Build a fuser by name; returns (fuser, warning).
 
@@ -28,7 +29,8 @@ def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
     non-learned fuser (weights asked for but missing, or corrupt): the caller
     reports it as a WARN diagnostic instead of failing to start.  ``auto``
     without shipped weights quietly uses the multi-scale fuser.  ``threads``: the
-    learned fuser's most torch threads on a CPU (None: all cores).
+    learned fuser's most torch threads on a CPU (None: all cores); ``bf16``: its
+    ``LearnedFuser`` argument (None: where the CPU has bfloat16).
     """
     if name not in FUSER_NAMES:
         raise ValueError(f"unknown fuser {name!r}; choose one of {', '.join(FUSER_NAMES)}")
@@ -47,7 +49,7 @@ def create_fuser(name: str, *, weights: str | None = None, device: str = "auto",
                                    f"falling back to {FALLBACK_FUSER}")
     try:
         fuser = LearnedFuser(path, device=device, use_memory=use_memory, lookahead=lookahead,
-                             threads=threads)
+                             threads=threads, bf16=bf16)
     except learned_weights.WeightsError as error:
         return MultiScaleFuser(), f"{_brief(str(error))}; falling back to {FALLBACK_FUSER}"
     except (RuntimeError, MemoryError) as error:  # a valid config too big to build, ...

@@ -45,9 +45,10 @@ class LearnedFuser:
     frame size on first use (``warmup`` does it ahead of time); ``cuda_graphs`` (default:
     on CUDA without jit) replays it as CUDA graphs (``CudaGraphStep``), captured the same
     way.
-    ``bf16`` (default: on a CPU that runs it natively) runs the IR denoiser's convolutions
-    in bfloat16, the rest of the network in float32: a sixth less time a degraded frame,
-    and the fused frames within a grey level of float32's (``docs/benchmarks.md``).
+    ``bf16`` (None, the default: on a CPU that has bfloat16 arithmetic) runs the IR
+    denoiser's convolutions in bfloat16, the rest of the network in float32: less time a
+    degraded frame, the fused frames about 0.01 grey levels (mean) from float32's
+    (``docs/model.md``, Speed on a CPU).
     """
 
     name = "learned"

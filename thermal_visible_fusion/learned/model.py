@@ -283,6 +283,8 @@ class StreamingFusionNet(nn.Module):
         remembered blur is under 1 % on the blur classes (a frame that estimates the
         blur updates that memory first, so it deblurs whatever this says).
         """
+        if noise.dim() != 2:
+            raise ValueError(f"needed takes measure_noise's (B,1) noise, got {tuple(noise.shape)}")
         if state is None:
             return True, True
         ir_needed = bool(noise_gate(noise, self.config).max() > 0)

@@ -9,8 +9,8 @@ look-ahead of k frames (frame t's output averages the forward-memory output with
 a memory run from frame t+k down to t); ``fuse_sequence`` does it offline.  Each window
 entry can carry a caller's tag (the learned fuser's chroma), handed back with its frame.
 ``FrozenStep`` (TorchScript, CPU) and ``CudaGraphStep`` (CUDA graphs) replace the eager
-step, one compiled graph per input size, dtype, memory presence and ``Mode``, in a bounded
-cache.
+step, one compiled graph per input size, dtype, memory presence, noise presence and
+``Mode``, in a bounded cache.
 """
 
 from __future__ import annotations
@@ -307,21 +307,25 @@ class StreamingRunner:
     def warm(self, ir: torch.Tensor, vis: torch.Tensor) -> None:
         """Run every kind of step a stream of this size takes (traces, allocations); reset."""
         _, state = self.step(ir, vis, None, FULL, None)
-        noise = self.model.measure_noise(ir) if self.skip_idle else None
         for mode in self.modes():
-            self.step(ir, vis, state, mode, noise)
+            self.step(ir, vis, state, mode, self._noise(ir, state))
         self.reset()
+
+    def _noise(self, ir: torch.Tensor, state: MemoryState | None) -> torch.Tensor | None:
+        """Return the noise a step with memory gets where steps are decided (their traces)."""
+        return self.model.measure_noise(ir) if self.skip_idle and state is not None else None
 
     @torch.no_grad()
     def _with_lookahead(self, index: int) -> torch.Tensor:
         """Output for window[index], using the frames after it in the window."""
         state = None
         for j in range(len(self.window) - 1, index, -1):  # newest down to index+1
-            _, state = self.step(self.window[j][0], self.window[j][1], state, FULL, None)
+            ir, vis = self.window[j][:2]
+            _, state = self.step(ir, vis, state, FULL, self._noise(ir, state))
         ir, vis, forward, _ = self.window[index]
         if state is None:
             return forward
-        backward, _ = self.step(ir, vis, state, FULL, None)
+        backward, _ = self.step(ir, vis, state, FULL, self._noise(ir, state))
         return 0.5 * (forward + backward)
 
     def push(self, ir: torch.Tensor, vis: torch.Tensor, tag: Any = None) -> torch.Tensor:
