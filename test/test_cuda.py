@@ -105,8 +105,8 @@ def test_cuda_graphs_and_the_torchscript_trace_exclude_each_other(weights):
 
 @needs_cuda
 @pytest.mark.parametrize("given_noise", [False, True])
-def test_a_graph_step_returns_the_restored_pair_and_memory_of_an_eager_step(weights,
-                                                                             given_noise):
+def test_a_graph_step_returns_the_restored_pair_and_memory_of_an_eager_step(
+        weights, given_noise):
     """
     The replayed step gives what the model gives.
 
