@@ -278,14 +278,13 @@ class StreamingRunner:
 
     @torch.no_grad()
     def _step(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        mode, noise = FULL, None
+        mode, noise = FULL, self._noise(ir, self.state)  # measured to decide, then stepped
         if self.state is not None:
             every = self.estimate_every if self.frames >= self.dense else 1
             mode = Mode(self.frames % every == 0, every)
-            if self.skip_idle:  # the noise measured to decide is handed to the step
-                noise = self.model.measure_noise(ir)
-                self.needed = ir_needed, blurred = self.model.needed(noise, self.state)
-                mode = mode._replace(restore_ir=ir_needed, deblur=blurred or mode.estimate)
+        if noise is not None:
+            self.needed = ir_needed, blurred = self.model.needed(noise, self.state)
+            mode = mode._replace(restore_ir=ir_needed, deblur=blurred or mode.estimate)
         restored, state = self.step(ir, vis, self.state, mode, noise)
         self.state = state if self.use_memory else None
         self.frames = self.frames + 1 if self.use_memory else 0
