@@ -222,7 +222,7 @@ class StreamingFusionNet(nn.Module):
         crop = (..., slice(0, h), slice(0, w))
         fused = multiscale_fuse(restored_ir[crop], restored_vis[crop]) if fuse else None
         flow = ir.new_zeros(ir.shape[0], 2, *ir.shape[-2:]) if cells is None else \
-            F.interpolate(cells, scale_factor=CELL, mode="nearest")  # per pixel
+            pixel_flow(cells, ir.shape[-2:]).to(ir.dtype)  # the move the memory made
         out = FusionOutput(fused, restored_ir[crop], restored_vis[crop], flow[crop])
         return out, MemoryState(restored_ir, key, stripes, blur, count)
 
@@ -471,6 +471,13 @@ def block_flow(key: torch.Tensor, prev_key: torch.Tensor, radius: int,
     return CELL * flow  # 1/4-res cells: CELL full-res pixels each
 
 
+def pixel_flow(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Return the (B,2,H,W) per-pixel flow ``shift_pixels`` moves by: whole pixels, float32."""
+    # float32 whatever the network runs in: it counts pixel indices exactly to 2 ** 24
+    return F.interpolate(cells.float(), size=size, mode="bilinear",
+                         align_corners=False).round_()
+
+
 def shift_pixels(x: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     """
     Move each pixel of x by the cell flow interpolated to it, rounded to whole pixels.
@@ -481,9 +488,7 @@ def shift_pixels(x: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     into the output.  Whole pixels: no resampling blur.
     """
     b, c, h, w = x.shape
-    # float32 whatever the network runs in: it counts pixel indices exactly to 2 ** 24
-    flow = F.interpolate(cells.float(), size=(h, w), mode="bilinear",
-                         align_corners=False).round_()
+    flow = pixel_flow(cells, (h, w))
     xs = torch.arange(w, device=x.device, dtype=flow.dtype)
     ys = torch.arange(h, device=x.device, dtype=flow.dtype).view(h, 1)
     source = (flow[:, 1] + ys).clamp_(0, h - 1).mul_(w).add_((flow[:, 0] + xs).clamp_(0, w - 1))
